@@ -1,0 +1,200 @@
+//! `analog bench`: prefill and decode speed and peak memory on a SmolLM2-135M-shaped model with
+//! random weights (built in memory, written once so transformers can read the same file), side by
+//! side with HF transformers in the same run when Python has it.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use analog_core::device::BackendKind;
+use analog_core::{Hooks, KvCache, Model, WeightFiles, device, read_f32};
+use anyhow::{Context, Result};
+use burn::tensor::{Int, Tensor, TensorData};
+use clap::Args;
+use serde::{Deserialize, Serialize};
+
+#[derive(Args, Debug, Clone)]
+pub struct BenchArgs {
+    /// Where the random model is written (reused when present).
+    #[arg(long, default_value = "target/bench/smollm2-135m-random")]
+    dir: PathBuf,
+    #[arg(long, default_value_t = 128)]
+    prefill: usize,
+    #[arg(long, default_value_t = 64)]
+    decode: usize,
+    #[arg(long, default_value = "cpu")]
+    device: BackendKind,
+    /// Skip the transformers comparison.
+    #[arg(long)]
+    no_reference: bool,
+    /// Internal: measure in this process (the parent spawns it so peak RSS covers only the run).
+    #[arg(long, hide = true)]
+    measure: bool,
+}
+
+/// What one run measured.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Measurement {
+    pub prefill_tokens_per_s: f64,
+    pub decode_tokens_per_s: f64,
+    pub peak_rss_bytes: Option<u64>,
+    pub weight_bytes: u64,
+}
+
+/// SmolLM2-135M's published config.
+const CONFIG: &str = r#"{"model_type":"llama","architectures":["LlamaForCausalLM"],"vocab_size":49152,
+"hidden_size":576,"intermediate_size":1536,"num_hidden_layers":30,"num_attention_heads":9,
+"num_key_value_heads":3,"max_position_embeddings":8192,"rms_norm_eps":1e-5,"rope_theta":100000.0,
+"tie_word_embeddings":true,"hidden_act":"silu","bos_token_id":0,"eos_token_id":0,"torch_dtype":"float32"}"#;
+
+fn write_random_model(dir: &Path) -> Result<()> {
+    if dir.join("model.safetensors").is_file() {
+        return Ok(());
+    }
+    std::fs::create_dir_all(dir)?;
+    let (d, ffn, layers, vocab, kv) = (576usize, 1536usize, 30usize, 49152usize, 192usize);
+    let mut shapes: Vec<(String, Vec<usize>)> = vec![("model.embed_tokens.weight".into(), vec![vocab, d]), ("model.norm.weight".into(), vec![d])];
+    for l in 0..layers {
+        let p = format!("model.layers.{l}");
+        shapes.extend([
+            (format!("{p}.input_layernorm.weight"), vec![d]),
+            (format!("{p}.post_attention_layernorm.weight"), vec![d]),
+            (format!("{p}.self_attn.q_proj.weight"), vec![d, d]),
+            (format!("{p}.self_attn.k_proj.weight"), vec![kv, d]),
+            (format!("{p}.self_attn.v_proj.weight"), vec![kv, d]),
+            (format!("{p}.self_attn.o_proj.weight"), vec![d, d]),
+            (format!("{p}.mlp.gate_proj.weight"), vec![ffn, d]),
+            (format!("{p}.mlp.up_proj.weight"), vec![ffn, d]),
+            (format!("{p}.mlp.down_proj.weight"), vec![d, ffn]),
+        ]);
+    }
+    // A fixed xorshift stream: the same weights every time, no RNG dependency.
+    let mut state = 0x2545_F491_4F6C_DD1Du64;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        ((state >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 0.07
+    };
+    let buffers: Vec<(String, Vec<usize>, Vec<u8>)> = shapes
+        .into_iter()
+        .map(|(name, shape)| {
+            let n: usize = shape.iter().product();
+            let bytes = if shape.len() == 1 { (0..n).flat_map(|_| 1f32.to_le_bytes()).collect() } else { (0..n).flat_map(|_| next().to_le_bytes()).collect() };
+            (name, shape, bytes)
+        })
+        .collect();
+    let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = buffers
+        .iter()
+        .map(|(name, shape, bytes)| Ok((name.clone(), safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), bytes)?)))
+        .collect::<Result<_>>()?;
+    safetensors::serialize_to_file(views, None, &dir.join("model.safetensors"))?;
+    std::fs::write(dir.join("config.json"), CONFIG)?;
+    Ok(())
+}
+
+fn peak_rss() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+fn tokens(ids: &[i32], device: &analog_core::Device) -> Tensor<2, Int> {
+    Tensor::from_data(TensorData::new(ids.to_vec(), [1, ids.len()]), device)
+}
+
+fn measure(args: &BenchArgs) -> Result<Measurement> {
+    let device = match args.device {
+        BackendKind::Cpu => device::cpu(),
+        BackendKind::Wgpu => device::wgpu()?,
+    };
+    let weights = std::fs::read(args.dir.join("model.safetensors"))?;
+    let config = std::fs::read(args.dir.join("config.json"))?;
+    let model = Model::from_bytes(&config, &WeightFiles::Single(&weights), &device)?;
+    let weight_bytes = weights.len() as u64;
+    drop(weights);
+    let prompt: Vec<i32> = (0..args.prefill as i32).map(|i| (i * 7919) % 49152).collect();
+    let run_prefill = |cache: &mut KvCache| -> Result<u32> {
+        let hidden = model.forward_hidden(tokens(&prompt, &device), cache, &mut Hooks::new())?;
+        let logits = pollster::block_on(read_f32(model.unembed(hidden.slice_dim(1, args.prefill - 1..args.prefill))))?;
+        Ok(analog_core::generate::argmax(&logits))
+    };
+    // Warm-up, then timed runs.
+    run_prefill(&mut model.new_cache())?;
+    let start = Instant::now();
+    let mut cache = model.new_cache();
+    let mut next = run_prefill(&mut cache)?;
+    let prefill_s = start.elapsed().as_secs_f64();
+    let start = Instant::now();
+    for _ in 0..args.decode {
+        let hidden = model.forward_hidden(tokens(&[next as i32], &device), &mut cache, &mut Hooks::new())?;
+        let logits = pollster::block_on(read_f32(model.unembed(hidden)))?;
+        next = analog_core::generate::argmax(&logits);
+    }
+    let decode_s = start.elapsed().as_secs_f64();
+    Ok(Measurement {
+        prefill_tokens_per_s: args.prefill as f64 / prefill_s,
+        decode_tokens_per_s: args.decode as f64 / decode_s,
+        peak_rss_bytes: peak_rss(),
+        weight_bytes,
+    })
+}
+
+fn reference(args: &BenchArgs) -> Result<Measurement> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/bench/transformers_bench.py");
+    let out = Command::new("python3")
+        .arg(&script)
+        .arg(&args.dir)
+        .args(["--prefill", &args.prefill.to_string(), "--decode", &args.decode.to_string()])
+        .output()
+        .context("python3 is not available")?;
+    if !out.status.success() {
+        anyhow::bail!("{}", String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or("transformers failed"));
+    }
+    Ok(serde_json::from_slice(&out.stdout)?)
+}
+
+fn gib(bytes: u64) -> String {
+    format!("{:.2} GiB", bytes as f64 / (1u64 << 30) as f64)
+}
+
+pub fn run(args: BenchArgs) -> Result<()> {
+    if args.measure {
+        println!("{}", serde_json::to_string(&measure(&args)?)?);
+        return Ok(());
+    }
+    write_random_model(&args.dir)?;
+    let exe = std::env::current_exe()?;
+    let out = Command::new(exe)
+        .args(["bench", "--measure", "--dir"])
+        .arg(&args.dir)
+        .args(["--prefill", &args.prefill.to_string(), "--decode", &args.decode.to_string(), "--device", &args.device.to_string()])
+        .output()?;
+    if !out.status.success() {
+        anyhow::bail!("measurement failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let ours: Measurement = serde_json::from_slice(&out.stdout)?;
+    println!("SmolLM2-135M-shaped model, random f32 weights ({}), prompt {} tokens, decode {} tokens, batch 1", gib(ours.weight_bytes), args.prefill, args.decode);
+    println!("{:<28} {:>14} {:>14} {:>12}", "engine", "prefill tok/s", "decode tok/s", "peak RSS");
+    let rss = |m: &Measurement| m.peak_rss_bytes.map_or("?".into(), gib);
+    println!("{:<28} {:>14.1} {:>14.2} {:>12}", format!("analog ({})", args.device), ours.prefill_tokens_per_s, ours.decode_tokens_per_s, rss(&ours));
+    if let Some(peak) = ours.peak_rss_bytes {
+        println!("peak RSS / weight bytes: {:.2} (target ≤ 1.3)", peak as f64 / ours.weight_bytes as f64);
+    }
+    if args.no_reference {
+        return Ok(());
+    }
+    match reference(&args) {
+        Ok(theirs) => {
+            println!("{:<28} {:>14.1} {:>14.2} {:>12}", "transformers eager (torch)", theirs.prefill_tokens_per_s, theirs.decode_tokens_per_s, rss(&theirs));
+            println!(
+                "ratio analog / transformers: prefill {:.2}x, decode {:.2}x (target ≥ 2x decode)",
+                ours.prefill_tokens_per_s / theirs.prefill_tokens_per_s,
+                ours.decode_tokens_per_s / theirs.decode_tokens_per_s
+            );
+        }
+        Err(e) => println!("transformers reference not run: {e}"),
+    }
+    Ok(())
+}

@@ -1,0 +1,221 @@
+//! `analog`: run, inspect and steer HF-format language models from the command line.
+//!
+//! Errors go to stderr as `error: ...` with exit code 2.
+
+mod bench;
+mod files;
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use analog_core::device::BackendKind;
+use analog_core::{GenerateOptions, HookPoint, Hooks, Sampling, TextModel, device};
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand};
+use serde_json::json;
+
+#[derive(Parser)]
+#[command(name = "analog", version, about = "Run, inspect and steer small HF-format language models (Llama, Qwen2, GPT-2, GPT-NeoX).")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args)]
+struct ModelArgs {
+    /// Directory with config.json, model.safetensors (or index + shards) and tokenizer.json.
+    #[arg(long)]
+    model: PathBuf,
+    /// Backend: burn's CPU backend or wgpu (Vulkan/Metal/DX12; Mesa lavapipe without a GPU).
+    #[arg(long, default_value = "cpu")]
+    device: BackendKind,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Architecture and sizes of a model.
+    Info {
+        #[command(flatten)]
+        model: ModelArgs,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Next-token logits at the last prompt position.
+    Logits {
+        #[command(flatten)]
+        model: ModelArgs,
+        #[arg(long)]
+        prompt: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Generate a continuation (greedy with --temperature 0).
+    Generate {
+        #[command(flatten)]
+        model: ModelArgs,
+        #[arg(long)]
+        prompt: String,
+        #[arg(long, default_value_t = 32)]
+        max_tokens: usize,
+        #[arg(long, default_value_t = 0.0)]
+        temperature: f32,
+        #[arg(long, default_value_t = 0)]
+        top_k: usize,
+        #[arg(long, default_value_t = 1.0)]
+        top_p: f32,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Keep generating past end-of-sequence tokens.
+        #[arg(long)]
+        no_stop: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Activations at one hook point for every prompt position.
+    Activations {
+        #[command(flatten)]
+        model: ModelArgs,
+        #[arg(long)]
+        prompt: String,
+        /// TransformerLens name, e.g. blocks.0.hook_resid_post or ln_final.hook_normalized.
+        #[arg(long)]
+        hook: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Prefill and decode speed on a SmolLM2-135M-shaped model with random weights, side by side
+    /// with HF transformers when Python has it.
+    Bench(bench::BenchArgs),
+}
+
+fn load(args: &ModelArgs) -> Result<TextModel> {
+    let files = files::ModelFiles::read(&args.model)?;
+    let device = match args.device {
+        BackendKind::Cpu => device::cpu(),
+        BackendKind::Wgpu => device::wgpu()?,
+    };
+    files.load(&device).with_context(|| format!("cannot load the model in {}", args.model.display()))
+}
+
+fn print_json(value: &serde_json::Value) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    serde_json::to_writer(&mut out, value)?;
+    writeln!(out)?;
+    Ok(())
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Info { model, json } => {
+            let m = load(&model)?;
+            let c = m.config();
+            let info = json!({
+                "architecture": c.architecture,
+                "n_layers": c.n_layers,
+                "d_model": c.d_model,
+                "n_params": m.model.n_params,
+                "vocab_size": c.vocab_size,
+                "n_heads": c.n_heads,
+                "n_kv_heads": c.n_kv_heads,
+                "head_dim": c.head_dim,
+                "d_mlp": c.d_mlp,
+                "context_length": c.context_length,
+                "tied_embeddings": c.tied_embeddings,
+                "parallel_residual": c.parallel_residual,
+                "positions": c.positions,
+                "norm": c.norm,
+                "activation": c.activation,
+                "eos_token_ids": c.eos_token_ids,
+                "hook_points": HookPoint::all(c.n_layers).iter().map(ToString::to_string).collect::<Vec<_>>(),
+            });
+            if json {
+                print_json(&info)?;
+            } else {
+                println!(
+                    "{} model: {} layers, d_model {}, {} heads ({} kv, head_dim {}), d_mlp {}, vocab {}, context {}, {} parameters",
+                    c.architecture.model_type(), c.n_layers, c.d_model, c.n_heads, c.n_kv_heads, c.head_dim, c.d_mlp,
+                    c.vocab_size, c.context_length, m.model.n_params
+                );
+            }
+        }
+        Command::Logits { model, prompt, json } => {
+            let m = load(&model)?;
+            let ids = m.encode(&prompt)?;
+            let logits = pollster::block_on(m.last_logits(std::slice::from_ref(&ids), &mut Hooks::new()))?.remove(0);
+            if json {
+                print_json(&json!({ "input_ids": ids, "logits": logits }))?;
+            } else {
+                let mut ranked: Vec<(usize, f32)> = logits.iter().copied().enumerate().collect();
+                ranked.sort_by(|a, b| b.1.total_cmp(&a.1));
+                for (id, logit) in ranked.into_iter().take(10) {
+                    let piece = m.tokenizer.piece(id as u32).unwrap_or_default();
+                    println!("{id:>8} {logit:>10.4} {piece:?}");
+                }
+            }
+        }
+        Command::Generate { model, prompt, max_tokens, temperature, top_k, top_p, seed, no_stop, json } => {
+            let m = load(&model)?;
+            let ids = m.encode(&prompt)?;
+            let options = GenerateOptions {
+                max_new_tokens: max_tokens,
+                sampling: Sampling { temperature, top_k, top_p, seed },
+                stop_at_eos: !no_stop,
+            };
+            let mut stdout = std::io::stdout();
+            if !json {
+                print!("{prompt}");
+            }
+            let out = pollster::block_on(m.generate(&ids, &options, &mut Hooks::new(), &mut |event| {
+                if !json {
+                    print!("{}", event.text);
+                    let _ = stdout.flush();
+                }
+                true
+            }))?;
+            if json {
+                print_json(&json!({ "input_ids": out.input_ids, "ids": out.ids, "text": out.text, "stop": out.stop }))?;
+            } else {
+                println!();
+            }
+        }
+        Command::Activations { model, prompt, hook, json } => {
+            let m = load(&model)?;
+            let point: HookPoint = hook.parse()?;
+            point.check(m.config().n_layers)?;
+            let ids = m.encode(&prompt)?;
+            let mut hooks = Hooks::new().capture(point);
+            pollster::block_on(m.last_logits(std::slice::from_ref(&ids), &mut hooks))?;
+            let tensor = hooks.take(point).context("the hook was not reached")?;
+            let [_, pos, d] = tensor.dims();
+            let values = pollster::block_on(analog_core::read_f32(tensor))?;
+            let rows: Vec<&[f32]> = values.chunks_exact(d).collect();
+            if json {
+                print_json(&json!({ "hook": point.to_string(), "shape": [pos, d], "values": rows }))?;
+            } else {
+                for (i, row) in rows.iter().enumerate() {
+                    let norm = row.iter().map(|x| x * x).sum::<f32>().sqrt();
+                    println!("pos {i:>4} id {:>6} norm {norm:>10.4}", ids[i]);
+                }
+            }
+        }
+        Command::Bench(args) => bench::run(args)?,
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    // A panic is a bug, but the user still gets the contract: an `error:` line and exit code 2.
+    std::panic::set_hook(Box::new(|info| {
+        eprintln!("error: internal error (please report): {info}");
+        std::process::exit(2);
+    }));
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

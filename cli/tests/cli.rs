@@ -1,0 +1,97 @@
+//! The `analog` command's contract: JSON shapes, and errors as `error:` lines with exit code 2.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures").join(name)
+}
+
+fn analog(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_analog")).args(args).output().expect("run analog")
+}
+
+fn json(args: &[&str]) -> serde_json::Value {
+    let out = analog(args);
+    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).expect("stdout is JSON")
+}
+
+fn reference(name: &str) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(fixture(name).join("reference.json")).unwrap()).unwrap()
+}
+
+#[test]
+fn info_reports_the_architecture() {
+    let dir = fixture("gpt_neox");
+    let info = json(&["info", "--model", dir.to_str().unwrap(), "--json"]);
+    assert_eq!(info["architecture"], "gpt_neox");
+    assert_eq!(info["n_layers"], 2);
+    assert_eq!(info["d_model"], 32);
+    assert_eq!(info["vocab_size"], 320);
+    assert_eq!(info["n_params"], reference("gpt_neox")["n_params"]);
+}
+
+#[test]
+fn logits_generate_and_activations_match_the_reference() {
+    let dir = fixture("qwen2");
+    let dir = dir.to_str().unwrap();
+    let r = reference("qwen2");
+    let prompt = r["prompt"].as_str().unwrap();
+    let logits = json(&["logits", "--model", dir, "--prompt", prompt, "--json"]);
+    assert_eq!(logits["input_ids"], r["input_ids"]);
+    let got: Vec<f64> = serde_json::from_value(logits["logits"].clone()).unwrap();
+    let want: Vec<f64> = serde_json::from_value(r["logits"].clone()).unwrap();
+    assert!(got.iter().zip(&want).all(|(a, b)| (a - b).abs() < 1e-3));
+
+    let n = r["greedy_ids"].as_array().unwrap().len().to_string();
+    let generated = json(&["generate", "--model", dir, "--prompt", prompt, "--max-tokens", &n, "--temperature", "0", "--no-stop", "--json"]);
+    assert_eq!(generated["ids"], r["greedy_ids"]);
+    assert_eq!(generated["input_ids"], r["input_ids"]);
+    assert!(generated["text"].is_string());
+
+    let acts = json(&["activations", "--model", dir, "--prompt", prompt, "--hook", "blocks.1.hook_resid_post", "--json"]);
+    assert_eq!(acts["hook"], "blocks.1.hook_resid_post");
+    let pos = r["input_ids"].as_array().unwrap().len();
+    assert_eq!(acts["shape"], serde_json::json!([pos, 32]));
+    assert_eq!(acts["values"].as_array().unwrap().len(), pos);
+}
+
+#[test]
+fn sampling_is_reproducible_with_a_seed() {
+    let dir = fixture("gpt2");
+    let args = ["generate", "--model", dir.to_str().unwrap(), "--prompt", "The cat", "--max-tokens", "12", "--temperature", "1.0", "--seed", "5", "--no-stop", "--json"];
+    assert_eq!(json(&args)["ids"], json(&args)["ids"]);
+}
+
+fn assert_error(args: &[&str], needle: &str) {
+    let out = analog(args);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+    assert!(stderr.starts_with("error:"), "{stderr}");
+    assert!(stderr.contains(needle), "expected {needle:?} in {stderr}");
+}
+
+#[test]
+fn bad_input_is_an_error_line_and_exit_code_2() {
+    let good = fixture("llama");
+    let good = good.to_str().unwrap();
+    assert_error(&["info", "--model", "/nonexistent/model", "--json"], "does not exist");
+    assert_error(&["activations", "--model", good, "--prompt", "hi", "--hook", "blocks.9.hook_resid_post", "--json"], "layer 9");
+    assert_error(&["activations", "--model", good, "--prompt", "hi", "--hook", "blocks.0.resid", "--json"], "unknown hook point");
+    assert_error(&["generate", "--model", good, "--prompt", "hi", "--max-tokens", "100000", "--json"], "context is 128");
+    assert_error(&["logits", "--model", good, "--device", "tpu", "--prompt", "x"], "unknown device");
+
+    // A checkpoint with a tensor of the wrong shape names the tensor and both shapes.
+    let tmp = std::env::temp_dir().join(format!("analog-cli-test-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp).unwrap();
+    for f in ["model.safetensors", "tokenizer.json"] {
+        std::fs::copy(fixture("gpt2").join(f), tmp.join(f)).unwrap();
+    }
+    let config = std::fs::read_to_string(fixture("gpt2").join("config.json")).unwrap().replace("\"n_inner\": null", "\"n_inner\": 64");
+    std::fs::write(tmp.join("config.json"), config).unwrap();
+    assert_error(&["info", "--model", tmp.to_str().unwrap()], "transformer.h.0.mlp.c_fc.weight` has shape [32, 128], but the config implies [32, 64]");
+    std::fs::write(tmp.join("model.safetensors"), b"\x10\x00\x00\x00\x00\x00\x00\x00{\"a\":").unwrap();
+    assert_error(&["info", "--model", tmp.to_str().unwrap()], "not a valid safetensors file");
+    std::fs::remove_dir_all(&tmp).ok();
+}

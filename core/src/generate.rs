@@ -1,0 +1,303 @@
+//! Prompts in, tokens out: batched prefill, KV-cached generation and sampling.
+
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde::{Deserialize, Serialize};
+
+use crate::config::ModelConfig;
+use crate::error::{Error, Result};
+use crate::hooks::Hooks;
+use crate::model::Model;
+use crate::tokenizer::{StreamDecoder, Tokenizer};
+use crate::weights::WeightFiles;
+
+/// Reads a tensor back to the host; `await`s so WebGPU never blocks.
+pub async fn read_f32<const D: usize>(tensor: Tensor<D>) -> Result<Vec<f32>> {
+    let data = tensor.into_data_async().await.map_err(|e| Error::Backend { backend: "tensor", reason: format!("{e:?}") })?;
+    data.convert::<f32>().try_to_vec::<f32>().map_err(|e| Error::Backend { backend: "tensor", reason: format!("{e:?}") })
+}
+
+/// How to pick each next token.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Sampling {
+    /// 0 means greedy (argmax).
+    pub temperature: f32,
+    /// Keep only the `k` most likely tokens (0 = off).
+    pub top_k: usize,
+    /// Keep the smallest set of tokens whose probability reaches `p` (1 = off).
+    pub top_p: f32,
+    pub seed: u64,
+}
+
+impl Default for Sampling {
+    fn default() -> Self {
+        Self { temperature: 0.0, top_k: 0, top_p: 1.0, seed: 0 }
+    }
+}
+
+impl Sampling {
+    fn check(&self) -> Result<()> {
+        if !(self.temperature.is_finite() && self.temperature >= 0.0) {
+            return Err(Error::Sampling(format!("temperature must be ≥ 0, got {}", self.temperature)));
+        }
+        if !(self.top_p > 0.0 && self.top_p <= 1.0) {
+            return Err(Error::Sampling(format!("top_p must be in (0, 1], got {}", self.top_p)));
+        }
+        Ok(())
+    }
+}
+
+/// Draws tokens from logits with a seeded generator.
+pub struct Sampler {
+    settings: Sampling,
+    rng: StdRng,
+}
+
+impl Sampler {
+    pub fn new(settings: Sampling) -> Result<Self> {
+        settings.check()?;
+        let rng = StdRng::seed_from_u64(settings.seed);
+        Ok(Self { settings, rng })
+    }
+
+    /// The next token for one row of logits.
+    pub fn sample(&mut self, logits: &[f32]) -> u32 {
+        if self.settings.temperature == 0.0 {
+            return argmax(logits);
+        }
+        let mut candidates: Vec<(u32, f32)> =
+            logits.iter().enumerate().map(|(i, &l)| (i as u32, l / self.settings.temperature)).collect();
+        candidates.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        if self.settings.top_k > 0 {
+            candidates.truncate(self.settings.top_k);
+        }
+        let max = candidates[0].1;
+        let mut probs: Vec<f32> = candidates.iter().map(|&(_, l)| (l - max).exp()).collect();
+        let total: f32 = probs.iter().sum();
+        probs.iter_mut().for_each(|p| *p /= total);
+        if self.settings.top_p < 1.0 {
+            let mut cumulative = 0.0;
+            let keep = probs
+                .iter()
+                .position(|&p| {
+                    cumulative += p;
+                    cumulative >= self.settings.top_p
+                })
+                .map_or(probs.len(), |i| i + 1);
+            probs.truncate(keep);
+            let total: f32 = probs.iter().sum();
+            probs.iter_mut().for_each(|p| *p /= total);
+        }
+        let mut draw: f32 = self.rng.random();
+        for (&(id, _), &p) in candidates.iter().zip(&probs) {
+            if draw < p {
+                return id;
+            }
+            draw -= p;
+        }
+        candidates[probs.len() - 1].0
+    }
+}
+
+/// Index of the largest value; the first one on ties, as `torch.argmax`.
+pub fn argmax(values: &[f32]) -> u32 {
+    let mut best = 0;
+    for (i, &v) in values.iter().enumerate() {
+        if v > values[best] {
+            best = i;
+        }
+    }
+    best as u32
+}
+
+/// Settings of one generation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GenerateOptions {
+    pub max_new_tokens: usize,
+    pub sampling: Sampling,
+    /// Stop when the model emits an end-of-sequence token.
+    pub stop_at_eos: bool,
+}
+
+/// Why generation ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StopReason {
+    MaxTokens,
+    Eos,
+    Cancelled,
+}
+
+/// One streamed token.
+#[derive(Debug, Clone, Serialize)]
+pub struct TokenEvent {
+    pub index: usize,
+    pub id: u32,
+    /// Text this token adds to the decoded output (may be empty while a character is incomplete).
+    pub text: String,
+}
+
+/// The result of a generation.
+#[derive(Debug, Clone, Serialize)]
+pub struct Generation {
+    pub input_ids: Vec<u32>,
+    /// New tokens only.
+    pub ids: Vec<u32>,
+    pub text: String,
+    pub stop: StopReason,
+}
+
+/// A model with its tokenizer: what the CLI and the app run.
+pub struct TextModel {
+    pub model: Model,
+    pub tokenizer: Tokenizer,
+}
+
+impl TextModel {
+    /// Loads a checkpoint from the bytes of `config.json`, the weights and `tokenizer.json`.
+    pub fn from_bytes(config_json: &[u8], weights: &WeightFiles<'_>, tokenizer_json: &[u8], device: &Device) -> Result<Self> {
+        let tokenizer = Tokenizer::from_bytes(tokenizer_json)?;
+        let model = Model::from_bytes(config_json, weights, device)?;
+        Ok(Self { model, tokenizer })
+    }
+
+    pub fn config(&self) -> &ModelConfig {
+        &self.model.config
+    }
+
+    /// Encodes a prompt, refusing empty ones and ids the model cannot embed.
+    pub fn encode(&self, prompt: &str) -> Result<Vec<u32>> {
+        let ids = self.tokenizer.encode(prompt)?;
+        if ids.is_empty() {
+            return Err(Error::EmptyPrompt);
+        }
+        self.check_ids(&ids)?;
+        Ok(ids)
+    }
+
+    fn check_ids(&self, ids: &[u32]) -> Result<()> {
+        let vocab_size = self.config().vocab_size;
+        match ids.iter().find(|&&id| id as usize >= vocab_size) {
+            Some(&id) => Err(Error::TokenOutOfRange { id, vocab_size }),
+            None => Ok(()),
+        }
+    }
+
+    /// `[batch, pos]` int tensor of right-padded rows (pad id 0).
+    fn batch_tensor(&self, rows: &[Vec<u32>]) -> Tensor<2, Int> {
+        let width = rows.iter().map(Vec::len).max().unwrap_or(0);
+        let mut flat = Vec::with_capacity(rows.len() * width);
+        for row in rows {
+            flat.extend(row.iter().map(|&id| id as i32));
+            flat.extend(std::iter::repeat_n(0, width - row.len()));
+        }
+        Tensor::from_data(TensorData::new(flat, [rows.len(), width]), &self.model.device())
+    }
+
+    /// Last-position logits of each row, in one batched prefill: `rows.len()` vectors of `vocab`.
+    pub async fn last_logits(&self, rows: &[Vec<u32>], hooks: &mut Hooks) -> Result<Vec<Vec<f32>>> {
+        hooks.check(self.config())?;
+        for row in rows {
+            if row.is_empty() {
+                return Err(Error::EmptyPrompt);
+            }
+            self.check_ids(row)?;
+        }
+        let mut cache = self.model.new_cache();
+        let hidden = self.model.forward_hidden(self.batch_tensor(rows), &mut cache, hooks)?;
+        let last: Vec<Tensor<3>> =
+            rows.iter().enumerate().map(|(i, row)| hidden.clone().slice([i..i + 1, row.len() - 1..row.len()])).collect();
+        let logits = self.model.unembed(Tensor::cat(last, 0));
+        let vocab = self.config().vocab_size;
+        Ok(read_f32(logits).await?.chunks_exact(vocab).map(<[f32]>::to_vec).collect())
+    }
+
+    /// Generates after `input_ids`, calling `on_token` for each new token; return `false` from it
+    /// to stop early. `hooks` edits and captures apply to the prompt and every new token.
+    pub async fn generate(
+        &self,
+        input_ids: &[u32],
+        options: &GenerateOptions,
+        hooks: &mut Hooks,
+        on_token: &mut dyn FnMut(&TokenEvent) -> bool,
+    ) -> Result<Generation> {
+        hooks.check(self.config())?;
+        if input_ids.is_empty() {
+            return Err(Error::EmptyPrompt);
+        }
+        self.check_ids(input_ids)?;
+        let limit = self.config().context_length;
+        let needed = input_ids.len() + options.max_new_tokens;
+        if needed > limit {
+            return Err(Error::ContextTooLong { prompt: input_ids.len(), new: options.max_new_tokens, needed, limit });
+        }
+        let mut sampler = Sampler::new(options.sampling.clone())?;
+        let mut cache = self.model.new_cache();
+        let mut stream = StreamDecoder::default();
+        let mut ids = Vec::with_capacity(options.max_new_tokens);
+        let mut next_input = input_ids.to_vec();
+        let mut stop = StopReason::MaxTokens;
+        while ids.len() < options.max_new_tokens {
+            let hidden = self.model.forward_hidden(self.batch_tensor(&[next_input]), &mut cache, hooks)?;
+            let [_, len, _] = hidden.dims();
+            let logits = read_f32(self.model.unembed(hidden.slice_dim(1, len - 1..len))).await?;
+            let id = sampler.sample(&logits);
+            ids.push(id);
+            let event = TokenEvent { index: ids.len() - 1, id, text: stream.push(&self.tokenizer, &ids)? };
+            if options.stop_at_eos && self.config().eos_token_ids.contains(&id) {
+                stop = StopReason::Eos;
+                break;
+            }
+            if !on_token(&event) {
+                stop = StopReason::Cancelled;
+                break;
+            }
+            next_input = vec![id];
+        }
+        let text = self.tokenizer.decode(&ids)?;
+        Ok(Generation { input_ids: input_ids.to_vec(), ids, text, stop })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn greedy_takes_first_max() {
+        assert_eq!(argmax(&[0.1, 3.0, 3.0, -1.0]), 1);
+        let mut s = Sampler::new(Sampling::default()).unwrap();
+        assert_eq!(s.sample(&[0.0, 1.0, 5.0]), 2);
+    }
+
+    #[test]
+    fn seeded_sampling_repeats_and_respects_top_k() {
+        let logits: Vec<f32> = (0..50).map(|i| (i as f32 * 0.37).sin()).collect();
+        let settings = Sampling { temperature: 1.0, top_k: 3, top_p: 1.0, seed: 7 };
+        let draw = |settings: &Sampling| {
+            let mut s = Sampler::new(settings.clone()).unwrap();
+            (0..200).map(|_| s.sample(&logits)).collect::<Vec<_>>()
+        };
+        let a = draw(&settings);
+        assert_eq!(a, draw(&settings));
+        let mut top3: Vec<u32> = (0..50).collect();
+        top3.sort_by(|&x, &y| logits[y as usize].total_cmp(&logits[x as usize]));
+        assert!(a.iter().all(|id| top3[..3].contains(id)));
+        assert!(top3[..3].iter().all(|id| a.contains(id)), "all three top tokens get drawn");
+    }
+
+    #[test]
+    fn top_p_keeps_the_nucleus() {
+        // probabilities ≈ 0.84, 0.11, 0.04, ...: p = 0.5 keeps only the first.
+        let logits = [4.0, 2.0, 1.0, 0.0, -1.0];
+        let mut s = Sampler::new(Sampling { temperature: 1.0, top_k: 0, top_p: 0.5, seed: 1 }).unwrap();
+        assert!((0..100).all(|_| s.sample(&logits) == 0));
+    }
+
+    #[test]
+    fn bad_sampling_is_refused() {
+        assert!(Sampler::new(Sampling { temperature: -1.0, ..Sampling::default() }).is_err());
+        assert!(Sampler::new(Sampling { top_p: 0.0, ..Sampling::default() }).is_err());
+    }
+}

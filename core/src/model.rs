@@ -1,0 +1,434 @@
+//! One transformer implementation for every supported family, on any burn device.
+//!
+//! Architectures differ only in [`ModelConfig`] and in the weight tables of
+//! [`crate::weight_map`]; the forward pass below is shared. The residual stream is written out
+//! where it is added, and every [`HookPoint`] is visited in plain sight.
+
+use burn::module::{Module, Param};
+use burn::tensor::activation::{gelu, gelu_approximate, relu, silu};
+use burn::tensor::module::{attention, embedding, layer_norm, linear};
+use burn::tensor::ops::AttentionModuleOptions;
+use burn::tensor::{Device, Int, Tensor, TensorData};
+
+use crate::config::{Activation, ModelConfig, NormKind, PositionEncoding, Rope, RopeScaling};
+use crate::error::{Error, Result};
+use crate::hooks::{HookPoint, Hooks};
+use crate::weight_map::{HostTensor, HostWeights};
+
+fn param<const D: usize>(tensor: HostTensor, device: &Device) -> Param<Tensor<D>> {
+    Param::from_tensor(Tensor::from_data(TensorData::new(tensor.data, tensor.shape), device))
+}
+
+/// Takes `name` from the loaded weights, if the config says it exists.
+fn take<const D: usize>(weights: &mut HostWeights, name: &str, device: &Device) -> Result<Param<Tensor<D>>> {
+    Ok(param(weights.take(name)?, device))
+}
+
+fn take_opt<const D: usize>(weights: &mut HostWeights, name: &str, present: bool, device: &Device) -> Result<Option<Param<Tensor<D>>>> {
+    present.then(|| take(weights, name, device)).transpose()
+}
+
+/// A dense layer `x @ weight + bias` with `weight: [d_in, d_out]`.
+#[derive(Module, Debug)]
+pub struct Linear {
+    pub weight: Param<Tensor<2>>,
+    pub bias: Option<Param<Tensor<1>>>,
+}
+
+impl Linear {
+    fn load(weights: &mut HostWeights, prefix: &str, bias: bool, device: &Device) -> Result<Self> {
+        Ok(Self {
+            weight: take(weights, &format!("{prefix}.weight"), device)?,
+            bias: take_opt(weights, &format!("{prefix}.bias"), bias, device)?,
+        })
+    }
+
+    /// # Shapes
+    /// `[batch, pos, d_in]` → `[batch, pos, d_out]`
+    pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        linear(x, self.weight.val(), self.bias.as_ref().map(Param::val))
+    }
+}
+
+/// RMSNorm or LayerNorm over the last axis.
+#[derive(Module, Debug)]
+pub struct Norm {
+    pub weight: Param<Tensor<1>>,
+    pub bias: Option<Param<Tensor<1>>>,
+    pub eps: f64,
+    #[module(skip)]
+    pub kind: NormKind,
+}
+
+impl Norm {
+    fn load(weights: &mut HostWeights, prefix: &str, config: &ModelConfig, device: &Device) -> Result<Self> {
+        let layer = config.norm == NormKind::Layer;
+        Ok(Self {
+            weight: take(weights, &format!("{prefix}.weight"), device)?,
+            bias: take_opt(weights, &format!("{prefix}.bias"), layer, device)?,
+            eps: config.norm_eps,
+            kind: config.norm,
+        })
+    }
+
+    /// # Shapes
+    /// `[batch, pos, d_model]` → same
+    pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        match self.kind {
+            NormKind::Layer => layer_norm(x, self.weight.val(), self.bias.as_ref().map(Param::val), self.eps),
+            NormKind::Rms => {
+                let rms = (x.clone().square().mean_dim(2) + self.eps).sqrt();
+                x / rms * self.weight.val().unsqueeze::<3>()
+            }
+        }
+    }
+}
+
+/// cos/sin tables for the positions of one forward call, `[pos, rotary_dim]` each.
+#[derive(Debug, Clone)]
+pub struct RotaryTables {
+    cos: Tensor<2>,
+    sin: Tensor<2>,
+    rotary_dim: usize,
+}
+
+/// Inverse frequencies of RoPE in HF's half-rotation layout, computed in `f32` as transformers does.
+pub fn rope_inv_freq(rope: &Rope) -> Vec<f32> {
+    let dim = rope.rotary_dim;
+    let base = rope.theta as f32;
+    let inv: Vec<f32> = (0..dim).step_by(2).map(|i| 1.0 / base.powf(i as f32 / dim as f32)).collect();
+    match rope.scaling {
+        None => inv,
+        Some(RopeScaling::Linear { factor }) => inv.iter().map(|f| f / factor as f32).collect(),
+        Some(RopeScaling::Llama3 { factor, low_freq_factor, high_freq_factor, original_context }) => {
+            let (factor, low, high, old) = (factor as f32, low_freq_factor as f32, high_freq_factor as f32, original_context as f32);
+            let low_wavelen = old / low;
+            let high_wavelen = old / high;
+            inv.iter()
+                .map(|&f| {
+                    let wavelen = 2.0 * std::f32::consts::PI / f;
+                    if wavelen < high_wavelen {
+                        f
+                    } else if wavelen > low_wavelen {
+                        f / factor
+                    } else {
+                        let smooth = (old / wavelen - low) / (high - low);
+                        (1.0 - smooth) * f / factor + smooth * f
+                    }
+                })
+                .collect()
+        }
+    }
+}
+
+impl RotaryTables {
+    fn new(inv_freq: &[f32], offset: usize, len: usize, device: &Device) -> Self {
+        let half = inv_freq.len();
+        let mut cos = Vec::with_capacity(len * 2 * half);
+        let mut sin = Vec::with_capacity(len * 2 * half);
+        for pos in offset..offset + len {
+            for _ in 0..2 {
+                for f in inv_freq {
+                    let angle = pos as f32 * f;
+                    cos.push(angle.cos());
+                    sin.push(angle.sin());
+                }
+            }
+        }
+        let shape = [len, 2 * half];
+        Self {
+            cos: Tensor::from_data(TensorData::new(cos, shape), device),
+            sin: Tensor::from_data(TensorData::new(sin, shape), device),
+            rotary_dim: 2 * half,
+        }
+    }
+
+    /// Rotates the leading `rotary_dim` features of every head.
+    ///
+    /// # Shapes
+    /// `[batch, heads, pos, head_dim]` → same
+    fn apply(&self, x: Tensor<4>) -> Tensor<4> {
+        let [_, _, _, head_dim] = x.dims();
+        let rot = self.rotary_dim;
+        let x_rot = x.clone().slice_dim(3, 0..rot);
+        let x1 = x_rot.clone().slice_dim(3, 0..rot / 2);
+        let x2 = x_rot.clone().slice_dim(3, rot / 2..rot);
+        let rotated = Tensor::cat(vec![x2.neg(), x1], 3);
+        let cos = self.cos.clone().unsqueeze::<4>();
+        let sin = self.sin.clone().unsqueeze::<4>();
+        let out = x_rot * cos + rotated * sin;
+        if rot == head_dim { out } else { Tensor::cat(vec![out, x.slice_dim(3, rot..head_dim)], 3) }
+    }
+}
+
+/// Keys and values of one layer for every position seen so far: `[batch, kv_heads, pos, head_dim]`.
+#[derive(Debug, Clone, Default)]
+pub struct LayerCache {
+    kv: Option<(Tensor<4>, Tensor<4>)>,
+}
+
+impl LayerCache {
+    fn append(&mut self, k: Tensor<4>, v: Tensor<4>) -> (Tensor<4>, Tensor<4>) {
+        let kv = match self.kv.take() {
+            None => (k, v),
+            Some((pk, pv)) => (Tensor::cat(vec![pk, k], 2), Tensor::cat(vec![pv, v], 2)),
+        };
+        self.kv = Some(kv.clone());
+        kv
+    }
+}
+
+/// The KV cache of a whole model, and how many positions it holds.
+#[derive(Debug, Clone)]
+pub struct KvCache {
+    layers: Vec<LayerCache>,
+    len: usize,
+}
+
+impl KvCache {
+    pub fn new(n_layers: usize) -> Self {
+        Self { layers: vec![LayerCache::default(); n_layers], len: 0 }
+    }
+
+    /// Positions already processed.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+/// Multi-head self-attention with grouped KV heads and optional rotary embeddings.
+#[derive(Module, Debug)]
+pub struct Attention {
+    pub q: Linear,
+    pub k: Linear,
+    pub v: Linear,
+    pub o: Linear,
+    pub n_heads: usize,
+    pub n_kv_heads: usize,
+    pub head_dim: usize,
+}
+
+impl Attention {
+    fn load(weights: &mut HostWeights, prefix: &str, c: &ModelConfig, device: &Device) -> Result<Self> {
+        Ok(Self {
+            q: Linear::load(weights, &format!("{prefix}.q"), c.qkv_bias, device)?,
+            k: Linear::load(weights, &format!("{prefix}.k"), c.qkv_bias, device)?,
+            v: Linear::load(weights, &format!("{prefix}.v"), c.qkv_bias, device)?,
+            o: Linear::load(weights, &format!("{prefix}.o"), c.attn_out_bias, device)?,
+            n_heads: c.n_heads,
+            n_kv_heads: c.n_kv_heads,
+            head_dim: c.head_dim,
+        })
+    }
+
+    fn heads(&self, x: Tensor<3>, n_heads: usize) -> Tensor<4> {
+        let [batch, pos, _] = x.dims();
+        x.reshape([batch, pos, n_heads, self.head_dim]).swap_dims(1, 2)
+    }
+
+    /// `[batch, kv_heads, pos, head_dim]` → `[batch, heads, pos, head_dim]`, sharing each KV head.
+    fn repeat_kv(&self, x: Tensor<4>) -> Tensor<4> {
+        let groups = self.n_heads / self.n_kv_heads;
+        if groups == 1 {
+            return x;
+        }
+        let [batch, kv_heads, pos, head_dim] = x.dims();
+        x.unsqueeze_dim::<5>(2).expand([batch, kv_heads, groups, pos, head_dim]).reshape([batch, kv_heads * groups, pos, head_dim])
+    }
+
+    /// # Shapes
+    /// `[batch, pos, d_model]` → `[batch, pos, d_model]`; the cache grows by `pos`.
+    pub fn forward(&self, x: Tensor<3>, rotary: Option<&RotaryTables>, cache: &mut LayerCache) -> Tensor<3> {
+        let [batch, pos, _] = x.dims();
+        let mut q = self.heads(self.q.forward(x.clone()), self.n_heads);
+        let mut k = self.heads(self.k.forward(x.clone()), self.n_kv_heads);
+        let v = self.heads(self.v.forward(x), self.n_kv_heads);
+        if let Some(rotary) = rotary {
+            q = rotary.apply(q);
+            k = rotary.apply(k);
+        }
+        let (k, v) = cache.append(k, v);
+        let options = AttentionModuleOptions { scale: None, softcap: None, is_causal: true };
+        let out = attention(q, self.repeat_kv(k), self.repeat_kv(v), None, None, options);
+        self.o.forward(out.swap_dims(1, 2).reshape([batch, pos, self.n_heads * self.head_dim]))
+    }
+}
+
+/// The feed-forward network: gated (`down(act(gate x) * up x)`) or plain (`down(act(up x))`).
+#[derive(Module, Debug)]
+pub struct Mlp {
+    pub gate: Option<Linear>,
+    pub up: Linear,
+    pub down: Linear,
+    #[module(skip)]
+    pub activation: Activation,
+}
+
+impl Mlp {
+    fn load(weights: &mut HostWeights, prefix: &str, c: &ModelConfig, device: &Device) -> Result<Self> {
+        Ok(Self {
+            gate: c.gated_mlp.then(|| Linear::load(weights, &format!("{prefix}.gate"), c.mlp_bias, device)).transpose()?,
+            up: Linear::load(weights, &format!("{prefix}.up"), c.mlp_bias, device)?,
+            down: Linear::load(weights, &format!("{prefix}.down"), c.mlp_bias, device)?,
+            activation: c.activation,
+        })
+    }
+
+    fn act(&self, x: Tensor<3>) -> Tensor<3> {
+        match self.activation {
+            Activation::Silu => silu(x),
+            Activation::Gelu => gelu(x),
+            Activation::GeluTanh => gelu_approximate(x),
+            Activation::Relu => relu(x),
+        }
+    }
+
+    /// # Shapes
+    /// `[batch, pos, d_model]` → same
+    pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        let hidden = match &self.gate {
+            Some(gate) => self.act(gate.forward(x.clone())) * self.up.forward(x),
+            None => self.act(self.up.forward(x)),
+        };
+        self.down.forward(hidden)
+    }
+}
+
+/// One transformer block.
+#[derive(Module, Debug)]
+pub struct Block {
+    pub ln1: Norm,
+    pub attn: Attention,
+    pub ln2: Norm,
+    pub mlp: Mlp,
+    pub parallel_residual: bool,
+    pub layer: usize,
+}
+
+impl Block {
+    /// # Shapes
+    /// `[batch, pos, d_model]` → same
+    pub fn forward(&self, x: Tensor<3>, rotary: Option<&RotaryTables>, cache: &mut LayerCache, offset: usize, hooks: &mut Hooks) -> Tensor<3> {
+        let l = self.layer;
+        let resid_pre = hooks.at(HookPoint::ResidPre(l), x, offset);
+        let attn_out = self.attn.forward(self.ln1.forward(resid_pre.clone()), rotary, cache);
+        let attn_out = hooks.at(HookPoint::AttnOut(l), attn_out, offset);
+        let resid_mid = hooks.at(HookPoint::ResidMid(l), resid_pre.clone() + attn_out, offset);
+        let mlp_in = if self.parallel_residual { resid_pre } else { resid_mid.clone() };
+        let mlp_out = hooks.at(HookPoint::MlpOut(l), self.mlp.forward(self.ln2.forward(mlp_in)), offset);
+        hooks.at(HookPoint::ResidPost(l), resid_mid + mlp_out, offset)
+    }
+}
+
+/// A decoder-only language model: embeddings, blocks, final norm and unembedding.
+#[derive(Module, Debug)]
+pub struct Model {
+    pub embed: Param<Tensor<2>>,
+    pub pos_embed: Option<Param<Tensor<2>>>,
+    pub blocks: Vec<Block>,
+    pub ln_final: Norm,
+    /// `[d_model, vocab]`; for tied models the transposed embedding.
+    pub unembed: Param<Tensor<2>>,
+    #[module(skip)]
+    pub config: ModelConfig,
+    #[module(skip)]
+    inv_freq: Option<Vec<f32>>,
+    pub n_params: usize,
+}
+
+impl Model {
+    /// Loads a model from the bytes of `config.json` and its weights (no tokenizer needed).
+    pub fn from_bytes(config_json: &[u8], weights: &crate::weights::WeightFiles<'_>, device: &Device) -> Result<Self> {
+        let config = ModelConfig::from_hf_json(config_json)?;
+        let host = crate::weight_map::load(&config, weights)?;
+        Self::from_weights(config, host, device)
+    }
+
+    /// Builds the model from host weights on `device`.
+    pub(crate) fn from_weights(config: ModelConfig, mut weights: HostWeights, device: &Device) -> Result<Self> {
+        let c = &config;
+        let mut blocks = Vec::with_capacity(c.n_layers);
+        for layer in 0..c.n_layers {
+            let p = format!("blocks.{layer}");
+            blocks.push(Block {
+                ln1: Norm::load(&mut weights, &format!("{p}.ln1"), c, device)?,
+                attn: Attention::load(&mut weights, &format!("{p}.attn"), c, device)?,
+                ln2: Norm::load(&mut weights, &format!("{p}.ln2"), c, device)?,
+                mlp: Mlp::load(&mut weights, &format!("{p}.mlp"), c, device)?,
+                parallel_residual: c.parallel_residual,
+                layer,
+            });
+        }
+        let embed_host = weights.take("embed")?;
+        let unembed = if c.tied_embeddings {
+            let [vocab, d] = [c.vocab_size, c.d_model];
+            let mut t = vec![0.0; vocab * d];
+            for (r, row) in embed_host.data.chunks_exact(d).enumerate() {
+                for (j, &x) in row.iter().enumerate() {
+                    t[j * vocab + r] = x;
+                }
+            }
+            param(HostTensor { shape: vec![d, vocab], data: t }, device)
+        } else {
+            take(&mut weights, "unembed", device)?
+        };
+        let inv_freq = match &c.positions {
+            PositionEncoding::Rotary(rope) => Some(rope_inv_freq(rope)),
+            PositionEncoding::Learned => None,
+        };
+        Ok(Self {
+            embed: param(embed_host, device),
+            pos_embed: take_opt(&mut weights, "pos_embed", c.positions == PositionEncoding::Learned, device)?,
+            blocks,
+            ln_final: Norm::load(&mut weights, "ln_final", c, device)?,
+            unembed,
+            n_params: weights.n_params,
+            config,
+            inv_freq,
+        })
+    }
+
+    pub fn device(&self) -> Device {
+        self.embed.val().device()
+    }
+
+    pub fn new_cache(&self) -> KvCache {
+        KvCache::new(self.config.n_layers)
+    }
+
+    /// Runs the blocks on new tokens after what `cache` holds; returns the final-norm output.
+    ///
+    /// Rows of a batch share positions, so pad shorter prompts on the right: causal attention keeps
+    /// real tokens from seeing the padding after them.
+    ///
+    /// # Shapes
+    /// tokens `[batch, pos]` → `[batch, pos, d_model]`
+    pub fn forward_hidden(&self, tokens: Tensor<2, Int>, cache: &mut KvCache, hooks: &mut Hooks) -> Result<Tensor<3>> {
+        let [_, len] = tokens.dims();
+        let offset = cache.len;
+        if offset + len > self.config.context_length {
+            return Err(Error::ContextTooLong { prompt: offset, new: len, needed: offset + len, limit: self.config.context_length });
+        }
+        let device = self.device();
+        let mut x = embedding(self.embed.val(), tokens);
+        if let Some(pos) = &self.pos_embed {
+            x = x + pos.val().slice_dim(0, offset..offset + len).unsqueeze::<3>();
+        }
+        let rotary = self.inv_freq.as_ref().map(|f| RotaryTables::new(f, offset, len, &device));
+        for (block, layer_cache) in self.blocks.iter().zip(cache.layers.iter_mut()) {
+            x = block.forward(x, rotary.as_ref(), layer_cache, offset, hooks);
+        }
+        cache.len += len;
+        Ok(hooks.at(HookPoint::FinalNormalized, self.ln_final.forward(x), offset))
+    }
+
+    /// # Shapes
+    /// `[batch, pos, d_model]` → `[batch, pos, vocab]`
+    pub fn unembed(&self, hidden: Tensor<3>) -> Tensor<3> {
+        linear(hidden, self.unembed.val(), None)
+    }
+}

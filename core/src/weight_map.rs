@@ -1,0 +1,297 @@
+//! Declarative tables from HF tensor names to the internal parameter names the model reads.
+//!
+//! Internal layout: linear weights are stored `[in, out]` (so `x @ W`), norms as vectors,
+//! embeddings `[vocab, d_model]`, the unembedding `[d_model, vocab]`. `{l}` stands for a layer.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::config::{Architecture, ModelConfig};
+use crate::error::{Error, Result, Shape};
+use crate::weights::{TensorTable, WeightFiles, to_f32};
+
+/// A tensor in host memory, row-major `f32`.
+#[derive(Debug, Clone)]
+pub(crate) struct HostTensor {
+    pub shape: Vec<usize>,
+    pub data: Vec<f32>,
+}
+
+/// How an HF tensor becomes internal tensors.
+#[derive(Debug, Clone, Copy)]
+enum Transform {
+    /// Same layout.
+    Keep,
+    /// `nn.Linear` `[out, in]` to `[in, out]`.
+    Transpose,
+    /// GPT-2 `c_attn` Conv1D `[d, 3d]` (or bias `[3d]`): q, k, v side by side in the last axis.
+    SplitLast3,
+    /// GPT-NeoX `query_key_value` `[3d, d]` (or bias `[3d]`): per head `[q; k; v]` rows; weights are
+    /// transposed to `[in, out]` after the split.
+    NeoxQkv,
+}
+
+type Dims = fn(&ModelConfig) -> Vec<usize>;
+type When = fn(&ModelConfig) -> bool;
+
+/// One line of a table: HF name pattern, internal name(s), transform, expected HF shape, when present.
+struct Rule {
+    hf: &'static str,
+    to: &'static [&'static str],
+    transform: Transform,
+    shape: Dims,
+    when: When,
+}
+
+const fn rule(hf: &'static str, to: &'static [&'static str], transform: Transform, shape: Dims, when: When) -> Rule {
+    Rule { hf, to, transform, shape, when }
+}
+
+fn always(_: &ModelConfig) -> bool {
+    true
+}
+fn untied(c: &ModelConfig) -> bool {
+    !c.tied_embeddings
+}
+fn qkv_bias(c: &ModelConfig) -> bool {
+    c.qkv_bias
+}
+fn out_bias(c: &ModelConfig) -> bool {
+    c.attn_out_bias
+}
+fn mlp_bias(c: &ModelConfig) -> bool {
+    c.mlp_bias
+}
+
+fn d(c: &ModelConfig) -> Vec<usize> {
+    vec![c.d_model]
+}
+fn vocab_d(c: &ModelConfig) -> Vec<usize> {
+    vec![c.vocab_size, c.d_model]
+}
+fn ctx_d(c: &ModelConfig) -> Vec<usize> {
+    vec![c.context_length, c.d_model]
+}
+fn q_d(c: &ModelConfig) -> Vec<usize> {
+    vec![c.q_dim(), c.d_model]
+}
+fn kv_d(c: &ModelConfig) -> Vec<usize> {
+    vec![c.kv_dim(), c.d_model]
+}
+fn d_q(c: &ModelConfig) -> Vec<usize> {
+    vec![c.d_model, c.q_dim()]
+}
+fn q(c: &ModelConfig) -> Vec<usize> {
+    vec![c.q_dim()]
+}
+fn kv(c: &ModelConfig) -> Vec<usize> {
+    vec![c.kv_dim()]
+}
+fn mlp_d(c: &ModelConfig) -> Vec<usize> {
+    vec![c.d_mlp, c.d_model]
+}
+fn d_mlp(c: &ModelConfig) -> Vec<usize> {
+    vec![c.d_model, c.d_mlp]
+}
+fn mlp(c: &ModelConfig) -> Vec<usize> {
+    vec![c.d_mlp]
+}
+fn d_3d(c: &ModelConfig) -> Vec<usize> {
+    vec![c.d_model, 3 * c.d_model]
+}
+fn three_d_d(c: &ModelConfig) -> Vec<usize> {
+    vec![3 * c.d_model, c.d_model]
+}
+fn three_d(c: &ModelConfig) -> Vec<usize> {
+    vec![3 * c.d_model]
+}
+
+use Transform::{Keep, NeoxQkv, SplitLast3, Transpose};
+
+/// Llama and Qwen2 (`LlamaForCausalLM`, `Qwen2ForCausalLM`).
+const LLAMA: &[Rule] = &[
+    rule("model.embed_tokens.weight", &["embed"], Keep, vocab_d, always),
+    rule("model.layers.{l}.input_layernorm.weight", &["blocks.{l}.ln1.weight"], Keep, d, always),
+    rule("model.layers.{l}.self_attn.q_proj.weight", &["blocks.{l}.attn.q.weight"], Transpose, q_d, always),
+    rule("model.layers.{l}.self_attn.k_proj.weight", &["blocks.{l}.attn.k.weight"], Transpose, kv_d, always),
+    rule("model.layers.{l}.self_attn.v_proj.weight", &["blocks.{l}.attn.v.weight"], Transpose, kv_d, always),
+    // Qwen2 always has q/k/v biases; Llama only with `attention_bias`.
+    rule("model.layers.{l}.self_attn.q_proj.bias", &["blocks.{l}.attn.q.bias"], Keep, q, qkv_bias),
+    rule("model.layers.{l}.self_attn.k_proj.bias", &["blocks.{l}.attn.k.bias"], Keep, kv, qkv_bias),
+    rule("model.layers.{l}.self_attn.v_proj.bias", &["blocks.{l}.attn.v.bias"], Keep, kv, qkv_bias),
+    rule("model.layers.{l}.self_attn.o_proj.weight", &["blocks.{l}.attn.o.weight"], Transpose, d_q, always),
+    rule("model.layers.{l}.self_attn.o_proj.bias", &["blocks.{l}.attn.o.bias"], Keep, d, out_bias),
+    rule("model.layers.{l}.post_attention_layernorm.weight", &["blocks.{l}.ln2.weight"], Keep, d, always),
+    rule("model.layers.{l}.mlp.gate_proj.weight", &["blocks.{l}.mlp.gate.weight"], Transpose, mlp_d, always),
+    rule("model.layers.{l}.mlp.up_proj.weight", &["blocks.{l}.mlp.up.weight"], Transpose, mlp_d, always),
+    rule("model.layers.{l}.mlp.down_proj.weight", &["blocks.{l}.mlp.down.weight"], Transpose, d_mlp, always),
+    rule("model.layers.{l}.mlp.gate_proj.bias", &["blocks.{l}.mlp.gate.bias"], Keep, mlp, mlp_bias),
+    rule("model.layers.{l}.mlp.up_proj.bias", &["blocks.{l}.mlp.up.bias"], Keep, mlp, mlp_bias),
+    rule("model.layers.{l}.mlp.down_proj.bias", &["blocks.{l}.mlp.down.bias"], Keep, d, mlp_bias),
+    rule("model.norm.weight", &["ln_final.weight"], Keep, d, always),
+    // Tied models reuse `embed`; a stored copy of the head is then ignored, as transformers does.
+    rule("lm_head.weight", &["unembed"], Transpose, vocab_d, untied),
+];
+
+/// GPT-2 (`GPT2LMHeadModel`); names are normalised to carry the `transformer.` prefix first.
+const GPT2: &[Rule] = &[
+    rule("transformer.wte.weight", &["embed"], Keep, vocab_d, always),
+    rule("transformer.wpe.weight", &["pos_embed"], Keep, ctx_d, always),
+    rule("transformer.h.{l}.ln_1.weight", &["blocks.{l}.ln1.weight"], Keep, d, always),
+    rule("transformer.h.{l}.ln_1.bias", &["blocks.{l}.ln1.bias"], Keep, d, always),
+    // Conv1D weights are already `[in, out]`.
+    rule("transformer.h.{l}.attn.c_attn.weight", &["blocks.{l}.attn.q.weight", "blocks.{l}.attn.k.weight", "blocks.{l}.attn.v.weight"], SplitLast3, d_3d, always),
+    rule("transformer.h.{l}.attn.c_attn.bias", &["blocks.{l}.attn.q.bias", "blocks.{l}.attn.k.bias", "blocks.{l}.attn.v.bias"], SplitLast3, three_d, always),
+    rule("transformer.h.{l}.attn.c_proj.weight", &["blocks.{l}.attn.o.weight"], Keep, d_q, always),
+    rule("transformer.h.{l}.attn.c_proj.bias", &["blocks.{l}.attn.o.bias"], Keep, d, always),
+    rule("transformer.h.{l}.ln_2.weight", &["blocks.{l}.ln2.weight"], Keep, d, always),
+    rule("transformer.h.{l}.ln_2.bias", &["blocks.{l}.ln2.bias"], Keep, d, always),
+    rule("transformer.h.{l}.mlp.c_fc.weight", &["blocks.{l}.mlp.up.weight"], Keep, d_mlp, always),
+    rule("transformer.h.{l}.mlp.c_fc.bias", &["blocks.{l}.mlp.up.bias"], Keep, mlp, always),
+    rule("transformer.h.{l}.mlp.c_proj.weight", &["blocks.{l}.mlp.down.weight"], Keep, mlp_d, always),
+    rule("transformer.h.{l}.mlp.c_proj.bias", &["blocks.{l}.mlp.down.bias"], Keep, d, always),
+    rule("transformer.ln_f.weight", &["ln_final.weight"], Keep, d, always),
+    rule("transformer.ln_f.bias", &["ln_final.bias"], Keep, d, always),
+];
+
+/// GPT-NeoX / Pythia (`GPTNeoXForCausalLM`).
+const GPT_NEOX: &[Rule] = &[
+    rule("gpt_neox.embed_in.weight", &["embed"], Keep, vocab_d, always),
+    rule("gpt_neox.layers.{l}.input_layernorm.weight", &["blocks.{l}.ln1.weight"], Keep, d, always),
+    rule("gpt_neox.layers.{l}.input_layernorm.bias", &["blocks.{l}.ln1.bias"], Keep, d, always),
+    rule("gpt_neox.layers.{l}.attention.query_key_value.weight", &["blocks.{l}.attn.q.weight", "blocks.{l}.attn.k.weight", "blocks.{l}.attn.v.weight"], NeoxQkv, three_d_d, always),
+    rule("gpt_neox.layers.{l}.attention.query_key_value.bias", &["blocks.{l}.attn.q.bias", "blocks.{l}.attn.k.bias", "blocks.{l}.attn.v.bias"], NeoxQkv, three_d, qkv_bias),
+    rule("gpt_neox.layers.{l}.attention.dense.weight", &["blocks.{l}.attn.o.weight"], Transpose, d_q, always),
+    rule("gpt_neox.layers.{l}.attention.dense.bias", &["blocks.{l}.attn.o.bias"], Keep, d, out_bias),
+    rule("gpt_neox.layers.{l}.post_attention_layernorm.weight", &["blocks.{l}.ln2.weight"], Keep, d, always),
+    rule("gpt_neox.layers.{l}.post_attention_layernorm.bias", &["blocks.{l}.ln2.bias"], Keep, d, always),
+    rule("gpt_neox.layers.{l}.mlp.dense_h_to_4h.weight", &["blocks.{l}.mlp.up.weight"], Transpose, mlp_d, always),
+    rule("gpt_neox.layers.{l}.mlp.dense_h_to_4h.bias", &["blocks.{l}.mlp.up.bias"], Keep, mlp, always),
+    rule("gpt_neox.layers.{l}.mlp.dense_4h_to_h.weight", &["blocks.{l}.mlp.down.weight"], Transpose, d_mlp, always),
+    rule("gpt_neox.layers.{l}.mlp.dense_4h_to_h.bias", &["blocks.{l}.mlp.down.bias"], Keep, d, always),
+    rule("gpt_neox.final_layer_norm.weight", &["ln_final.weight"], Keep, d, always),
+    rule("gpt_neox.final_layer_norm.bias", &["ln_final.bias"], Keep, d, always),
+    rule("embed_out.weight", &["unembed"], Transpose, vocab_d, untied),
+];
+
+/// Suffixes of non-parameter buffers some checkpoints carry (causal masks, cached RoPE frequencies).
+const IGNORED_SUFFIXES: &[&str] = &[".attn.bias", ".attn.masked_bias", ".attention.bias", ".attention.masked_bias", ".rotary_emb.inv_freq"];
+
+fn table(architecture: Architecture) -> &'static [Rule] {
+    match architecture {
+        Architecture::Llama | Architecture::Qwen2 => LLAMA,
+        Architecture::Gpt2 => GPT2,
+        Architecture::GptNeox => GPT_NEOX,
+    }
+}
+
+/// Original GPT-2 checkpoints omit the `transformer.` prefix.
+fn normalise_name(architecture: Architecture, name: &str) -> String {
+    if architecture == Architecture::Gpt2 && !name.starts_with("transformer.") && !name.starts_with("lm_head.") {
+        format!("transformer.{name}")
+    } else {
+        name.to_string()
+    }
+}
+
+/// The internal weights of a model, and its parameter count as transformers reports it.
+pub(crate) struct HostWeights {
+    pub tensors: BTreeMap<String, HostTensor>,
+    pub n_params: usize,
+}
+
+impl HostWeights {
+    pub(crate) fn take(&mut self, name: &str) -> Result<HostTensor> {
+        self.tensors.remove(name).ok_or_else(|| Error::MissingTensor { name: name.to_string(), expected: Shape(vec![]) })
+    }
+}
+
+/// Reads every tensor the config calls for, checking names, shapes and values.
+pub(crate) fn load(config: &ModelConfig, files: &WeightFiles<'_>) -> Result<HostWeights> {
+    let table_in = TensorTable::parse(files)?;
+    let by_name: BTreeMap<String, String> =
+        table_in.names().map(|(name, _)| (normalise_name(config.architecture, name), name.to_string())).collect();
+    let mut used = BTreeSet::new();
+    let mut tensors = BTreeMap::new();
+    let mut n_params = 0;
+
+    for rule in table(config.architecture) {
+        if !(rule.when)(config) {
+            continue;
+        }
+        let layers: Vec<Option<usize>> =
+            if rule.hf.contains("{l}") { (0..config.n_layers).map(Some).collect() } else { vec![None] };
+        for layer in layers {
+            let fill = |s: &str| layer.map_or_else(|| s.to_string(), |l| s.replace("{l}", &l.to_string()));
+            let hf_name = fill(rule.hf);
+            let expected = (rule.shape)(config);
+            let original = by_name
+                .get(&hf_name)
+                .ok_or_else(|| Error::MissingTensor { name: hf_name.clone(), expected: Shape(expected.clone()) })?;
+            let view = table_in.get(original).ok_or_else(|| Error::MissingTensor { name: hf_name.clone(), expected: Shape(expected.clone()) })?;
+            if view.shape() != expected.as_slice() {
+                return Err(Error::ShapeMismatch { name: original.clone(), expected: Shape(expected), found: Shape(view.shape().to_vec()) });
+            }
+            let data = to_f32(original, view)?;
+            n_params += data.len();
+            used.insert(original.clone());
+            let targets: Vec<String> = rule.to.iter().map(|t| fill(t)).collect();
+            for (target, tensor) in targets.into_iter().zip(apply(rule.transform, config, &expected, data)) {
+                tensors.insert(target, tensor);
+            }
+        }
+    }
+
+    for (name, shape) in table_in.names() {
+        let tied_head = config.tied_embeddings && matches!(name, "lm_head.weight" | "embed_out.weight");
+        if !used.contains(name) && !tied_head && !IGNORED_SUFFIXES.iter().any(|s| name.ends_with(s)) {
+            return Err(Error::UnexpectedTensor { name: name.to_string(), shape, architecture: config.architecture.model_type().into() });
+        }
+    }
+    Ok(HostWeights { tensors, n_params })
+}
+
+fn transpose(data: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    let mut out = vec![0.0; data.len()];
+    for r in 0..rows {
+        for c in 0..cols {
+            out[c * rows + r] = data[r * cols + c];
+        }
+    }
+    out
+}
+
+fn apply(transform: Transform, config: &ModelConfig, shape: &[usize], data: Vec<f32>) -> Vec<HostTensor> {
+    match (transform, shape) {
+        (Keep, _) => vec![HostTensor { shape: shape.to_vec(), data }],
+        (Transpose, &[rows, cols]) => vec![HostTensor { shape: vec![cols, rows], data: transpose(&data, rows, cols) }],
+        (SplitLast3, &[rows, cols]) => {
+            let part = cols / 3;
+            (0..3)
+                .map(|i| HostTensor {
+                    shape: vec![rows, part],
+                    data: data.chunks_exact(cols).flat_map(|row| &row[i * part..(i + 1) * part]).copied().collect(),
+                })
+                .collect()
+        }
+        (SplitLast3, &[len]) => data.chunks_exact(len / 3).map(|c| HostTensor { shape: vec![len / 3], data: c.to_vec() }).collect(),
+        (NeoxQkv, _) => {
+            // Rows are grouped per head as [q (head_dim); k (head_dim); v (head_dim)].
+            let width: usize = shape[1..].iter().product();
+            let head_rows = config.head_dim * width;
+            let mut parts = [Vec::new(), Vec::new(), Vec::new()];
+            for head in data.chunks_exact(3 * head_rows) {
+                for (i, part) in parts.iter_mut().enumerate() {
+                    part.extend_from_slice(&head[i * head_rows..(i + 1) * head_rows]);
+                }
+            }
+            parts
+                .into_iter()
+                .map(|part| match shape {
+                    &[_, cols] => HostTensor { shape: vec![cols, config.d_model], data: transpose(&part, config.d_model, cols) },
+                    _ => HostTensor { shape: vec![config.d_model], data: part },
+                })
+                .collect()
+        }
+        _ => unreachable!("weight tables pair 2-D transforms with 2-D shapes"),
+    }
+}

@@ -1,0 +1,94 @@
+//! Reading HF safetensors weights from bytes: single files and sharded checkpoints, F32/F16/BF16.
+//!
+//! No I/O happens here: callers hand over the bytes of `model.safetensors`, or of
+//! `model.safetensors.index.json` plus every shard it names.
+
+use std::collections::BTreeMap;
+
+use safetensors::{Dtype, SafeTensors, tensor::TensorView};
+use serde::Deserialize;
+
+use crate::error::{Error, Result, Shape};
+
+/// The weight files of a checkpoint, as bytes.
+pub enum WeightFiles<'a> {
+    /// One `model.safetensors`.
+    Single(&'a [u8]),
+    /// `model.safetensors.index.json` and its shards, keyed by the file names the index uses.
+    Sharded { index: &'a [u8], shards: BTreeMap<String, &'a [u8]> },
+}
+
+/// Every tensor of a checkpoint, by HF name, borrowed from the file bytes.
+pub(crate) struct TensorTable<'a> {
+    tensors: BTreeMap<String, TensorView<'a>>,
+}
+
+#[derive(Deserialize)]
+struct ShardIndex {
+    weight_map: BTreeMap<String, String>,
+}
+
+fn parse_file<'a>(file: &str, bytes: &'a [u8]) -> Result<SafeTensors<'a>> {
+    SafeTensors::deserialize(bytes).map_err(|e| Error::Safetensors { file: file.to_string(), reason: e.to_string() })
+}
+
+impl<'a> TensorTable<'a> {
+    pub(crate) fn parse(files: &WeightFiles<'a>) -> Result<Self> {
+        let mut tensors = BTreeMap::new();
+        match files {
+            WeightFiles::Single(bytes) => {
+                for (name, view) in parse_file("model.safetensors", bytes)?.tensors() {
+                    tensors.insert(name, view);
+                }
+            }
+            WeightFiles::Sharded { index, shards } => {
+                let index: ShardIndex = serde_json::from_slice(index).map_err(|e| Error::ShardIndex(e.to_string()))?;
+                let mut parsed = BTreeMap::new();
+                for file in index.weight_map.values() {
+                    if parsed.contains_key(file.as_str()) {
+                        continue;
+                    }
+                    let bytes = shards
+                        .get(file)
+                        .ok_or_else(|| Error::ShardIndex(format!("shard `{file}` is named in the index but was not provided")))?;
+                    parsed.insert(file.as_str(), parse_file(file, bytes)?);
+                }
+                for (file, shard) in &parsed {
+                    for (name, view) in shard.tensors() {
+                        if index.weight_map.get(&name).map(String::as_str) != Some(*file) {
+                            return Err(Error::ShardIndex(format!("tensor `{name}` is in `{file}` but the index does not place it there")));
+                        }
+                        tensors.insert(name, view);
+                    }
+                }
+                if let Some(name) = index.weight_map.keys().find(|name| !tensors.contains_key(*name)) {
+                    return Err(Error::ShardIndex(format!("tensor `{name}` is listed in the index but missing from its shard")));
+                }
+            }
+        }
+        Ok(Self { tensors })
+    }
+
+    pub(crate) fn names(&self) -> impl Iterator<Item = (&str, Shape)> {
+        self.tensors.iter().map(|(name, view)| (name.as_str(), Shape(view.shape().to_vec())))
+    }
+
+    pub(crate) fn get(&self, name: &str) -> Option<&TensorView<'a>> {
+        self.tensors.get(name)
+    }
+}
+
+/// Converts a tensor's bytes to `f32`, rejecting unsupported dtypes and non-finite values.
+pub(crate) fn to_f32(name: &str, view: &TensorView<'_>) -> Result<Vec<f32>> {
+    let data = view.data();
+    let values: Vec<f32> = match view.dtype() {
+        Dtype::F32 => data.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect(),
+        Dtype::F16 => data.chunks_exact(2).map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
+        Dtype::BF16 => data.chunks_exact(2).map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
+        other => return Err(Error::UnsupportedDtype { name: name.to_string(), dtype: format!("{other:?}") }),
+    };
+    if values.iter().any(|v| !v.is_finite()) {
+        return Err(Error::NonFiniteWeights { name: name.to_string() });
+    }
+    Ok(values)
+}

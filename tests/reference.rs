@@ -1,0 +1,116 @@
+//! analog-core against HF transformers on tiny random models of every supported family, on the
+//! CPU backend and on wgpu (natively: Mesa lavapipe), plus the real pretrained stories260k.
+
+use analog_core::{GenerateOptions, HookPoint, Hooks, Sampling, read_f32};
+use analog_tests::{backends, fixture_dir, load_dir, max_abs_diff, reference, shared_model};
+
+const FIXTURES: [&str; 5] = ["llama", "qwen2", "gpt2", "gpt_neox", "gpt_neox_sequential"];
+const LOGIT_TOLERANCE: f32 = 1e-3;
+
+fn greedy(max_new_tokens: usize, stop_at_eos: bool) -> GenerateOptions {
+    GenerateOptions { max_new_tokens, sampling: Sampling::default(), stop_at_eos }
+}
+
+#[test]
+fn logits_greedy_ids_and_params_match_transformers() {
+    for (backend, device) in backends() {
+        for name in FIXTURES {
+            let r = reference(name);
+            let m = load_dir(&fixture_dir(name), &device).unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(m.config().architecture.model_type(), r.architecture);
+            assert_eq!(m.model.n_params, r.n_params, "{name}: parameter count");
+            let ids = m.encode(&r.prompt).unwrap();
+            assert_eq!(ids, r.input_ids, "{name}: tokenization");
+            let logits = pollster::block_on(m.last_logits(std::slice::from_ref(&ids), &mut Hooks::new())).unwrap().remove(0);
+            let diff = max_abs_diff(&logits, &r.logits);
+            assert!(diff < LOGIT_TOLERANCE, "{name} on {backend}: logits differ by {diff}");
+            let out = pollster::block_on(m.generate(&ids, &greedy(r.greedy_ids.len(), false), &mut Hooks::new(), &mut |_| true)).unwrap();
+            assert_eq!(out.ids, r.greedy_ids, "{name} on {backend}: greedy ids (KV cache)");
+        }
+    }
+}
+
+#[test]
+fn every_hook_matches_transformers_hidden_states() {
+    for (backend, device) in backends() {
+        for name in FIXTURES {
+            let r = reference(name);
+            let m = load_dir(&fixture_dir(name), &device).unwrap();
+            let points = HookPoint::all(m.config().n_layers);
+            assert_eq!(points.len(), r.activations.len(), "{name}: every hook has a reference");
+            let mut hooks = Hooks::new().capture_all(points.iter().copied());
+            pollster::block_on(m.last_logits(&[r.input_ids.clone()], &mut hooks)).unwrap();
+            for point in points {
+                let expected: Vec<f32> = r.activations[&point.to_string()].concat();
+                let got = pollster::block_on(read_f32(hooks.take(point).unwrap())).unwrap();
+                let scale = expected.iter().fold(1.0f32, |m, x| m.max(x.abs()));
+                let diff = max_abs_diff(&got, &expected);
+                assert!(diff < 1e-4 * scale.max(10.0), "{name} on {backend}: {point} differs by {diff} (scale {scale})");
+            }
+        }
+    }
+}
+
+#[test]
+fn batched_prefill_with_padding_matches_single_prompts() {
+    for (backend, device) in backends() {
+        for name in FIXTURES {
+            let r = reference(name);
+            let m = load_dir(&fixture_dir(name), &device).unwrap();
+            let rows: Vec<Vec<u32>> = r.batch.iter().map(|b| m.encode(&b.prompt).unwrap()).collect();
+            for (row, b) in rows.iter().zip(&r.batch) {
+                assert_eq!(row, &b.input_ids);
+            }
+            let logits = pollster::block_on(m.last_logits(&rows, &mut Hooks::new())).unwrap();
+            for (got, b) in logits.iter().zip(&r.batch) {
+                let diff = max_abs_diff(got, &b.logits);
+                assert!(diff < LOGIT_TOLERANCE, "{name} on {backend}: batched logits for {:?} differ by {diff}", b.prompt);
+            }
+        }
+    }
+}
+
+#[test]
+fn stories260k_tells_a_story_on_both_backends() {
+    let Some(dir) = shared_model("stories260k") else {
+        eprintln!("skipped: ../shared/models/stories260k is not on this machine");
+        return;
+    };
+    let mut runs = Vec::new();
+    for (backend, device) in backends() {
+        let m = load_dir(&dir, &device).unwrap();
+        let ids = m.encode("Once upon a time").unwrap();
+        assert_eq!(ids[0], 1, "the Llama post-processor prepends <s>");
+        let out = pollster::block_on(m.generate(&ids, &greedy(40, true), &mut Hooks::new(), &mut |_| true)).unwrap();
+        println!("stories260k on {backend}: Once upon a time{}", out.text);
+        let words = ["was", "the", "a", "she", "he", "her", "they", "named", "day", "big", "little", "to", "and"];
+        let lower = out.text.to_lowercase();
+        let hits = words.iter().filter(|w| lower.split(|c: char| !c.is_alphabetic()).any(|t| t == **w)).count();
+        assert!(hits >= 4, "{backend}: not a TinyStories-like continuation: {:?}", out.text);
+        runs.push(out.ids);
+    }
+    assert_eq!(runs[0], runs[1], "CPU and wgpu greedy continuations differ");
+}
+
+#[test]
+fn steering_edit_changes_the_next_layer_input_by_exactly_the_vector() {
+    let device = analog_core::device::cpu();
+    let m = load_dir(&fixture_dir("llama"), &device).unwrap();
+    let ids = m.encode("The cat sat").unwrap();
+    let d = m.config().d_model;
+    let v: Vec<f32> = (0..d).map(|i| (i as f32 * 0.3).sin()).collect();
+    let capture = |hooks: Hooks| {
+        let mut hooks = hooks.capture(HookPoint::ResidPre(1));
+        pollster::block_on(m.last_logits(&[ids.clone()], &mut hooks)).unwrap();
+        pollster::block_on(read_f32(hooks.take(HookPoint::ResidPre(1)).unwrap())).unwrap()
+    };
+    let base = capture(Hooks::new());
+    let edit = analog_core::Edit::new(HookPoint::ResidPost(0), analog_core::EditOp::Add(v.clone()), analog_core::Positions::from(1));
+    let steered = capture(Hooks::new().edit(edit));
+    for (pos, (b, s)) in base.chunks(d).zip(steered.chunks(d)).enumerate() {
+        for i in 0..d {
+            let expected = if pos >= 1 { b[i] + v[i] } else { b[i] };
+            assert!((s[i] - expected).abs() < 1e-5, "pos {pos} dim {i}");
+        }
+    }
+}
