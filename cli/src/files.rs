@@ -64,3 +64,10 @@ impl ModelFiles {
     }
 }
 
+
+/// sha256 (hex) of a file's bytes.
+pub fn sha256_file(path: &Path) -> Result<String> {
+    use sha2::{Digest, Sha256};
+    let bytes = read(path)?;
+    Ok(Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect())
+}

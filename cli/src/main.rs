@@ -4,6 +4,7 @@
 
 mod bench;
 mod files;
+mod steer;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -47,6 +48,9 @@ enum Command {
         model: ModelArgs,
         #[arg(long)]
         prompt: String,
+        /// Add COEF × a vector file's directions at its hook and layers, at every position (repeatable).
+        #[arg(long, value_name = "FILE:COEF", allow_hyphen_values = true)]
+        steer: Vec<steer::SteerSpec>,
         #[arg(long)]
         json: bool,
     },
@@ -56,6 +60,9 @@ enum Command {
         model: ModelArgs,
         #[arg(long)]
         prompt: String,
+        /// Add COEF × a vector file's directions at its hook and layers, at every position (repeatable).
+        #[arg(long, value_name = "FILE:COEF", allow_hyphen_values = true)]
+        steer: Vec<steer::SteerSpec>,
         #[arg(long, default_value_t = 32)]
         max_tokens: usize,
         #[arg(long, default_value_t = 0.0)]
@@ -84,6 +91,12 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Extract a steering vector from contrastive pairs.
+    Extract(steer::ExtractArgs),
+    /// Per-layer separation of a pair set and agreement between extraction methods.
+    Sweep(steer::SweepArgs),
+    /// Metrics of a steering vector per coefficient, beside an equal-norm random direction.
+    SteerEval(steer::SteerEvalArgs),
     /// Prefill and decode speed on a SmolLM2-135M-shaped model with random weights, side by side
     /// with HF transformers when Python has it.
     Bench(bench::BenchArgs),
@@ -139,10 +152,11 @@ fn run(cli: Cli) -> Result<()> {
                 );
             }
         }
-        Command::Logits { model, prompt, json } => {
+        Command::Logits { model, prompt, steer, json } => {
             let m = load(&model)?;
             let ids = m.encode(&prompt)?;
-            let logits = pollster::block_on(m.last_logits(std::slice::from_ref(&ids), &mut Hooks::new()))?.remove(0);
+            let mut hooks = steer::steering_hooks(&m, &steer)?;
+            let logits = pollster::block_on(m.last_logits(std::slice::from_ref(&ids), &mut hooks))?.remove(0);
             if json {
                 print_json(&json!({ "input_ids": ids, "logits": logits }))?;
             } else {
@@ -154,8 +168,9 @@ fn run(cli: Cli) -> Result<()> {
                 }
             }
         }
-        Command::Generate { model, prompt, max_tokens, temperature, top_k, top_p, seed, no_stop, json } => {
+        Command::Generate { model, prompt, steer, max_tokens, temperature, top_k, top_p, seed, no_stop, json } => {
             let m = load(&model)?;
+            let mut hooks = steer::steering_hooks(&m, &steer)?;
             let ids = m.encode(&prompt)?;
             let options = GenerateOptions {
                 max_new_tokens: max_tokens,
@@ -166,7 +181,7 @@ fn run(cli: Cli) -> Result<()> {
             if !json {
                 print!("{prompt}");
             }
-            let out = pollster::block_on(m.generate(&ids, &options, &mut Hooks::new(), &mut |event| {
+            let out = pollster::block_on(m.generate(&ids, &options, &mut hooks, &mut |event| {
                 if !json {
                     print!("{}", event.text);
                     let _ = stdout.flush();
@@ -199,6 +214,9 @@ fn run(cli: Cli) -> Result<()> {
                 }
             }
         }
+        Command::Extract(args) => steer::extract(args)?,
+        Command::Sweep(args) => steer::run_sweep(args)?,
+        Command::SteerEval(args) => steer::steer_eval(args)?,
         Command::Bench(args) => bench::run(args)?,
     }
     Ok(())

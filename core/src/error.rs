@@ -55,6 +55,10 @@ pub enum Error {
     HookLayerOutOfRange { hook: String, layer: usize, n_layers: usize },
     #[error("a vector for `{hook}` has {found} dimensions, but the model's d_model is {expected}")]
     VectorDimension { hook: String, expected: usize, found: usize },
+    #[error("invalid steering vector: {0}")]
+    Vector(String),
+    #[error(transparent)]
+    Pairs(#[from] crate::steering::PairError),
     #[error("invalid sampling settings: {0}")]
     Sampling(String),
     #[error("the {backend} backend failed: {reason}")]

@@ -195,17 +195,25 @@ impl TextModel {
         Tensor::from_data(TensorData::new(flat, [rows.len(), width]), &self.model.device())
     }
 
-    /// Last-position logits of each row, in one batched prefill: `rows.len()` vectors of `vocab`.
-    pub async fn last_logits(&self, rows: &[Vec<u32>], hooks: &mut Hooks) -> Result<Vec<Vec<f32>>> {
+    /// Runs right-padded rows through the model once; returns the final-norm output
+    /// `[rows, longest, d_model]` (positions past a row's length are padding).
+    pub fn prefill(&self, rows: &[Vec<u32>], hooks: &mut Hooks) -> Result<Tensor<3>> {
         hooks.check(self.config())?;
+        if rows.is_empty() {
+            return Err(Error::EmptyPrompt);
+        }
         for row in rows {
             if row.is_empty() {
                 return Err(Error::EmptyPrompt);
             }
             self.check_ids(row)?;
         }
-        let mut cache = self.model.new_cache();
-        let hidden = self.model.forward_hidden(self.batch_tensor(rows), &mut cache, hooks)?;
+        self.model.forward_hidden(self.batch_tensor(rows), &mut self.model.new_cache(), hooks)
+    }
+
+    /// Last-position logits of each row, in one batched prefill: `rows.len()` vectors of `vocab`.
+    pub async fn last_logits(&self, rows: &[Vec<u32>], hooks: &mut Hooks) -> Result<Vec<Vec<f32>>> {
+        let hidden = self.prefill(rows, hooks)?;
         let last: Vec<Tensor<3>> =
             rows.iter().enumerate().map(|(i, row)| hidden.clone().slice([i..i + 1, row.len() - 1..row.len()])).collect();
         let logits = self.model.unembed(Tensor::cat(last, 0));

@@ -295,3 +295,94 @@ fn apply(transform: Transform, config: &ModelConfig, shape: &[usize], data: Vec<
         _ => unreachable!("weight tables pair 2-D transforms with 2-D shapes"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use safetensors::{Dtype, tensor::TensorView};
+
+    const CONFIG: &[u8] = br#"{"model_type":"gpt2","vocab_size":8,"n_embd":4,"n_layer":1,"n_head":2,"n_positions":6}"#;
+
+    /// A complete 1-layer GPT-2 checkpoint, as (name, shape) pairs in the original unprefixed naming.
+    fn gpt2_tensors() -> Vec<(String, Vec<usize>)> {
+        let mut t = vec![("wte.weight", vec![8, 4]), ("wpe.weight", vec![6, 4]), ("ln_f.weight", vec![4]), ("ln_f.bias", vec![4])];
+        t.extend([
+            ("h.0.ln_1.weight", vec![4]),
+            ("h.0.ln_1.bias", vec![4]),
+            ("h.0.attn.c_attn.weight", vec![4, 12]),
+            ("h.0.attn.c_attn.bias", vec![12]),
+            ("h.0.attn.c_proj.weight", vec![4, 4]),
+            ("h.0.attn.c_proj.bias", vec![4]),
+            ("h.0.ln_2.weight", vec![4]),
+            ("h.0.ln_2.bias", vec![4]),
+            ("h.0.mlp.c_fc.weight", vec![4, 16]),
+            ("h.0.mlp.c_fc.bias", vec![16]),
+            ("h.0.mlp.c_proj.weight", vec![16, 4]),
+            ("h.0.mlp.c_proj.bias", vec![4]),
+            ("h.0.attn.bias", vec![1, 1, 6, 6]), // a causal-mask buffer old checkpoints carry
+        ]);
+        t.into_iter().map(|(n, s)| (n.to_string(), s)).collect()
+    }
+
+    fn serialize(tensors: &[(String, Vec<usize>)], fill: f32) -> Vec<u8> {
+        let data: Vec<Vec<u8>> = tensors.iter().map(|(_, s)| (0..s.iter().product::<usize>()).flat_map(|i| (fill + i as f32).to_le_bytes()).collect()).collect();
+        let views: Vec<(String, TensorView<'_>)> =
+            tensors.iter().zip(&data).map(|((n, s), d)| (n.clone(), TensorView::new(Dtype::F32, s.clone(), d).unwrap())).collect();
+        safetensors::serialize(views, None).unwrap()
+    }
+
+    fn load_err(tensors: &[(String, Vec<usize>)], fill: f32) -> String {
+        let config = ModelConfig::from_hf_json(CONFIG).unwrap();
+        match load(&config, &WeightFiles::Single(&serialize(tensors, fill))) {
+            Ok(_) => "loaded".into(),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn every_parameter_is_loaded_with_its_shape_and_split() {
+        let config = ModelConfig::from_hf_json(CONFIG).unwrap();
+        let weights = load(&config, &WeightFiles::Single(&serialize(&gpt2_tensors(), 0.0))).unwrap();
+        let shapes: BTreeMap<&str, &[usize]> = weights.tensors.iter().map(|(k, v)| (k.as_str(), v.shape.as_slice())).collect();
+        assert_eq!(shapes["blocks.0.attn.k.weight"], &[4, 4]);
+        assert_eq!(shapes["blocks.0.mlp.up.weight"], &[4, 16]);
+        assert_eq!(shapes.len(), 20, "{shapes:?}");
+        // c_attn columns 4..8 are k: row 1 of k is elements 16..20 of row 1 (offset 12) of c_attn.
+        let k = &weights.tensors["blocks.0.attn.k.weight"].data;
+        assert_eq!(&k[4..8], &[16.0, 17.0, 18.0, 19.0]);
+        assert_eq!(weights.n_params, 8 * 4 + 6 * 4 + 8 + 8 + 48 + 12 + 16 + 4 + 8 + 64 + 16 + 64 + 4);
+    }
+
+    #[test]
+    fn missing_unexpected_misshaped_and_non_finite_tensors_are_named() {
+        let mut missing = gpt2_tensors();
+        missing.retain(|(n, _)| n != "h.0.mlp.c_fc.bias");
+        assert_eq!(load_err(&missing, 0.0), "tensor `transformer.h.0.mlp.c_fc.bias` is missing (expected shape [16])");
+
+        let mut extra = gpt2_tensors();
+        extra.push(("h.0.mlp.extra.weight".into(), vec![2]));
+        assert!(load_err(&extra, 0.0).contains("tensor `h.0.mlp.extra.weight` (shape [2]) is not part of a `gpt2` model"));
+
+        let mut wrong = gpt2_tensors();
+        wrong[4].1 = vec![5];
+        assert_eq!(load_err(&wrong, 0.0), "tensor `h.0.ln_1.weight` has shape [5], but the config implies [4]");
+
+        assert!(load_err(&gpt2_tensors(), f32::NAN).contains("contains NaN or infinite values"));
+    }
+
+    #[test]
+    fn shard_index_must_match_the_shards() {
+        let config = ModelConfig::from_hf_json(CONFIG).unwrap();
+        let all = gpt2_tensors();
+        let (a, b) = all.split_at(5);
+        let (sa, sb) = (serialize(a, 0.0), serialize(b, 0.0));
+        let map: BTreeMap<String, &str> =
+            a.iter().map(|(n, _)| (n.clone(), "a.safetensors")).chain(b.iter().map(|(n, _)| (n.clone(), "b.safetensors"))).collect();
+        let index = serde_json::to_vec(&serde_json::json!({ "weight_map": map })).unwrap();
+        let shards = BTreeMap::from([("a.safetensors".to_string(), sa.as_slice()), ("b.safetensors".to_string(), sb.as_slice())]);
+        assert!(load(&config, &WeightFiles::Sharded { index: &index, shards: shards.clone() }).is_ok());
+        let only_a = BTreeMap::from([("a.safetensors".to_string(), sa.as_slice())]);
+        let err = load(&config, &WeightFiles::Sharded { index: &index, shards: only_a }).err().unwrap().to_string();
+        assert!(err.contains("shard `b.safetensors` is named in the index but was not provided"), "{err}");
+    }
+}

@@ -25,20 +25,9 @@ fn cargo() -> Command {
     Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
 }
 
-/// A webdriver.json for wasm-bindgen-test-runner: Debian's Chromium with WebGPU exposed.
-fn write_webdriver_config() -> Result<()> {
-    let profile = std::env::temp_dir().join(format!("analog-chromium-{}", std::process::id()));
-    let config = format!(
-        r#"{{"goog:chromeOptions": {{"binary": "/usr/bin/chromium", "args": ["--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic", "--enable-unsafe-webgpu", "--user-data-dir={}"]}}}}"#,
-        profile.display()
-    );
-    std::fs::write(root().join("webdriver.json"), config)?;
-    Ok(())
-}
-
 fn test() -> Result<()> {
     run(cargo().args(["test", "--release", "--workspace"]))?;
-    write_webdriver_config()?;
+    // wasm-bindgen-test-runner reads core/webdriver.json: Debian's Chromium with WebGPU exposed.
     run(cargo()
         .args(["test", "--release", "-p", "analog-core", "--target", "wasm32-unknown-unknown", "--test", "browser"])
         .env("CHROMEDRIVER", "/usr/bin/chromedriver")

@@ -1,0 +1,248 @@
+//! The steering subcommands: `extract`, `sweep`, `steer-eval`, and `--steer FILE:COEF`.
+
+use std::path::{Path, PathBuf};
+
+use analog_core::steering::metrics::{EvalSpec, evaluate};
+use analog_core::steering::{Aggregation, Application, HookSite, Method, PairSet, SteeringVector, VectorModel, collect, steering_vector, sweep};
+use analog_core::{Hooks, Positions, TextModel};
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use serde_json::json;
+
+use crate::{ModelArgs, load, print_json};
+
+/// `FILE:COEF`: a vector file and the coefficient to add it with.
+#[derive(Debug, Clone)]
+pub struct SteerSpec {
+    pub file: PathBuf,
+    pub coef: f32,
+}
+
+impl std::str::FromStr for SteerSpec {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (file, coef) = s.rsplit_once(':').ok_or_else(|| format!("`{s}` should be FILE:COEF"))?;
+        let coef: f32 = coef.parse().map_err(|_| format!("`{coef}` is not a number (in `{s}`)"))?;
+        if !coef.is_finite() {
+            return Err(format!("coefficient `{coef}` is not finite"));
+        }
+        Ok(Self { file: file.into(), coef })
+    }
+}
+
+pub fn read_vector(path: &Path) -> Result<SteeringVector> {
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    SteeringVector::from_json(&bytes).with_context(|| format!("{}", path.display()))
+}
+
+/// Hooks that add every `--steer` vector at every position.
+pub fn steering_hooks(model: &TextModel, specs: &[SteerSpec]) -> Result<Hooks> {
+    let mut hooks = Hooks::new();
+    for spec in specs {
+        let vector = read_vector(&spec.file)?;
+        if vector.model.d_model != model.config().d_model {
+            bail!("{} was extracted on a model with d_model {}, this one has {}", spec.file.display(), vector.model.d_model, model.config().d_model);
+        }
+        for edit in vector.edits(&Application::add(spec.coef)) {
+            hooks = hooks.edit(edit);
+        }
+    }
+    Ok(hooks)
+}
+
+fn read_pairs(path: &Path) -> Result<PairSet> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let set = if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("csv")) { PairSet::from_csv(&text) } else { PairSet::from_jsonl(&text) };
+    set.with_context(|| format!("{}", path.display()))
+}
+
+#[derive(Args)]
+pub struct PairArgs {
+    /// Pair set: JSONL ({"positive", "negative"} or CAA A/B items) or CSV with positive,negative columns.
+    #[arg(long)]
+    pairs: PathBuf,
+    /// Token aggregation per prompt.
+    #[arg(long, default_value = "last")]
+    aggregation: Aggregation,
+    /// Hook site of every block to read (and later steer at).
+    #[arg(long, default_value = "resid_post")]
+    hook: HookSite,
+}
+
+async fn activations(model: &TextModel, args: &PairArgs) -> Result<(PairSet, analog_core::steering::PairActivations)> {
+    let pairs = read_pairs(&args.pairs)?;
+    let acts = collect(model, &pairs, args.hook, args.aggregation, &mut |done, total| eprint!("\rextracting: {done}/{total} prompts")).await?;
+    eprintln!();
+    Ok((pairs, acts))
+}
+
+fn parse_layers(spec: &str, n_layers: usize) -> Result<Vec<usize>> {
+    if spec == "all" {
+        return Ok((0..n_layers).collect());
+    }
+    spec.split(',')
+        .map(|s| {
+            let l: usize = s.trim().parse().with_context(|| format!("`{s}` is not a layer number (or use `all`)"))?;
+            if l >= n_layers {
+                bail!("layer {l} does not exist: the model has layers 0..={}", n_layers - 1);
+            }
+            Ok(l)
+        })
+        .collect()
+}
+
+#[derive(Args)]
+pub struct ExtractArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    #[command(flatten)]
+    pairs: PairArgs,
+    /// A layer, a comma-separated list, or `all`.
+    #[arg(long)]
+    layer: String,
+    #[arg(long, default_value = "mean-diff")]
+    method: Method,
+    /// Where to write the vector JSON.
+    #[arg(long)]
+    out: PathBuf,
+}
+
+pub fn extract(args: ExtractArgs) -> Result<()> {
+    let (model, identity) = load_with_identity(&args.model)?;
+    let layers = parse_layers(&args.layer, model.config().n_layers)?;
+    let (pairs, acts) = pollster::block_on(activations(&model, &args.pairs))?;
+    let vector = steering_vector(&acts, args.method, &layers, identity, &pairs)?;
+    std::fs::write(&args.out, vector.to_json()).with_context(|| format!("cannot write {}", args.out.display()))?;
+    for (layer, d) in &vector.directions {
+        println!("layer {layer:>3}: |v| = {:.4}, mean |resid| = {:.4}", d.norm, d.mean_resid_norm);
+    }
+    println!("wrote {} ({} pairs, {}, {})", args.out.display(), pairs.len(), args.method, vector.site);
+    Ok(())
+}
+
+/// The model plus what identifies it in vector files: the directory name and the weights' sha256.
+pub fn load_with_identity(args: &ModelArgs) -> Result<(TextModel, VectorModel)> {
+    let model = load(args)?;
+    let id = args.model.canonicalize().ok().and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned())).unwrap_or_else(|| "model".into());
+    let weights = ["model.safetensors", "model.safetensors.index.json"].iter().map(|f| args.model.join(f)).find(|p| p.is_file()).context("no weights file")?;
+    let weights_sha256 = crate::files::sha256_file(&weights)?;
+    let d_model = model.config().d_model;
+    Ok((model, VectorModel { id, weights_sha256, d_model }))
+}
+
+#[derive(Args)]
+pub struct SweepArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    #[command(flatten)]
+    pairs: PairArgs,
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run_sweep(args: SweepArgs) -> Result<()> {
+    let model = load(&args.model)?;
+    let (pairs, acts) = pollster::block_on(activations(&model, &args.pairs))?;
+    let rows = sweep(&acts);
+    if args.json {
+        return print_json(&json!({ "hook": args.pairs.hook, "aggregation": args.pairs.aggregation, "n_pairs": pairs.len(), "rows": rows }));
+    }
+    println!("{:>5} {:>9} {:>9} {:>9} {:>10} {:>8} {:>8} {:>8}", "layer", "probe acc", "cohen d", "|diff|", "mean|res|", "cos pca", "cos pcc", "cos prb");
+    for r in rows {
+        println!(
+            "{:>5} {:>9.3} {:>9.3} {:>9.4} {:>10.4} {:>8.3} {:>8.3} {:>8.3}",
+            r.layer, r.probe_accuracy, r.cohens_d, r.mean_diff_norm, r.mean_resid_norm, r.cos_mean_diff_pca, r.cos_mean_diff_pca_center, r.cos_mean_diff_probe
+        );
+    }
+    Ok(())
+}
+
+#[derive(Args)]
+pub struct SteerEvalArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    #[arg(long)]
+    vector: PathBuf,
+    /// Comma-separated coefficients.
+    #[arg(long, default_value = "-4,-2,0,2,4", allow_hyphen_values = true)]
+    coefs: String,
+    /// Prompt after which target vs counter tokens are scored (repeatable).
+    #[arg(long = "prompt")]
+    prompts: Vec<String>,
+    /// Continuation whose first token is the target, e.g. " happy".
+    #[arg(long, allow_hyphen_values = true)]
+    target: Option<String>,
+    #[arg(long, allow_hyphen_values = true)]
+    counter: Option<String>,
+    /// Neutral prompt for KL and trigger sampling (repeatable; defaults to three story openings).
+    #[arg(long = "neutral")]
+    neutral: Vec<String>,
+    /// Comma-separated trigger words.
+    #[arg(long, default_value = "")]
+    lexicon: String,
+    #[arg(long, default_value_t = 4)]
+    samples: usize,
+    #[arg(long, default_value_t = 24)]
+    sample_tokens: usize,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Steer only from this absolute position on (default: every position).
+    #[arg(long, default_value_t = 0)]
+    from_position: usize,
+    /// Scale each layer's direction to its mean residual norm, so coefficients are fractions of it.
+    #[arg(long)]
+    normalise: bool,
+    #[arg(long)]
+    json: bool,
+}
+
+const NEUTRAL_PROMPTS: [&str; 3] = [
+    "Once upon a time, there was a little boy named Tim. He",
+    "One day, a girl went to the park with her mom. She",
+    "The dog looked at the big tree and",
+];
+const NEUTRAL_TEXTS: [&str; 2] = [
+    "Once upon a time, there was a little girl named Lily. She liked to play in the park with her ball.",
+    "Tom and his dog went for a walk. They saw a bird in a tree and a cat on the wall.",
+];
+
+pub fn steer_eval(args: SteerEvalArgs) -> Result<()> {
+    let model = load(&args.model)?;
+    let vector = read_vector(&args.vector)?;
+    let coefs: Vec<f32> = args.coefs.split(',').map(|c| c.trim().parse::<f32>().with_context(|| format!("`{c}` is not a number"))).collect::<Result<_>>()?;
+    if coefs.is_empty() || coefs.iter().any(|c| !c.is_finite()) {
+        bail!("--coefs needs finite numbers");
+    }
+    let neutral: Vec<String> = if args.neutral.is_empty() { NEUTRAL_PROMPTS.map(String::from).to_vec() } else { args.neutral };
+    let spec = EvalSpec {
+        logit_prompts: if args.prompts.is_empty() { neutral.clone() } else { args.prompts },
+        target: args.target,
+        counter: args.counter,
+        neutral_prompts: neutral,
+        neutral_texts: NEUTRAL_TEXTS.map(String::from).to_vec(),
+        lexicon: args.lexicon.split(',').map(str::trim).filter(|w| !w.is_empty()).map(String::from).collect(),
+        samples_per_prompt: args.samples,
+        sample_tokens: args.sample_tokens,
+        temperature: 1.0,
+        seed: args.seed,
+        positions: Positions::from(args.from_position),
+        normalise: args.normalise,
+    };
+    let rows = pollster::block_on(evaluate(&model, &vector, &coefs, &spec, &mut |done, total| eprint!("\rcoefficients: {done}/{total}")))?;
+    eprintln!();
+    if args.json {
+        return print_json(&json!({ "vector": args.vector.display().to_string(), "hook": vector.site, "layers": vector.directions.keys().collect::<Vec<_>>(), "rows": rows }));
+    }
+    let opt = |v: Option<f32>| v.map_or("-".to_string(), |v| format!("{v:.4}"));
+    println!("{:>7} {:>11} {:>9} {:>8} {:>8} {:>9} | random: {:>11} {:>8} {:>8} {:>9}", "coef", "logit diff", "p(target)", "KL", "trigger", "ppl", "logit shift", "KL", "trigger", "ppl");
+    for r in &rows {
+        let (s, n) = (&r.steered, &r.random);
+        println!(
+            "{:>7.3} {:>11} {:>9} {:>8.4} {:>8} {:>9} | random: {:>11} {:>8.4} {:>8} {:>9}",
+            r.coef, opt(s.logit_diff), opt(s.prob_target), s.kl, opt(s.trigger_rate), opt(s.perplexity),
+            opt(n.logit_diff_shift), n.kl, opt(n.trigger_rate), opt(n.perplexity)
+        );
+    }
+    Ok(())
+}

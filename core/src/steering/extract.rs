@@ -1,0 +1,269 @@
+//! Steering-vector extraction from contrastive pairs: one forward pass per prompt captures every
+//! layer, then mean difference, PCA of differences, PCA of centred pairs or a logistic probe.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+
+use burn::tensor::Tensor;
+use serde::{Deserialize, Serialize};
+
+use super::linalg::{cosine, dot, first_principal_component, logistic_regression, mean_rows, norm};
+use super::pairs::PairSet;
+use super::vector::{Direction, HookSite, SteeringVector, VectorModel, VectorPairs};
+use crate::error::{Error, Result};
+use crate::generate::{TextModel, read_f32};
+use crate::hooks::Hooks;
+
+/// How a direction is computed from paired activations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Method {
+    /// Mean of `positive − negative` (CAA, ActAdd).
+    MeanDiff,
+    /// First principal component of the paired differences (repeng `pca_diff`), unit length.
+    Pca,
+    /// First principal component of activations centred on each pair's mean (repeng `pca_center`).
+    PcaCenter,
+    /// Weights of a logistic-regression probe separating positives from negatives.
+    Probe,
+}
+
+impl Method {
+    pub const ALL: [Method; 4] = [Self::MeanDiff, Self::Pca, Self::PcaCenter, Self::Probe];
+}
+
+impl fmt::Display for Method {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::MeanDiff => "mean-diff",
+            Self::Pca => "pca",
+            Self::PcaCenter => "pca-center",
+            Self::Probe => "probe",
+        })
+    }
+}
+
+impl FromStr for Method {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        Self::ALL.into_iter().find(|m| m.to_string() == s).ok_or_else(|| format!("unknown method `{s}`; expected mean-diff, pca, pca-center or probe"))
+    }
+}
+
+/// Which token positions of a prompt represent it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Aggregation {
+    /// The last token (CAA).
+    Last,
+    /// The mean over all positions.
+    Mean,
+}
+
+impl FromStr for Aggregation {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "last" => Ok(Self::Last),
+            "mean" => Ok(Self::Mean),
+            other => Err(format!("unknown aggregation `{other}`; expected last or mean")),
+        }
+    }
+}
+
+/// Per layer, one aggregated activation per positive and per negative prompt (pair order).
+#[derive(Debug, Clone)]
+pub struct PairActivations {
+    pub site: HookSite,
+    pub aggregation: Aggregation,
+    /// `[layer][pair][d_model]`
+    pub positive: Vec<Vec<Vec<f32>>>,
+    pub negative: Vec<Vec<Vec<f32>>>,
+}
+
+/// Prompts per forward pass during extraction.
+const BATCH: usize = 16;
+
+/// Runs every prompt once, capturing `site` at every layer. `progress(done, total)` is called after
+/// each batch of prompts.
+pub async fn collect(
+    model: &TextModel,
+    pairs: &PairSet,
+    site: HookSite,
+    aggregation: Aggregation,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<PairActivations> {
+    let n_layers = model.config().n_layers;
+    let prompts: Vec<&str> = pairs.pairs.iter().flat_map(|p| [p.positive.as_str(), p.negative.as_str()]).collect();
+    let encoded: Vec<Vec<u32>> = prompts.iter().map(|p| model.encode(p)).collect::<Result<_>>()?;
+    let limit = model.config().context_length;
+    if let Some(long) = encoded.iter().find(|ids| ids.len() > limit) {
+        return Err(Error::ContextTooLong { prompt: long.len(), new: 0, needed: long.len(), limit });
+    }
+    let mut rows: Vec<Vec<Vec<f32>>> = vec![Vec::with_capacity(encoded.len()); n_layers];
+    for (b, batch) in encoded.chunks(BATCH).enumerate() {
+        let mut hooks = Hooks::new().capture_all((0..n_layers).map(|l| site.at(l)));
+        model.prefill(batch, &mut hooks)?;
+        // [layer, batch, d]: one readback per batch.
+        let per_layer: Vec<Tensor<2>> = (0..n_layers)
+            .map(|l| {
+                let acts = hooks.take(site.at(l)).ok_or_else(|| Error::UnknownHook(site.at(l).to_string()))?;
+                let per_row: Vec<Tensor<2>> = batch
+                    .iter()
+                    .enumerate()
+                    .map(|(i, ids)| {
+                        let row = acts.clone().slice([i..i + 1, 0..ids.len()]);
+                        match aggregation {
+                            Aggregation::Last => row.slice_dim(1, ids.len() - 1..ids.len()).squeeze_dim::<2>(1),
+                            Aggregation::Mean => row.mean_dim(1).squeeze_dim::<2>(1),
+                        }
+                    })
+                    .collect();
+                Ok(Tensor::cat(per_row, 0))
+            })
+            .collect::<Result<_>>()?;
+        let values = read_f32(Tensor::stack::<3>(per_layer, 0)).await?;
+        let d = model.config().d_model;
+        for (l, layer) in values.chunks_exact(batch.len() * d).enumerate() {
+            rows[l].extend(layer.chunks_exact(d).map(<[f32]>::to_vec));
+        }
+        progress(((b + 1) * BATCH).min(encoded.len()), encoded.len());
+    }
+    let (positive, negative) = rows
+        .into_iter()
+        .map(|layer| {
+            let (pos, neg): (Vec<_>, Vec<_>) = layer.into_iter().enumerate().partition(|(i, _)| i % 2 == 0);
+            (pos.into_iter().map(|(_, r)| r).collect(), neg.into_iter().map(|(_, r)| r).collect())
+        })
+        .unzip();
+    Ok(PairActivations { site, aggregation, positive, negative })
+}
+
+/// The direction `method` finds in one layer's paired activations.
+pub fn direction(method: Method, positive: &[Vec<f32>], negative: &[Vec<f32>]) -> Vec<f32> {
+    let diffs: Vec<Vec<f32>> = positive.iter().zip(negative).map(|(p, n)| p.iter().zip(n).map(|(a, b)| a - b).collect()).collect();
+    let mean_diff = mean_rows(&diffs);
+    let orient = |v: Vec<f32>| if dot(&v, &mean_diff) < 0.0 { v.into_iter().map(|x| -x).collect() } else { v };
+    match method {
+        Method::MeanDiff => mean_diff,
+        Method::Pca => orient(first_principal_component(&diffs)),
+        Method::PcaCenter => {
+            let centred: Vec<Vec<f32>> = positive
+                .iter()
+                .zip(negative)
+                .flat_map(|(p, n)| {
+                    let half: Vec<f32> = p.iter().zip(n).map(|(a, b)| (a - b) / 2.0).collect();
+                    let neg_half = half.iter().map(|x| -x).collect();
+                    [half, neg_half]
+                })
+                .collect();
+            orient(first_principal_component(&centred))
+        }
+        Method::Probe => {
+            let (rows, labels) = labelled(positive, negative);
+            orient(logistic_regression(&rows, &labels, 1e-3, 300).0)
+        }
+    }
+}
+
+fn labelled(positive: &[Vec<f32>], negative: &[Vec<f32>]) -> (Vec<Vec<f32>>, Vec<bool>) {
+    let rows: Vec<Vec<f32>> = positive.iter().chain(negative).cloned().collect();
+    let labels = (0..rows.len()).map(|i| i < positive.len()).collect();
+    (rows, labels)
+}
+
+/// Mean L2 norm of all activations of a layer (positives and negatives).
+fn mean_norm(positive: &[Vec<f32>], negative: &[Vec<f32>]) -> f32 {
+    let all: Vec<f32> = positive.iter().chain(negative).map(|r| norm(r)).collect();
+    all.iter().sum::<f32>() / all.len().max(1) as f32
+}
+
+/// Builds a steering vector for `layers` from collected activations.
+pub fn steering_vector(acts: &PairActivations, method: Method, layers: &[usize], model: VectorModel, pairs: &PairSet) -> Result<SteeringVector> {
+    let mut directions = BTreeMap::new();
+    for &layer in layers {
+        let (Some(pos), Some(neg)) = (acts.positive.get(layer), acts.negative.get(layer)) else {
+            return Err(Error::HookLayerOutOfRange { hook: acts.site.at(layer).to_string(), layer, n_layers: acts.positive.len() });
+        };
+        let direction = direction(method, pos, neg);
+        directions.insert(layer, Direction { norm: norm(&direction), mean_resid_norm: mean_norm(pos, neg), direction });
+    }
+    Ok(SteeringVector {
+        format: super::vector::FORMAT.into(),
+        model,
+        site: acts.site,
+        method,
+        aggregation: acts.aggregation,
+        pairs: VectorPairs { sha256: pairs.sha256(), n_pairs: pairs.len() },
+        directions,
+    })
+}
+
+/// One row of the layer sweep: how well the concept separates at a layer, and whether the methods agree.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SweepRow {
+    pub layer: usize,
+    /// Accuracy of a probe trained on the other pairs, on held-out pairs (every 4th pair).
+    pub probe_accuracy: f32,
+    /// Cohen's d of held-out projections onto the training mean difference.
+    pub cohens_d: f32,
+    pub mean_diff_norm: f32,
+    pub mean_resid_norm: f32,
+    /// Cosine of each method's direction with the mean difference.
+    pub cos_mean_diff_pca: f32,
+    pub cos_mean_diff_pca_center: f32,
+    pub cos_mean_diff_probe: f32,
+    pub cos_pca_probe: f32,
+}
+
+/// Held-out separation and agreement between methods at every layer.
+pub fn sweep(acts: &PairActivations) -> Vec<SweepRow> {
+    acts.positive
+        .iter()
+        .zip(&acts.negative)
+        .enumerate()
+        .map(|(layer, (pos, neg))| {
+            let held_out = |i: &usize| i % 4 == 3;
+            let split = |rows: &[Vec<f32>], test: bool| -> Vec<Vec<f32>> {
+                rows.iter().enumerate().filter(|(i, _)| held_out(i) == test).map(|(_, r)| r.clone()).collect()
+            };
+            let (train_pos, train_neg, test_pos, test_neg) = (split(pos, false), split(neg, false), split(pos, true), split(neg, true));
+            let (rows, labels) = labelled(&train_pos, &train_neg);
+            let (w, b) = logistic_regression(&rows, &labels, 1e-3, 300);
+            let (test_rows, test_labels) = labelled(&test_pos, &test_neg);
+            let correct = test_rows.iter().zip(&test_labels).filter(|(r, y)| (dot(r, &w) + b > 0.0) == **y).count();
+            let mean_diff = direction(Method::MeanDiff, &train_pos, &train_neg);
+            let project = |rows: &[Vec<f32>]| rows.iter().map(|r| dot(r, &mean_diff)).collect::<Vec<f32>>();
+            let all_md = direction(Method::MeanDiff, pos, neg);
+            let pca = direction(Method::Pca, pos, neg);
+            let probe = direction(Method::Probe, pos, neg);
+            SweepRow {
+                layer,
+                probe_accuracy: correct as f32 / test_rows.len().max(1) as f32,
+                cohens_d: cohens_d(&project(&test_pos), &project(&test_neg)),
+                mean_diff_norm: norm(&all_md),
+                mean_resid_norm: mean_norm(pos, neg),
+                cos_mean_diff_pca: cosine(&all_md, &pca),
+                cos_mean_diff_pca_center: cosine(&all_md, &direction(Method::PcaCenter, pos, neg)),
+                cos_mean_diff_probe: cosine(&all_md, &probe),
+                cos_pca_probe: cosine(&pca, &probe),
+            }
+        })
+        .collect()
+}
+
+/// `(mean(a) − mean(b)) / pooled standard deviation`.
+pub fn cohens_d(a: &[f32], b: &[f32]) -> f32 {
+    let stats = |x: &[f32]| {
+        let n = x.len().max(1) as f32;
+        let mean = x.iter().sum::<f32>() / n;
+        let var = x.iter().map(|v| (v - mean).powi(2)).sum::<f32>() / (n - 1.0).max(1.0);
+        (mean, var, n)
+    };
+    let ((ma, va, na), (mb, vb, nb)) = (stats(a), stats(b));
+    let pooled = (((na - 1.0) * va + (nb - 1.0) * vb) / (na + nb - 2.0).max(1.0)).sqrt();
+    if pooled > 0.0 { (ma - mb) / pooled } else { 0.0 }
+}

@@ -1,0 +1,12 @@
+//! The steering engine: contrastive pairs → steering vectors → applied edits → measured effects.
+//! No I/O: pair files, vectors and reports come in and go out as bytes or strings.
+
+pub mod extract;
+pub mod linalg;
+pub mod metrics;
+pub mod pairs;
+pub mod vector;
+
+pub use extract::{Aggregation, Method, PairActivations, SweepRow, collect, steering_vector, sweep};
+pub use pairs::{Pair, PairError, PairSet};
+pub use vector::{Application, Direction, HookSite, SteeringVector, VectorModel, VectorPairs};
