@@ -144,6 +144,7 @@ pub struct Generation {
     pub input_ids: Vec<u32>,
     /// New tokens only.
     pub ids: Vec<u32>,
+    /// The text the new tokens add after the prompt (decoded in context).
     pub text: String,
     pub stop: StopReason,
 }
@@ -242,7 +243,7 @@ impl TextModel {
         }
         let mut sampler = Sampler::new(options.sampling.clone())?;
         let mut cache = self.model.new_cache();
-        let mut stream = StreamDecoder::default();
+        let mut stream = StreamDecoder::new(&self.tokenizer, input_ids)?;
         let mut ids = Vec::with_capacity(options.max_new_tokens);
         let mut next_input = input_ids.to_vec();
         let mut stop = StopReason::MaxTokens;
@@ -263,7 +264,7 @@ impl TextModel {
             }
             next_input = vec![id];
         }
-        let text = self.tokenizer.decode(&ids)?;
+        let text = stream.text(&self.tokenizer, &ids)?;
         Ok(Generation { input_ids: input_ids.to_vec(), ids, text, stop })
     }
 }

@@ -35,17 +35,36 @@ impl Tokenizer {
     }
 }
 
-/// Turns a growing id sequence into text deltas, so streamed pieces add up to the full decode.
-#[derive(Debug, Default)]
+/// Turns a growing id sequence into text deltas, decoded in the context of the prompt (so a
+/// decoder that strips a leading space does not eat the first generated space), such that the
+/// streamed pieces add up to [`StreamDecoder::text`].
+#[derive(Debug)]
 pub struct StreamDecoder {
+    prompt: Vec<u32>,
+    prompt_text: String,
     emitted: String,
 }
 
 impl StreamDecoder {
-    /// The text that `ids` (all tokens so far) adds to what was already emitted. Holds text back
-    /// while the decode ends in a partial UTF-8 character (shown as U+FFFD).
-    pub fn push(&mut self, tokenizer: &Tokenizer, ids: &[u32]) -> Result<String> {
-        let text = tokenizer.decode(ids)?;
+    pub fn new(tokenizer: &Tokenizer, prompt: &[u32]) -> Result<Self> {
+        Ok(Self { prompt: prompt.to_vec(), prompt_text: tokenizer.decode(prompt)?, emitted: String::new() })
+    }
+
+    /// The continuation text of `generated` after the prompt.
+    pub fn text(&self, tokenizer: &Tokenizer, generated: &[u32]) -> Result<String> {
+        let mut all = self.prompt.clone();
+        all.extend_from_slice(generated);
+        let text = tokenizer.decode(&all)?;
+        match text.strip_prefix(self.prompt_text.as_str()) {
+            Some(rest) => Ok(rest.to_string()),
+            None => tokenizer.decode(generated),
+        }
+    }
+
+    /// The text that `generated` (all new tokens so far) adds to what was already emitted. Holds
+    /// text back while the decode ends in a partial UTF-8 character (shown as U+FFFD).
+    pub fn push(&mut self, tokenizer: &Tokenizer, generated: &[u32]) -> Result<String> {
+        let text = self.text(tokenizer, generated)?;
         if text.ends_with('\u{FFFD}') || !text.starts_with(self.emitted.as_str()) {
             return Ok(String::new());
         }
