@@ -97,6 +97,8 @@ enum Command {
     Sweep(steer::SweepArgs),
     /// Metrics of a steering vector per coefficient, beside an equal-norm random direction.
     SteerEval(steer::SteerEvalArgs),
+    /// Export a vector to GGUF/safetensors, or import a GGUF control vector.
+    Vector(steer::VectorArgs),
     /// Prefill and decode speed on a SmolLM2-135M-shaped model with random weights, side by side
     /// with HF transformers when Python has it.
     Bench(bench::BenchArgs),
@@ -217,6 +219,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Extract(args) => steer::extract(args)?,
         Command::Sweep(args) => steer::run_sweep(args)?,
         Command::SteerEval(args) => steer::steer_eval(args)?,
+        Command::Vector(args) => steer::vector(args)?,
         Command::Bench(args) => bench::run(args)?,
     }
     Ok(())

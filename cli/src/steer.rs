@@ -246,3 +246,55 @@ pub fn steer_eval(args: SteerEvalArgs) -> Result<()> {
     }
     Ok(())
 }
+
+#[derive(Args)]
+pub struct VectorArgs {
+    #[command(subcommand)]
+    command: VectorCommand,
+}
+
+#[derive(clap::Subcommand)]
+enum VectorCommand {
+    /// Write a vector JSON as a GGUF control vector (llama.cpp/repeng) or safetensors.
+    Export {
+        #[arg(long)]
+        vector: PathBuf,
+        /// gguf or safetensors
+        #[arg(long)]
+        format: String,
+        /// `controlvector.model_hint` for GGUF (the HF model_type, e.g. llama).
+        #[arg(long, default_value = "llama")]
+        model_hint: String,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Read a GGUF control vector into the vector JSON format.
+    Import {
+        #[arg(long)]
+        gguf: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+pub fn vector(args: VectorArgs) -> Result<()> {
+    match args.command {
+        VectorCommand::Export { vector, format, model_hint, out } => {
+            let v = read_vector(&vector)?;
+            let bytes = match format.as_str() {
+                "gguf" => analog_core::steering::gguf::export(&v, &model_hint),
+                "safetensors" => v.to_safetensors()?,
+                other => bail!("unknown format `{other}`; expected gguf or safetensors"),
+            };
+            std::fs::write(&out, bytes).with_context(|| format!("cannot write {}", out.display()))?;
+            println!("wrote {} ({} layers)", out.display(), v.directions.len());
+        }
+        VectorCommand::Import { gguf, out } => {
+            let bytes = std::fs::read(&gguf).with_context(|| format!("cannot read {}", gguf.display()))?;
+            let v = analog_core::steering::gguf::import(&bytes).with_context(|| format!("{}", gguf.display()))?;
+            std::fs::write(&out, v.to_json()).with_context(|| format!("cannot write {}", out.display()))?;
+            println!("wrote {} ({} layers, d_model {})", out.display(), v.directions.len(), v.model.d_model);
+        }
+    }
+    Ok(())
+}

@@ -95,3 +95,48 @@ fn bad_input_is_an_error_line_and_exit_code_2() {
     assert_error(&["info", "--model", tmp.to_str().unwrap()], "not a valid safetensors file");
     std::fs::remove_dir_all(&tmp).ok();
 }
+
+#[test]
+fn extract_sweep_steer_and_export_round_trip() {
+    let dir = fixture("gpt2");
+    let dir = dir.to_str().unwrap();
+    let pairs = Path::new(env!("CARGO_MANIFEST_DIR")).join("../public/datasets/sentiment.jsonl");
+    let pairs = pairs.to_str().unwrap();
+    let tmp = std::env::temp_dir().join(format!("analog-cli-steer-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp).unwrap();
+    let vector = tmp.join("v.json");
+    let vector = vector.to_str().unwrap();
+    let out = analog(&["extract", "--model", dir, "--pairs", pairs, "--layer", "all", "--method", "pca", "--out", vector]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    let sweep = json(&["sweep", "--model", dir, "--pairs", pairs, "--json"]);
+    assert_eq!(sweep["rows"].as_array().unwrap().len(), 2);
+    assert_eq!(sweep["n_pairs"], 46);
+
+    let logits = |steer: &[&str]| -> Vec<f64> {
+        let mut args = vec!["logits", "--model", dir, "--prompt", "The cat sat", "--json"];
+        args.extend_from_slice(steer);
+        serde_json::from_value(json(&args)["logits"].clone()).unwrap()
+    };
+    let base = logits(&[]);
+    let zero = format!("{vector}:0");
+    let two = format!("{vector}:2");
+    assert_eq!(logits(&["--steer", &zero]), base, "coefficient 0 changes nothing");
+    assert_ne!(logits(&["--steer", &two]), base, "coefficient 2 changes the logits");
+
+    let eval = json(&["steer-eval", "--model", dir, "--vector", vector, "--coefs=-2,0,2", "--target", " cat", "--counter", " dog", "--lexicon", "cat", "--samples", "1", "--sample-tokens", "4", "--json"]);
+    let rows = eval["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 3);
+    assert_eq!(rows[1]["steered"]["kl"], 0.0);
+
+    let gguf = tmp.join("v.gguf");
+    let back = tmp.join("back.json");
+    assert!(analog(&["vector", "export", "--vector", vector, "--format", "gguf", "--out", gguf.to_str().unwrap()]).status.success());
+    assert!(analog(&["vector", "import", "--gguf", gguf.to_str().unwrap(), "--out", back.to_str().unwrap()]).status.success());
+    assert_eq!(std::fs::read(vector).unwrap(), std::fs::read(&back).unwrap(), "GGUF round trip is exact");
+
+    std::fs::write(tmp.join("bad.jsonl"), "{\"positive\": \"a\", \"negative\": \"b\"}\n{\"positive\": 3}\n").unwrap();
+    assert_error(&["extract", "--model", dir, "--pairs", tmp.join("bad.jsonl").to_str().unwrap(), "--layer", "0", "--out", vector], "line 2");
+    assert_error(&["logits", "--model", dir, "--prompt", "x", "--steer", "nofile.json:abc"], "is not a number");
+    std::fs::remove_dir_all(&tmp).ok();
+}

@@ -27,6 +27,8 @@ pub enum Method {
     PcaCenter,
     /// Weights of a logistic-regression probe separating positives from negatives.
     Probe,
+    /// Read from a file that does not say how it was made (e.g. a foreign GGUF control vector).
+    Imported,
 }
 
 impl Method {
@@ -40,6 +42,7 @@ impl fmt::Display for Method {
             Self::Pca => "pca",
             Self::PcaCenter => "pca-center",
             Self::Probe => "probe",
+            Self::Imported => "imported",
         })
     }
 }
@@ -166,6 +169,8 @@ pub fn direction(method: Method, positive: &[Vec<f32>], negative: &[Vec<f32>]) -
             let (rows, labels) = labelled(positive, negative);
             orient(logistic_regression(&rows, &labels, 1e-3, 300).0)
         }
+        // Nothing to compute from: the mean difference is the neutral choice.
+        Method::Imported => mean_diff,
     }
 }
 

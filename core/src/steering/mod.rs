@@ -2,6 +2,7 @@
 //! No I/O: pair files, vectors and reports come in and go out as bytes or strings.
 
 pub mod extract;
+pub mod gguf;
 pub mod linalg;
 pub mod metrics;
 pub mod pairs;

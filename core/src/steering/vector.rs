@@ -146,6 +146,28 @@ impl SteeringVector {
         serde_json::to_string_pretty(self).unwrap_or_default()
     }
 
+    /// The directions as a safetensors file: one f32 tensor `direction.<layer>` each, and the
+    /// provenance in the header's `__metadata__` (as `vector_json` minus the directions).
+    pub fn to_safetensors(&self) -> Result<Vec<u8>> {
+        let bytes: Vec<(String, Vec<u8>)> = self
+            .directions
+            .iter()
+            .map(|(layer, d)| (format!("direction.{layer}"), d.direction.iter().flat_map(|x| x.to_le_bytes()).collect()))
+            .collect();
+        let views = bytes
+            .iter()
+            .map(|(name, data)| {
+                safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![data.len() / 4], data)
+                    .map(|view| (name.clone(), view))
+                    .map_err(|e| Error::Vector(e.to_string()))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let mut header = self.clone();
+        header.directions.values_mut().for_each(|d| d.direction.clear());
+        let metadata = std::collections::HashMap::from([("vector_json".to_string(), serde_json::to_string(&header).unwrap_or_default())]);
+        safetensors::serialize(views, Some(metadata)).map_err(|e| Error::Vector(e.to_string()))
+    }
+
     /// Keeps only `layers`.
     pub fn select_layers(&self, layers: &[usize]) -> Self {
         let mut v = self.clone();
