@@ -7,6 +7,8 @@ use std::process::Command;
 use std::time::Instant;
 
 use analog_core::device::BackendKind;
+use analog_core::steering::extract::{Aggregation, Method, collect_ids, direction};
+use analog_core::steering::HookSite;
 use analog_core::{Hooks, KvCache, Model, WeightFiles, device, read_f32};
 use anyhow::{Context, Result};
 use burn::tensor::{Int, Tensor, TensorData};
@@ -24,6 +26,9 @@ pub struct BenchArgs {
     decode: usize,
     #[arg(long, default_value = "cpu")]
     device: BackendKind,
+    /// Measure steering-vector extraction (100 pairs × all layers) instead of decoding.
+    #[arg(long)]
+    extraction: bool,
     /// Skip the transformers comparison.
     #[arg(long)]
     no_reference: bool,
@@ -35,8 +40,13 @@ pub struct BenchArgs {
 /// What one run measured.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Measurement {
+    #[serde(default)]
     pub prefill_tokens_per_s: f64,
+    #[serde(default)]
     pub decode_tokens_per_s: f64,
+    /// Pairs per second for extraction over every layer (with `--extraction`).
+    #[serde(default)]
+    pub extraction_pairs_per_s: f64,
     pub peak_rss_bytes: Option<u64>,
     pub weight_bytes: u64,
 }
@@ -114,6 +124,19 @@ fn measure(args: &BenchArgs) -> Result<Measurement> {
     let model = Model::from_bytes(&config, &WeightFiles::Single(&weights), &device)?;
     let weight_bytes = weights.len() as u64;
     drop(weights);
+    if args.extraction {
+        let prompts = extraction_prompts();
+        let layers: Vec<usize> = (0..model.config.n_layers).collect();
+        let run = || pollster::block_on(collect_ids(&model, &prompts, HookSite::ResidPost, Aggregation::Last, &mut |_, _| {}));
+        run()?; // warm-up
+        let start = Instant::now();
+        let acts = run()?;
+        for &l in &layers {
+            std::hint::black_box(direction(Method::MeanDiff, &acts.positive[l], &acts.negative[l]));
+        }
+        let seconds = start.elapsed().as_secs_f64();
+        return Ok(Measurement { prefill_tokens_per_s: 0.0, decode_tokens_per_s: 0.0, extraction_pairs_per_s: EXTRACTION_PAIRS as f64 / seconds, peak_rss_bytes: peak_rss(), weight_bytes });
+    }
     let prompt: Vec<i32> = (0..args.prefill as i32).map(|i| (i * 7919) % 49152).collect();
     let run_prefill = |cache: &mut KvCache| -> Result<u32> {
         let hidden = model.forward_hidden(tokens(&prompt, &device), cache, &mut Hooks::new())?;
@@ -136,9 +159,18 @@ fn measure(args: &BenchArgs) -> Result<Measurement> {
     Ok(Measurement {
         prefill_tokens_per_s: args.prefill as f64 / prefill_s,
         decode_tokens_per_s: args.decode as f64 / decode_s,
+        extraction_pairs_per_s: 0.0,
         peak_rss_bytes: peak_rss(),
         weight_bytes,
     })
+}
+
+const EXTRACTION_PAIRS: usize = 100;
+const EXTRACTION_TOKENS: usize = 24;
+
+/// 100 pairs of 24-token prompts (positive, negative alternating), the same ids the Python side builds.
+fn extraction_prompts() -> Vec<Vec<u32>> {
+    (0..2 * EXTRACTION_PAIRS).map(|p| (0..EXTRACTION_TOKENS).map(|t| ((p * 131 + t * 7919 + 17) % 49152) as u32).collect()).collect()
 }
 
 fn reference(args: &BenchArgs) -> Result<Measurement> {
@@ -147,6 +179,7 @@ fn reference(args: &BenchArgs) -> Result<Measurement> {
         .arg(&script)
         .arg(&args.dir)
         .args(["--prefill", &args.prefill.to_string(), "--decode", &args.decode.to_string()])
+        .args(args.extraction.then_some("--extraction"))
         .output()
         .context("python3 is not available")?;
     if !out.status.success() {
@@ -170,11 +203,27 @@ pub fn run(args: BenchArgs) -> Result<()> {
         .args(["bench", "--measure", "--dir"])
         .arg(&args.dir)
         .args(["--prefill", &args.prefill.to_string(), "--decode", &args.decode.to_string(), "--device", &args.device.to_string()])
+        .args(args.extraction.then_some("--extraction"))
         .output()?;
     if !out.status.success() {
         anyhow::bail!("measurement failed: {}", String::from_utf8_lossy(&out.stderr));
     }
     let ours: Measurement = serde_json::from_slice(&out.stdout)?;
+    if args.extraction {
+        println!("Extraction: {EXTRACTION_PAIRS} pairs of {EXTRACTION_TOKENS}-token prompts, last-token activations of all 30 layers, mean difference, SmolLM2-135M-shaped random model");
+        println!("{:<34} {:>10}", "engine", "pairs/s");
+        println!("{:<34} {:>10.2}", format!("analog ({}, batch 16)", args.device), ours.extraction_pairs_per_s);
+        if !args.no_reference {
+            match reference(&args) {
+                Ok(theirs) => {
+                    println!("{:<34} {:>10.2}", "PyTorch output_hidden_states (b16)", theirs.extraction_pairs_per_s);
+                    println!("ratio analog / PyTorch: {:.2}x (target ≥ 2x)", ours.extraction_pairs_per_s / theirs.extraction_pairs_per_s);
+                }
+                Err(e) => println!("PyTorch reference not run: {e}"),
+            }
+        }
+        return Ok(());
+    }
     println!("SmolLM2-135M-shaped model, random f32 weights ({}), prompt {} tokens, decode {} tokens, batch 1", gib(ours.weight_bytes), args.prefill, args.decode);
     println!("{:<28} {:>14} {:>14} {:>12}", "engine", "prefill tok/s", "decode tok/s", "peak RSS");
     let rss = |m: &Measurement| m.peak_rss_bytes.map_or("?".into(), gib);

@@ -1,6 +1,6 @@
 //! Prompts in, tokens out: batched prefill, KV-cached generation and sampling.
 
-use burn::tensor::{Device, Int, Tensor, TensorData};
+use burn::tensor::{Device, Int, Tensor};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
@@ -178,38 +178,16 @@ impl TextModel {
     }
 
     fn check_ids(&self, ids: &[u32]) -> Result<()> {
-        let vocab_size = self.config().vocab_size;
-        match ids.iter().find(|&&id| id as usize >= vocab_size) {
-            Some(&id) => Err(Error::TokenOutOfRange { id, vocab_size }),
-            None => Ok(()),
-        }
+        self.model.check_ids(ids)
     }
 
-    /// `[batch, pos]` int tensor of right-padded rows (pad id 0).
     fn batch_tensor(&self, rows: &[Vec<u32>]) -> Tensor<2, Int> {
-        let width = rows.iter().map(Vec::len).max().unwrap_or(0);
-        let mut flat = Vec::with_capacity(rows.len() * width);
-        for row in rows {
-            flat.extend(row.iter().map(|&id| id as i32));
-            flat.extend(std::iter::repeat_n(0, width - row.len()));
-        }
-        Tensor::from_data(TensorData::new(flat, [rows.len(), width]), &self.model.device())
+        self.model.batch_tensor(rows)
     }
 
-    /// Runs right-padded rows through the model once; returns the final-norm output
-    /// `[rows, longest, d_model]` (positions past a row's length are padding).
+    /// Runs right-padded rows through the model once; see [`Model::prefill`].
     pub fn prefill(&self, rows: &[Vec<u32>], hooks: &mut Hooks) -> Result<Tensor<3>> {
-        hooks.check(self.config())?;
-        if rows.is_empty() {
-            return Err(Error::EmptyPrompt);
-        }
-        for row in rows {
-            if row.is_empty() {
-                return Err(Error::EmptyPrompt);
-            }
-            self.check_ids(row)?;
-        }
-        self.model.forward_hidden(self.batch_tensor(rows), &mut self.model.new_cache(), hooks)
+        self.model.prefill(rows, hooks)
     }
 
     /// Last-position logits of each row, in one batched prefill: `rows.len()` vectors of `vocab`.

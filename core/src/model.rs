@@ -426,6 +426,42 @@ impl Model {
         Ok(hooks.at(HookPoint::FinalNormalized, self.ln_final.forward(x), offset))
     }
 
+    /// Refuses ids the embedding cannot look up.
+    pub fn check_ids(&self, ids: &[u32]) -> Result<()> {
+        let vocab_size = self.config.vocab_size;
+        match ids.iter().find(|&&id| id as usize >= vocab_size) {
+            Some(&id) => Err(Error::TokenOutOfRange { id, vocab_size }),
+            None => Ok(()),
+        }
+    }
+
+    /// `[batch, pos]` int tensor of right-padded rows (pad id 0).
+    pub fn batch_tensor(&self, rows: &[Vec<u32>]) -> Tensor<2, Int> {
+        let width = rows.iter().map(Vec::len).max().unwrap_or(0);
+        let mut flat = Vec::with_capacity(rows.len() * width);
+        for row in rows {
+            flat.extend(row.iter().map(|&id| id as i32));
+            flat.extend(std::iter::repeat_n(0, width - row.len()));
+        }
+        Tensor::from_data(TensorData::new(flat, [rows.len(), width]), &self.device())
+    }
+
+    /// Runs right-padded rows through the model once; returns the final-norm output
+    /// `[rows, longest, d_model]` (positions past a row's length are padding).
+    pub fn prefill(&self, rows: &[Vec<u32>], hooks: &mut Hooks) -> Result<Tensor<3>> {
+        hooks.check(&self.config)?;
+        if rows.is_empty() {
+            return Err(Error::EmptyPrompt);
+        }
+        for row in rows {
+            if row.is_empty() {
+                return Err(Error::EmptyPrompt);
+            }
+            self.check_ids(row)?;
+        }
+        self.forward_hidden(self.batch_tensor(rows), &mut self.new_cache(), hooks)
+    }
+
     /// # Shapes
     /// `[batch, pos, d_model]` → `[batch, pos, vocab]`
     pub fn unembed(&self, hidden: Tensor<3>) -> Tensor<3> {

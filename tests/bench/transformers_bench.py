@@ -16,6 +16,7 @@ parser = argparse.ArgumentParser()
 parser.add_argument("dir")
 parser.add_argument("--prefill", type=int, default=128)
 parser.add_argument("--decode", type=int, default=64)
+parser.add_argument("--extraction", action="store_true")
 args = parser.parse_args()
 
 torch.manual_seed(0)
@@ -23,6 +24,31 @@ model = transformers.AutoModelForCausalLM.from_pretrained(
     args.dir, dtype=torch.float32, attn_implementation="eager"
 ).eval()
 prompt = torch.tensor([[(i * 7919) % 49152 for i in range(args.prefill)]])
+
+if args.extraction:
+    # The same 100 pairs of 24-token prompts as `analog bench --extraction`, batch 16.
+    pairs, tokens = 100, 24
+    ids = torch.tensor([[(p * 131 + t * 7919 + 17) % 49152 for t in range(tokens)] for p in range(2 * pairs)])
+
+    def extract():
+        layers = []
+        for batch in ids.split(16):
+            hidden = model(batch, output_hidden_states=True).hidden_states[1:]
+            layers.append(torch.stack([h[:, -1] for h in hidden]))
+        acts = torch.cat(layers, dim=1)  # [layer, prompt, d]
+        return (acts[:, 0::2] - acts[:, 1::2]).mean(dim=1)
+
+    with torch.no_grad():
+        extract()  # warm-up
+        start = time.perf_counter()
+        extract()
+        seconds = time.perf_counter() - start
+    print(json.dumps({
+        "extraction_pairs_per_s": pairs / seconds,
+        "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+        "weight_bytes": os.path.getsize(os.path.join(args.dir, "model.safetensors")),
+    }))
+    raise SystemExit(0)
 
 
 def prefill():

@@ -14,6 +14,7 @@ use super::vector::{Direction, HookSite, SteeringVector, VectorModel, VectorPair
 use crate::error::{Error, Result};
 use crate::generate::{TextModel, read_f32};
 use crate::hooks::Hooks;
+use crate::model::Model;
 
 /// How a direction is computed from paired activations.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -99,10 +100,21 @@ pub async fn collect(
     aggregation: Aggregation,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<PairActivations> {
-    let n_layers = model.config().n_layers;
     let prompts: Vec<&str> = pairs.pairs.iter().flat_map(|p| [p.positive.as_str(), p.negative.as_str()]).collect();
     let encoded: Vec<Vec<u32>> = prompts.iter().map(|p| model.encode(p)).collect::<Result<_>>()?;
-    let limit = model.config().context_length;
+    collect_ids(&model.model, &encoded, site, aggregation, progress).await
+}
+
+/// [`collect`] on token ids: `encoded` alternates positive and negative prompts.
+pub async fn collect_ids(
+    model: &Model,
+    encoded: &[Vec<u32>],
+    site: HookSite,
+    aggregation: Aggregation,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<PairActivations> {
+    let n_layers = model.config.n_layers;
+    let limit = model.config.context_length;
     if let Some(long) = encoded.iter().find(|ids| ids.len() > limit) {
         return Err(Error::ContextTooLong { prompt: long.len(), new: 0, needed: long.len(), limit });
     }
@@ -129,7 +141,7 @@ pub async fn collect(
             })
             .collect::<Result<_>>()?;
         let values = read_f32(Tensor::stack::<3>(per_layer, 0)).await?;
-        let d = model.config().d_model;
+        let d = model.config.d_model;
         for (l, layer) in values.chunks_exact(batch.len() * d).enumerate() {
             rows[l].extend(layer.chunks_exact(d).map(<[f32]>::to_vec));
         }
