@@ -1,6 +1,6 @@
 //! Prompts in, tokens out: batched prefill, KV-cached generation and sampling.
 
-use burn::tensor::{Device, Int, Tensor};
+use burn::tensor::{Device, Tensor};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
@@ -173,16 +173,8 @@ impl TextModel {
         if ids.is_empty() {
             return Err(Error::EmptyPrompt);
         }
-        self.check_ids(&ids)?;
+        self.model.check_ids(&ids)?;
         Ok(ids)
-    }
-
-    fn check_ids(&self, ids: &[u32]) -> Result<()> {
-        self.model.check_ids(ids)
-    }
-
-    fn batch_tensor(&self, rows: &[Vec<u32>]) -> Tensor<2, Int> {
-        self.model.batch_tensor(rows)
     }
 
     /// Runs right-padded rows through the model once; see [`Model::prefill`].
@@ -213,7 +205,7 @@ impl TextModel {
         if input_ids.is_empty() {
             return Err(Error::EmptyPrompt);
         }
-        self.check_ids(input_ids)?;
+        self.model.check_ids(input_ids)?;
         let limit = self.config().context_length;
         let needed = input_ids.len() + options.max_new_tokens;
         if needed > limit {
@@ -226,7 +218,7 @@ impl TextModel {
         let mut next_input = input_ids.to_vec();
         let mut stop = StopReason::MaxTokens;
         while ids.len() < options.max_new_tokens {
-            let hidden = self.model.forward_hidden(self.batch_tensor(&[next_input]), &mut cache, hooks)?;
+            let hidden = self.model.forward_hidden(self.model.batch_tensor(&[next_input]), &mut cache, hooks)?;
             let [_, len, _] = hidden.dims();
             let logits = read_f32(self.model.unembed(hidden.slice_dim(1, len - 1..len))).await?;
             let id = sampler.sample(&logits);
