@@ -3,7 +3,9 @@
 //! Errors go to stderr as `error: ...` with exit code 2.
 
 mod bench;
+mod fetch;
 mod files;
+mod report;
 mod steer;
 
 use std::io::Write;
@@ -102,6 +104,8 @@ enum Command {
     /// Prefill and decode speed on a SmolLM2-135M-shaped model with random weights, side by side
     /// with HF transformers when Python has it.
     Bench(bench::BenchArgs),
+    /// Frontier transfer reports: validate, compare with local measurements, export, schema.
+    Report(report::ReportArgs),
 }
 
 fn load(args: &ModelArgs) -> Result<TextModel> {
@@ -221,6 +225,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::SteerEval(args) => steer::steer_eval(args)?,
         Command::Vector(args) => steer::vector(args)?,
         Command::Bench(args) => bench::run(args)?,
+        Command::Report(args) => report::run(args)?,
     }
     Ok(())
 }

@@ -51,7 +51,7 @@ pub fn steering_hooks(model: &TextModel, specs: &[SteerSpec]) -> Result<Hooks> {
     Ok(hooks)
 }
 
-fn read_pairs(path: &Path) -> Result<PairSet> {
+pub fn read_pairs(path: &Path) -> Result<PairSet> {
     let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     let set = if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("csv")) { PairSet::from_csv(&text) } else { PairSet::from_jsonl(&text) };
     set.with_context(|| format!("{}", path.display()))
@@ -77,7 +77,7 @@ async fn activations(model: &TextModel, args: &PairArgs) -> Result<(PairSet, ana
     Ok((pairs, acts))
 }
 
-fn parse_layers(spec: &str, n_layers: usize) -> Result<Vec<usize>> {
+pub fn parse_layers(spec: &str, n_layers: usize) -> Result<Vec<usize>> {
     if spec == "all" {
         return Ok((0..n_layers).collect());
     }
@@ -197,23 +197,29 @@ pub struct SteerEvalArgs {
     json: bool,
 }
 
-const NEUTRAL_PROMPTS: [&str; 3] = [
+pub const NEUTRAL_PROMPTS: [&str; 3] = [
     "Once upon a time, there was a little boy named Tim. He",
     "One day, a girl went to the park with her mom. She",
     "The dog looked at the big tree and",
 ];
-const NEUTRAL_TEXTS: [&str; 2] = [
+pub const NEUTRAL_TEXTS: [&str; 2] = [
     "Once upon a time, there was a little girl named Lily. She liked to play in the park with her ball.",
     "Tom and his dog went for a walk. They saw a bird in a tree and a cat on the wall.",
 ];
 
-pub fn steer_eval(args: SteerEvalArgs) -> Result<()> {
-    let model = load(&args.model)?;
-    let vector = read_vector(&args.vector)?;
-    let coefs: Vec<f32> = args.coefs.split(',').map(|c| c.trim().parse::<f32>().with_context(|| format!("`{c}` is not a number"))).collect::<Result<_>>()?;
+/// Comma-separated finite coefficients.
+pub fn parse_coefs(spec: &str) -> Result<Vec<f32>> {
+    let coefs: Vec<f32> = spec.split(',').map(|c| c.trim().parse::<f32>().with_context(|| format!("`{c}` is not a number"))).collect::<Result<_>>()?;
     if coefs.is_empty() || coefs.iter().any(|c| !c.is_finite()) {
         bail!("--coefs needs finite numbers");
     }
+    Ok(coefs)
+}
+
+pub fn steer_eval(args: SteerEvalArgs) -> Result<()> {
+    let model = load(&args.model)?;
+    let vector = read_vector(&args.vector)?;
+    let coefs = parse_coefs(&args.coefs)?;
     let neutral: Vec<String> = if args.neutral.is_empty() { NEUTRAL_PROMPTS.map(String::from).to_vec() } else { args.neutral };
     let spec = EvalSpec {
         logit_prompts: if args.prompts.is_empty() { neutral.clone() } else { args.prompts },

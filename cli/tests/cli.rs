@@ -140,3 +140,103 @@ fn extract_sweep_steer_and_export_round_trip() {
     assert_error(&["logits", "--model", dir, "--prompt", "x", "--steer", "nofile.json:abc"], "is not a number");
     std::fs::remove_dir_all(&tmp).ok();
 }
+
+fn repo_file(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(path)
+}
+
+/// A local stand-in for a lab's web server: serves files under `root` on 127.0.0.1 for `requests`
+/// requests, then stops. Returns the base URL.
+fn serve(root: PathBuf, requests: usize) -> String {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let base = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(requests) {
+            let mut stream = stream.unwrap();
+            let mut line = String::new();
+            BufReader::new(&stream).read_line(&mut line).unwrap();
+            let path = line.split_whitespace().nth(1).unwrap_or("/").trim_start_matches('/').to_string();
+            let (status, body) = match std::fs::read(root.join(&path)) {
+                Ok(body) => ("200 OK", body),
+                Err(_) => ("404 Not Found", b"not found".to_vec()),
+            };
+            let head = format!("HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
+            stream.write_all(head.as_bytes()).unwrap();
+            stream.write_all(&body).unwrap();
+        }
+    });
+    base
+}
+
+#[test]
+fn report_validate_exit_codes_name_the_path() {
+    let valid = repo_file("tests/fixtures/reports/valid/fixture-lab.json");
+    let out = analog(&["report", "validate", valid.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("valid: fixture-lab"));
+    let invalid = repo_file("tests/fixtures/reports/invalid/vector-dimension.json");
+    assert_error(&["report", "validate", invalid.to_str().unwrap()], "$.interventions[0].vector.values: expected 4 values");
+    assert_error(&["report", "validate", "no-such-report.json"], "cannot read");
+    let schema = analog(&["report", "schema"]);
+    assert_eq!(schema.stdout, std::fs::read(repo_file("public/schema/transfer-report.v1.json")).unwrap());
+}
+
+#[test]
+fn report_export_then_compare_through_a_local_server() {
+    let dir = fixture("gpt2");
+    let dir = dir.to_str().unwrap();
+    let tmp = std::env::temp_dir().join(format!("analog-cli-report-{}", std::process::id()));
+    std::fs::create_dir_all(tmp.join("datasets")).unwrap();
+    let pairs = repo_file("public/datasets/sentiment.jsonl");
+    let report_path = tmp.join("measured.json");
+    let out = analog(&[
+        "report", "export", "--model", dir, "--pairs", pairs.to_str().unwrap(), "--layer", "1", "--coefs=-2,0,2", "--samples", "1",
+        "--sample-tokens", "4", "--id", "gpt2-fixture", "--out", report_path.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(analog(&["report", "validate", report_path.to_str().unwrap()]).status.success());
+    let mut report: serde_json::Value = serde_json::from_slice(&std::fs::read(&report_path).unwrap()).unwrap();
+    assert_eq!(report["kind"], "measurement");
+    assert!(report.get("frontier").is_none());
+    assert_eq!(report["interventions"][0]["results"].as_array().unwrap().len(), 3);
+
+    // Move the pairs and the vector out of the report, onto the stand-in server.
+    std::fs::copy(&pairs, tmp.join("datasets/sentiment.jsonl")).unwrap();
+    let values = report["interventions"][0]["vector"]["values"].take();
+    let vector_file = serde_json::json!({
+        "format": "analog-steering-vector/v1",
+        "model": { "id": "gpt2", "weights_sha256": report["analog"]["weights_sha256"], "d_model": report["analog"]["d_model"] },
+        "hook": "resid_post", "method": "mean-diff", "aggregation": "last",
+        "pairs": { "sha256": report["interventions"][0]["pairs"]["sha256"], "n_pairs": 46 },
+        "directions": { "1": { "norm": report["interventions"][0]["vector"]["norm"], "mean_resid_norm": 1.0, "direction": values } }
+    });
+    let vector_bytes = serde_json::to_vec(&vector_file).unwrap();
+    std::fs::write(tmp.join("vector.json"), &vector_bytes).unwrap();
+    let base = serve(tmp.clone(), 3);
+    let iv = &mut report["interventions"][0];
+    iv["pairs"].as_object_mut().unwrap().remove("inline");
+    iv["pairs"]["url"] = "datasets/sentiment.jsonl".into();
+    iv["vector"].as_object_mut().unwrap().remove("values");
+    iv["vector"]["url"] = format!("{base}/vector.json").into();
+    iv["vector"]["sha256"] = sha256_hex(&vector_bytes).into();
+    std::fs::write(tmp.join("remote.json"), serde_json::to_vec_pretty(&report).unwrap()).unwrap();
+
+    // The report itself is fetched too; `datasets/...` resolves against its URL.
+    let cmp = json(&["report", "compare", "--model", dir, "--report", &format!("{base}/remote.json"), "--json"]);
+    let iv = &cmp["interventions"][0];
+    assert!(iv["vector_cosine"].as_f64().unwrap() > 0.9999, "{iv}");
+    assert!(iv["max_abs_diff"].as_f64().unwrap() < 1e-4, "{iv}");
+    assert_eq!(cmp["weights_match"], true);
+    assert_eq!(iv["verdicts"][2]["outcome"], "not_applicable");
+
+    // A pair file that is not the declared one is refused.
+    std::fs::write(tmp.join("datasets/sentiment.jsonl"), "{\"positive\": \"a\", \"negative\": \"b\"}\n{\"positive\": \"c\", \"negative\": \"d\"}\n").unwrap();
+    assert_error(&["report", "compare", "--model", dir, "--report", tmp.join("remote.json").to_str().unwrap()], "not the set the report was measured on");
+    std::fs::remove_dir_all(&tmp).ok();
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}

@@ -59,6 +59,8 @@ pub enum Error {
     Vector(String),
     #[error(transparent)]
     Pairs(#[from] crate::steering::PairError),
+    #[error("transfer report: {0}")]
+    Report(String),
     #[error("invalid sampling settings: {0}")]
     Sampling(String),
     #[error("the {backend} backend failed: {reason}")]

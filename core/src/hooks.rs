@@ -113,9 +113,12 @@ impl<'de> Deserialize<'de> for HookPoint {
 }
 
 /// Absolute token positions `start..end` (open-ended when `end` is `None`) an edit applies to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct Positions {
+    /// First position (0-based, counting the whole sequence including the prompt).
     pub start: usize,
+    /// One past the last position; absent means to the end.
     pub end: Option<usize>,
 }
 

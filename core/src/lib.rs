@@ -20,6 +20,7 @@ pub mod error;
 pub mod generate;
 pub mod hooks;
 pub mod model;
+pub mod report;
 pub mod steering;
 pub mod tokenizer;
 mod weight_map;

@@ -17,7 +17,7 @@ use crate::hooks::Hooks;
 use crate::model::Model;
 
 /// How a direction is computed from paired activations.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum Method {
     /// Mean of `positive − negative` (CAA, ActAdd).
@@ -57,7 +57,7 @@ impl FromStr for Method {
 }
 
 /// Which token positions of a prompt represent it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Aggregation {
     /// The last token (CAA).

@@ -6,6 +6,7 @@
 use burn::tensor::activation::log_softmax;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::vector::{Application, SteeringVector};
@@ -13,13 +14,15 @@ use crate::error::{Error, Result};
 use crate::generate::{GenerateOptions, Sampling, TextModel, read_f32};
 use crate::hooks::{Hooks, Positions};
 
-/// What to measure on.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// What to measure on, and how.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct EvalSpec {
     /// Prompts after which the target vs counter next token is scored.
     pub logit_prompts: Vec<String>,
     /// Text whose first token is the target (e.g. `" happy"`); none skips the logit metric.
     pub target: Option<String>,
+    /// Text whose first token is the counter-target (e.g. `" sad"`); goes with `target`.
     pub counter: Option<String>,
     /// Prompts for KL and trigger-rate sampling.
     pub neutral_prompts: Vec<String>,
@@ -27,16 +30,25 @@ pub struct EvalSpec {
     pub neutral_texts: Vec<String>,
     /// Words whose appearance (whole word, any case) in a continuation counts as a trigger.
     pub lexicon: Vec<String>,
+    /// Sampled continuations per neutral prompt for the trigger rate.
     pub samples_per_prompt: usize,
+    /// Maximum tokens per sampled continuation.
     pub sample_tokens: usize,
+    /// Sampling temperature of the continuations.
     pub temperature: f32,
+    /// Base seed: sample `s` of prompt `p` uses `seed + 1000 p + s`; the random baseline direction
+    /// uses `seed ^ 0x5EED`.
     pub seed: u64,
+    /// Token positions the vector is added at.
     pub positions: Positions,
+    /// Scale each direction to the layer's mean residual norm first (`coef` becomes a fraction of it).
     pub normalise: bool,
 }
 
-/// The metrics of one run (steered or random).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// The metrics of one run (steered or random). Optional metrics are absent when the evaluation
+/// does not define them (no target tokens, no lexicon, no neutral texts).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct Metrics {
     /// Mean over logit prompts of logP(target) − logP(counter).
     pub logit_diff: Option<f32>,

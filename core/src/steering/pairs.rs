@@ -5,10 +5,13 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 /// One contrastive pair: the prompt with the concept and the prompt without (or with its opposite).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Pair {
+    /// The prompt with the concept.
     pub positive: String,
+    /// The prompt without it, or with its opposite.
     pub negative: String,
+    /// Optional free-text label (e.g. a sub-category).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub label: Option<String>,
 }

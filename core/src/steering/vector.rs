@@ -16,13 +16,18 @@ use crate::hooks::{Edit, EditOp, HookPoint, Positions};
 pub const FORMAT: &str = "analog-steering-vector/v1";
 
 /// Which hook of each block a vector lives at.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum HookSite {
+    /// `blocks.{l}.hook_resid_pre`: the residual stream entering the block.
     ResidPre,
+    /// `blocks.{l}.hook_attn_out`: the attention output added to the residual stream.
     AttnOut,
+    /// `blocks.{l}.hook_resid_mid`: the residual stream between attention and MLP.
     ResidMid,
+    /// `blocks.{l}.hook_mlp_out`: the MLP output added to the residual stream.
     MlpOut,
+    /// `blocks.{l}.hook_resid_post`: the residual stream leaving the block.
     ResidPost,
 }
 

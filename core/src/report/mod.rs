@@ -1,0 +1,117 @@
+//! Frontier transfer reports: schema v1 ([`schema`]), strict validation ([`validate`]), the
+//! analog-vs-frontier comparison ([`compare`]), and building a report from one's own measurements.
+//! No I/O: reports, pair files and vector files come in as bytes; fetching them is the caller's job.
+
+pub mod compare;
+pub mod schema;
+pub mod stats;
+pub mod validate;
+
+use sha2::{Digest, Sha256};
+
+pub use compare::{Comparison, InterventionComparison, InterventionInputs, Outcome, Verdict, compare};
+pub use schema::*;
+pub use validate::{MAX_REPORT_BYTES, ValidationError, ValidationErrors, check_url, parse};
+
+use crate::error::{Error, Result};
+use crate::steering::metrics::{EvalSpec, MetricRow};
+use crate::steering::{PairSet, SteeringVector};
+
+/// The JSON Schema (draft 2020-12) of [`TransferReport`], pretty-printed: the content of
+/// `public/schema/transfer-report.v1.json`.
+pub fn json_schema() -> String {
+    let schema = schemars::generate::SchemaSettings::draft2020_12().into_generator().into_root_schema_for::<TransferReport>();
+    let mut text = serde_json::to_string_pretty(&schema).unwrap_or_default();
+    text.push('\n');
+    text
+}
+
+impl TransferReport {
+    /// Pretty JSON in field order, maps sorted: the same report always gives the same bytes.
+    pub fn to_json(&self) -> String {
+        let mut text = serde_json::to_string_pretty(self).unwrap_or_default();
+        text.push('\n');
+        text
+    }
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl Intervention {
+    /// The inline pair set, if the report carries one.
+    pub fn inline_pairs(&self) -> Option<Result<PairSet>> {
+        self.pairs.inline.clone().map(|pairs| PairSet::new(pairs).map_err(Error::from))
+    }
+
+    /// Parses a fetched pair file (CSV when `csv`, JSONL otherwise) and checks it is the declared set.
+    pub fn pairs_from_bytes(&self, bytes: &[u8], csv: bool) -> Result<PairSet> {
+        let text = std::str::from_utf8(bytes).map_err(|_| Error::Report(format!("intervention `{}`: the pair file is not UTF-8 text", self.id)))?;
+        let set = if csv { PairSet::from_csv(text)? } else { PairSet::from_jsonl(text)? };
+        if set.sha256() != self.pairs.sha256 {
+            return Err(Error::Report(format!(
+                "intervention `{}`: the pair file hashes to {}, but the report declares {}; it is not the set the report was measured on",
+                self.id,
+                set.sha256(),
+                self.pairs.sha256
+            )));
+        }
+        Ok(set)
+    }
+
+    /// The published direction: inline values, or the `analog_layer` of a fetched vector file whose
+    /// sha256 must match the report.
+    pub fn vector_from_bytes(&self, file: Option<&[u8]>) -> Result<Vec<f32>> {
+        if let Some(values) = &self.vector.values {
+            return Ok(values.clone());
+        }
+        let (Some(bytes), Some(expected)) = (file, &self.vector.sha256) else {
+            return Err(Error::Report(format!("intervention `{}`: the vector file is needed", self.id)));
+        };
+        let actual = sha256_hex(bytes);
+        if &actual != expected {
+            return Err(Error::Report(format!("intervention `{}`: the vector file hashes to {actual}, but the report declares {expected}", self.id)));
+        }
+        let vector = SteeringVector::from_json(bytes)?;
+        vector
+            .directions
+            .get(&self.analog_layer)
+            .map(|d| d.direction.clone())
+            .ok_or_else(|| Error::Report(format!("intervention `{}`: the vector file has no layer {}", self.id, self.analog_layer)))
+    }
+
+    /// An intervention holding one's own analog measurements (no frontier parts), with the pairs
+    /// and the vector inline.
+    pub fn measured(id: &str, concept: &str, pairs: &PairSet, vector: &SteeringVector, layer: usize, evaluation: EvalSpec, effect_metric: MetricName, rows: &[MetricRow]) -> Result<Self> {
+        let direction = vector.directions.get(&layer).ok_or_else(|| Error::Report(format!("the vector has no layer {layer}")))?;
+        Ok(Self {
+            id: id.into(),
+            concept: concept.into(),
+            pairs: PairSetRef { n_pairs: pairs.len(), sha256: pairs.sha256(), inline: Some(pairs.pairs.clone()), url: None },
+            method: vector.method,
+            aggregation: vector.aggregation,
+            analog_hook: vector.site,
+            analog_layer: layer,
+            vector: VectorRef { norm: direction.norm, mean_resid_norm: direction.mean_resid_norm, values: Some(direction.direction.clone()), url: None, sha256: None },
+            frontier_layer: None,
+            mapping: None,
+            evaluation,
+            effect_metric,
+            results: rows
+                .iter()
+                .map(|r| CoefResult {
+                    coef: r.coef,
+                    analog: Some(r.steered.clone()),
+                    analog_random_baseline: Some(r.random.clone()),
+                    frontier_native: None,
+                    frontier_mapped: None,
+                    random_baseline: None,
+                })
+                .collect(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;
