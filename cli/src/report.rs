@@ -363,5 +363,5 @@ fn hardware(device: analog_core::device::BackendKind) -> String {
         .and_then(|info| info.lines().find(|l| l.starts_with("model name")).and_then(|l| l.split(':').nth(1)).map(|s| s.trim().to_string()))
         .unwrap_or_else(|| std::env::consts::ARCH.to_string());
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    format!("{cpu}, {threads} threads; backend {device:?}")
+    format!("{cpu}, {threads} threads; backend {device}")
 }
