@@ -5,6 +5,7 @@
 mod bench;
 mod fetch;
 mod files;
+mod lab;
 mod report;
 mod steer;
 
@@ -106,6 +107,8 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Frontier transfer reports: validate, compare with local measurements, export, schema.
     Report(report::ReportArgs),
+    /// The reference lab: corpus, tokenizer, frontier training, analog distillation.
+    Lab(lab::LabArgs),
 }
 
 fn load(args: &ModelArgs) -> Result<TextModel> {
@@ -226,6 +229,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Vector(args) => steer::vector(args)?,
         Command::Bench(args) => bench::run(args)?,
         Command::Report(args) => report::run(args)?,
+        Command::Lab(args) => lab::run(args)?,
     }
     Ok(())
 }

@@ -13,6 +13,11 @@ impl Tokenizer {
         Ok(Self { inner })
     }
 
+    /// The id of a token of the vocabulary (e.g. a special token), if it exists.
+    pub fn token_id(&self, token: &str) -> Option<u32> {
+        self.inner.token_to_id(token)
+    }
+
     /// Encodes with special tokens: the tokenizer's post-processor decides whether BOS comes first.
     pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
         let encoding = self.inner.encode(text, true).map_err(|e| Error::Tokenizer(e.to_string()))?;

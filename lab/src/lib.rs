@@ -1,0 +1,10 @@
+//! `analog-lab`: the lab's side of the story. A seeded story corpus and its grammar validator, a BPE
+//! tokenizer trained on it, a `llama`-family frontier model trained with burn's autodiff on the CPU,
+//! its analog distilled at a few percent of the size, and the transfer study whose measurements
+//! become the published reports.
+
+pub mod corpus;
+pub mod tokenizer;
+pub mod train;
+pub mod pipeline;
+pub mod transfer;
