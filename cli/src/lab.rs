@@ -46,6 +46,54 @@ enum LabCommand {
         #[arg(long, default_value_t = 100)]
         checkpoint_every: usize,
     },
+    /// The transfer study over the built-in pair sets, written as a v1 lab report.
+    Transfer {
+        #[arg(long)]
+        out: PathBuf,
+        /// Directory of the built-in pair sets (with index.json).
+        #[arg(long, default_value = "public/datasets")]
+        datasets: PathBuf,
+        #[arg(long, default_value = "story-analog")]
+        analog_id: String,
+        #[arg(long, default_value = "story-frontier")]
+        frontier_id: String,
+        #[arg(long, default_value = "story-lab-transfer")]
+        report_id: String,
+        #[arg(long, default_value = "-2,-1,0,1,2,4", allow_hyphen_values = true)]
+        coefs: String,
+        #[arg(long, default_value_t = 0)]
+        analog_layer: usize,
+        #[arg(long, default_value_t = 1)]
+        frontier_layer: usize,
+        #[arg(long, default_value_t = 4)]
+        samples: usize,
+        /// Where to write the report (default: OUT/report.json).
+        #[arg(long)]
+        report: Option<PathBuf>,
+    },
+    /// Every step from seeds: corpus, tokenizer, frontier, analog, transfer study, publication.
+    /// Training resumes from checkpoints when rerun.
+    All {
+        #[arg(long, default_value = "target/lab")]
+        out: PathBuf,
+        #[arg(long, default_value = "public")]
+        public: PathBuf,
+        #[arg(long, default_value_t = 2500)]
+        frontier_steps: usize,
+        #[arg(long, default_value_t = 2000)]
+        analog_steps: usize,
+    },
+    /// Copy both models, their cards, the report and the catalog into the public directory.
+    Publish {
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value = "public")]
+        public: PathBuf,
+        #[arg(long, default_value = "story-analog")]
+        analog_id: String,
+        #[arg(long, default_value = "story-frontier")]
+        frontier_id: String,
+    },
     /// Sample stories and measure the share of sentences the grammar accepts.
     Sample {
         #[arg(long)]
@@ -53,6 +101,25 @@ enum LabCommand {
         #[arg(long, default_value_t = 4)]
         per_prompt: usize,
     },
+}
+
+/// The command that regenerates every published artifact.
+const COMMAND: &str = "cargo run --release -p analog-cli -- lab all";
+const DEFAULT_COEFS: &str = "-2,-1,0,1,2,4";
+
+fn transfer_settings<'a>(datasets: &'a std::path::Path, coefs: &str) -> Result<analog_lab::study::StudySettings<'a>> {
+    Ok(analog_lab::study::StudySettings {
+        datasets_dir: datasets,
+        analog_id: "story-analog",
+        frontier_id: "story-frontier",
+        report_id: "story-lab-transfer",
+        coefs: crate::steer::parse_coefs(coefs)?,
+        layers: (0, 1),
+        samples_per_prompt: 4,
+        code_revision: crate::report::code_revision(),
+        hardware: crate::report::hardware(analog_core::device::BackendKind::Cpu),
+        date: crate::report::today(),
+    })
 }
 
 pub fn run(args: LabArgs) -> Result<()> {
@@ -72,9 +139,48 @@ pub fn run(args: LabArgs) -> Result<()> {
             eprintln!("{model}: {} parameters", spec.shape.n_params());
             pipeline::train_model(&out, &dir, &spec, teacher.as_deref(), log_every, checkpoint_every).map_err(|e| anyhow!(e))?;
         }
+        LabCommand::All { out, public, frontier_steps, analog_steps } => {
+            let started = std::time::Instant::now();
+            let stats = pipeline::write_corpus(&out, &CorpusSpec { seed: 0, train_stories: 40_000, held_out_stories: 1_000 }).map_err(|e| anyhow!(e))?;
+            eprintln!("corpus: {} stories, {} distinct sentences", stats.stories, stats.distinct_sentences);
+            pipeline::write_tokenizer(&out, 512).map_err(|e| anyhow!(e))?;
+            let (frontier, analog) = pipeline::model_dirs(&out);
+            pipeline::train_model(&out, &frontier, &pipeline::default_run(false, frontier_steps), None, 20, 100).map_err(|e| anyhow!(e))?;
+            pipeline::train_model(&out, &analog, &pipeline::default_run(true, analog_steps), Some(&frontier), 20, 100).map_err(|e| anyhow!(e))?;
+            let datasets = public.join("datasets");
+            let settings = transfer_settings(&datasets, DEFAULT_COEFS)?;
+            let report = analog_lab::study::run(&out, &settings, &mut |msg| eprintln!("{msg}")).map_err(|e| anyhow!(e))?;
+            std::fs::write(out.join("report.json"), report.to_json())?;
+            let publish = pipeline::PublishSettings { public: &public, analog_id: "story-analog", frontier_id: "story-frontier", command: COMMAND };
+            pipeline::publish(&out, &publish, &report, &mut |m| eprintln!("{m}")).map_err(|e| anyhow!(e))?;
+            println!("published into {} in {:.0} s", public.display(), started.elapsed().as_secs_f64());
+        }
+        LabCommand::Publish { out, public, analog_id, frontier_id } => {
+            let report: analog_core::report::TransferReport = analog_core::report::parse(&std::fs::read(out.join("report.json"))?).map_err(|e| anyhow!("{e}"))?;
+            let settings = pipeline::PublishSettings { public: &public, analog_id: &analog_id, frontier_id: &frontier_id, command: COMMAND };
+            pipeline::publish(&out, &settings, &report, &mut |m| eprintln!("{m}")).map_err(|e| anyhow!(e))?;
+            println!("published into {}", public.display());
+        }
+        LabCommand::Transfer { out, datasets, analog_id, frontier_id, report_id, coefs, analog_layer, frontier_layer, samples, report } => {
+            let settings = analog_lab::study::StudySettings {
+                datasets_dir: &datasets,
+                analog_id: &analog_id,
+                frontier_id: &frontier_id,
+                report_id: &report_id,
+                coefs: crate::steer::parse_coefs(&coefs)?,
+                layers: (analog_layer, frontier_layer),
+                samples_per_prompt: samples,
+                code_revision: crate::report::code_revision(),
+                hardware: crate::report::hardware(analog_core::device::BackendKind::Cpu),
+                date: crate::report::today(),
+            };
+            let r = analog_lab::study::run(&out, &settings, &mut |msg| eprintln!("{msg}")).map_err(|e| anyhow!(e))?;
+            let report = report.unwrap_or_else(|| out.join("report.json"));
+            std::fs::write(&report, r.to_json())?;
+            println!("wrote {} ({} interventions)", report.display(), r.interventions.len());
+        }
         LabCommand::Sample { model, per_prompt } => {
-            let prompts = ["Once upon a time", "One day, Lily", "Tom said,", "The bride"];
-            let (share, texts) = pipeline::grammaticality(&model, &prompts, per_prompt, 60, 0).map_err(|e| anyhow!(e))?;
+            let (share, _, texts) = pipeline::grammaticality(&model, per_prompt, 60).map_err(|e| anyhow!(e))?;
             for t in texts.iter().take(8) {
                 println!("{t}\n");
             }

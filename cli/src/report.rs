@@ -330,7 +330,7 @@ fn export(args: ExportArgs) -> Result<()> {
     Ok(())
 }
 
-fn code_revision() -> String {
+pub fn code_revision() -> String {
     std::process::Command::new("git")
         .args(["rev-parse", "HEAD"])
         .output()
@@ -343,7 +343,7 @@ fn code_revision() -> String {
 }
 
 /// Today's UTC date as YYYY-MM-DD (civil-from-days, Howard Hinnant's algorithm).
-fn today() -> String {
+pub fn today() -> String {
     let days = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() / 86_400) as i64;
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
@@ -357,7 +357,7 @@ fn today() -> String {
     format!("{year:04}-{month:02}-{day:02}")
 }
 
-fn hardware(device: analog_core::device::BackendKind) -> String {
+pub fn hardware(device: analog_core::device::BackendKind) -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|info| info.lines().find(|l| l.starts_with("model name")).and_then(|l| l.split(':').nth(1)).map(|s| s.trim().to_string()))

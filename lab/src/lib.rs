@@ -8,3 +8,5 @@ pub mod tokenizer;
 pub mod train;
 pub mod pipeline;
 pub mod transfer;
+pub mod study;
+pub mod publish;

@@ -210,28 +210,176 @@ pub fn default_run(analog: bool, steps: usize) -> RunSpec {
     RunSpec { shape: if analog { ANALOG } else { FRONTIER }, schedule, alpha: if analog { 0.5 } else { 1.0 }, temperature: 2.0 }
 }
 
-/// Samples `n` continuations of `prompts` and the share of their sentences the grammar accepts.
-pub fn grammaticality(dir: &Path, prompts: &[&str], per_prompt: usize, tokens: usize, seed: u64) -> Result<(f32, Vec<String>)> {
-    let model = analog_core::TextModel::from_bytes(
+/// Prompts for the unsteered grammaticality check: beginnings of sentences the grammar produces.
+pub const SAMPLE_PROMPTS: [&str; 6] = ["Once upon a time", "One day,", "Tom said,", "The bride", "After school,", "Lily"];
+
+/// Samples `per_prompt` continuations of each prompt; returns the share of their complete sentences
+/// the grammar accepts, how many sentences that was, and the texts.
+pub fn grammaticality(dir: &Path, per_prompt: usize, tokens: usize) -> Result<(f32, usize, Vec<String>)> {
+    let model = load_text_model(dir)?;
+    let prompts: Vec<String> = SAMPLE_PROMPTS.iter().map(|p| (*p).to_string()).collect();
+    let texts: Vec<String> = continuations(&model, &prompts, &[], per_prompt, tokens)?.into_iter().map(|(p, c)| format!("{p}{c}")).collect();
+    let (ok, total) = corpus::grammatical_share(&Grammar::stories(), &texts);
+    Ok((ok as f32 / total.max(1) as f32, total, texts))
+}
+
+/// Loads a model directory in HF layout.
+pub fn load_text_model(dir: &Path) -> Result<analog_core::TextModel> {
+    analog_core::TextModel::from_bytes(
         &read(&dir.join("config.json"))?,
         &analog_core::WeightFiles::Single(&read(&dir.join("model.safetensors"))?),
         &read(&dir.join("tokenizer.json"))?,
         &device::cpu(),
     )
-    .map_err(|e| e.to_string())?;
-    let mut texts = Vec::new();
+    .map_err(|e| e.to_string())
+}
+
+/// Sampled continuations (temperature 1) of each prompt, with `edits` applied.
+fn continuations(model: &analog_core::TextModel, prompts: &[String], edits: &[analog_core::Edit], per_prompt: usize, tokens: usize) -> Result<Vec<(String, String)>> {
+    let mut out = Vec::new();
     for (p, prompt) in prompts.iter().enumerate() {
         let ids = model.encode(prompt).map_err(|e| e.to_string())?;
         for s in 0..per_prompt {
             let options = analog_core::GenerateOptions {
                 max_new_tokens: tokens,
-                sampling: analog_core::Sampling { temperature: 1.0, top_k: 0, top_p: 1.0, seed: seed + (p * 1000 + s) as u64 },
+                sampling: analog_core::Sampling { temperature: 1.0, top_k: 0, top_p: 1.0, seed: (p * 1000 + s) as u64 },
                 stop_at_eos: true,
             };
-            let out = pollster::block_on(model.generate(&ids, &options, &mut analog_core::Hooks::new(), &mut |_| true)).map_err(|e| e.to_string())?;
-            texts.push(format!("{prompt}{}", out.text));
+            let mut hooks = edits.iter().cloned().fold(analog_core::Hooks::new(), analog_core::Hooks::edit);
+            let generated = pollster::block_on(model.generate(&ids, &options, &mut hooks, &mut |_| true)).map_err(|e| e.to_string())?;
+            out.push((prompt.clone(), generated.text));
         }
     }
-    let (ok, total) = corpus::grammatical_share(&Grammar::stories(), &texts);
-    Ok((ok as f32 / total.max(1) as f32, texts))
+    Ok(out)
+}
+
+/// Sentences of `prompt + continuation` that start inside the continuation.
+fn continuation_sentences(prompt: &str, continuation: &str) -> Vec<String> {
+    let text = format!("{prompt}{continuation}");
+    let mut offset = 0;
+    let mut out = Vec::new();
+    for s in corpus::sentences(&text) {
+        let start = text[offset..].find(&s).map_or(offset, |i| offset + i);
+        offset = start + s.len();
+        if start >= prompt.trim_end().len() {
+            out.push(s);
+        }
+    }
+    out
+}
+
+/// Mood steering on the analog: the sentiment vector at `layer`, normalised, at each coefficient:
+/// the share of continuations containing a mood-lexicon word, and the share of their complete
+/// sentences the grammar accepts.
+pub fn mood_steering(dir: &Path, datasets: &Path, layer: usize, coefs: &[f32], per_prompt: usize) -> Result<Vec<crate::publish::SteeringRow>> {
+    let model = load_text_model(dir)?;
+    let index: Vec<crate::study::Dataset> = serde_json::from_slice(&read(&datasets.join("index.json"))?).map_err(|e| e.to_string())?;
+    let sentiment = index.iter().find(|d| d.id == "sentiment").ok_or("no sentiment pair set")?;
+    let pairs = analog_core::steering::PairSet::from_jsonl(&String::from_utf8_lossy(&read(&datasets.join(&sentiment.file))?)).map_err(|e| e.to_string())?;
+    let identity = analog_core::steering::VectorModel { id: "analog".into(), weights_sha256: String::new(), d_model: model.config().d_model };
+    let acts = pollster::block_on(analog_core::steering::collect(&model, &pairs, analog_core::steering::HookSite::ResidPost, analog_core::steering::Aggregation::Last, &mut |_, _| {}))
+        .map_err(|e| e.to_string())?;
+    let vector = analog_core::steering::steering_vector(&acts, analog_core::steering::Method::MeanDiff, &[layer], identity, &pairs).map_err(|e| e.to_string())?;
+    let grammar = Grammar::stories();
+    let lexicon: Vec<String> = sentiment.lexicon.iter().map(|w| w.to_lowercase()).collect();
+    let mut rows = Vec::new();
+    for &coef in coefs {
+        let how = analog_core::steering::Application { coef, positions: analog_core::Positions::ALL, normalise: true, ablate: false };
+        let samples = continuations(&model, &sentiment.neutral_prompts, &vector.edits(&how), per_prompt, 40)?;
+        let hits = samples.iter().filter(|(_, c)| c.to_lowercase().split(|ch: char| !ch.is_alphanumeric()).any(|w| lexicon.iter().any(|l| l == w))).count();
+        let sentences: Vec<String> = samples.iter().flat_map(|(p, c)| continuation_sentences(p, c)).filter(|s| s.ends_with(['.', '!', '?', '"'])).collect();
+        let ok = sentences.iter().filter(|s| grammar.accepts(s)).count();
+        rows.push(crate::publish::SteeringRow { coef, trigger_rate: hits as f32 / samples.len().max(1) as f32, grammatical: ok as f32 / sentences.len().max(1) as f32 });
+    }
+    Ok(rows)
+}
+
+/// What `publish` names things.
+pub struct PublishSettings<'a> {
+    pub public: &'a Path,
+    pub analog_id: &'a str,
+    pub frontier_id: &'a str,
+    pub command: &'a str,
+}
+
+fn quality(dir: &Path) -> Result<crate::publish::Quality> {
+    let log = crate::publish::read_log(dir)?;
+    let last = log.last().ok_or("empty training log")?;
+    let held_out_loss = log.iter().rev().find_map(|r| r.held_out_loss).ok_or("no held-out loss in the log")?;
+    let (grammatical, samples, _) = grammaticality(dir, 8, 60)?;
+    Ok(crate::publish::Quality { grammatical, samples, held_out_loss, tokens_seen: last.tokens, steps: last.step, train_seconds: log.iter().map(|r| r.seconds).fold(0.0, f64::max) })
+}
+
+/// Copies both models into `public/models/<id>/` with cards and loss curves, the report into
+/// `public/reports/`, and writes `public/catalog.json`.
+pub fn publish(out: &Path, settings: &PublishSettings<'_>, report: &analog_core::report::TransferReport, progress: &mut dyn FnMut(&str)) -> Result<()> {
+    use crate::publish::{Card, card, file_entries, loss_svg, read_log};
+    let (frontier_dir, analog_dir) = model_dirs(out);
+    let corpus_stats: serde_json::Value = serde_json::from_slice(&read(&out.join("corpus/stats.json"))?).map_err(|e| e.to_string())?;
+    let corpus = format!(
+        "the project's procedural story corpus: {} training stories ({} sentences, {} distinct), {} held-out stories from another seed",
+        corpus_stats["train"]["stories"], corpus_stats["train"]["sentences"], corpus_stats["train"]["distinct_sentences"], corpus_stats["held_out"]["stories"]
+    );
+    let frontier_params = FRONTIER.n_params();
+    let mut catalog_models = Vec::new();
+    for (dir, id, analog) in [(&frontier_dir, settings.frontier_id, false), (&analog_dir, settings.analog_id, true)] {
+        progress(&format!("{id}: measuring quality"));
+        let target = settings.public.join("models").join(id);
+        for f in crate::publish::MODEL_FILES {
+            write(&target.join(f), read(&dir.join(f))?)?;
+        }
+        let q = quality(dir)?;
+        let steering = if analog { mood_steering(dir, &settings.public.join("datasets"), 0, &[0.0, 0.5, 1.0, 2.0, 4.0], 8)? } else { Vec::new() };
+        let spec: RunSpec = serde_json::from_slice(&read(&dir.join("run.json"))?).map_err(|e| e.to_string())?;
+        let shape = spec.shape;
+        let files = file_entries(&target)?;
+        let training = if analog {
+            format!("distilled from {}: {} × next-token cross-entropy + {} × T² KL to the frontier's logits at T = {}; AdamW, lr {}, batch {} × {} tokens", settings.frontier_id, spec.alpha, 1.0 - spec.alpha, spec.temperature, spec.schedule.lr, spec.schedule.batch, spec.schedule.seq_len)
+        } else {
+            format!("next-token cross-entropy; AdamW, lr {}, batch {} × {} tokens, warm-up then cosine decay", spec.schedule.lr, spec.schedule.batch, spec.schedule.seq_len)
+        };
+        let role = if analog {
+            format!("The **default analog** of Analog Explorer: a small model distilled from `{}` on the same data, released so that anyone can study steering on it and check the transfer report.", settings.frontier_id)
+        } else {
+            "The **reference frontier**, published only so that reports can be verified: the model the analog stands in for.".to_string()
+        };
+        let shape_text = format!("{} layers, d_model {}, {} heads ({} kv), d_mlp {}, vocab {}, context {}", shape.n_layers, shape.d_model, shape.n_heads, shape.n_kv_heads, shape.d_mlp, shape.vocab_size, shape.context_length);
+        let text = card(&Card {
+            id,
+            role: &role,
+            n_params: shape.n_params(),
+            frontier_params,
+            shape: shape_text,
+            training: &training,
+            corpus: &corpus,
+            quality: &q,
+            steering: &steering,
+            transfer: Some(report),
+            files: &files,
+            command: settings.command,
+        });
+        write(&target.join("MODEL_CARD.md"), text)?;
+        write(&target.join("loss.svg"), loss_svg(&read_log(dir)?, &format!("{id}: loss per token (nats)")))?;
+        catalog_models.push(serde_json::json!({
+            "id": id,
+            "role": if analog { "analog" } else { "reference-frontier" },
+            "note": if analog { "default analog" } else { "reference frontier, published only so that reports can be verified" },
+            "path": format!("models/{id}/"),
+            "architecture": "llama",
+            "n_params": shape.n_params(),
+            "bytes": files.iter().map(|f| f.bytes).sum::<u64>(),
+            "files": files,
+            "held_out_loss": q.held_out_loss,
+            "grammatical": q.grammatical,
+        }));
+    }
+    let report_path = format!("reports/{}.json", report.id);
+    write(&settings.public.join(&report_path), report.to_json())?;
+    let catalog = serde_json::json!({
+        "format": "analog-explorer-catalog/v1",
+        "default": settings.analog_id,
+        "models": catalog_models,
+        "reports": [{ "id": report.id, "path": report_path, "analog": settings.analog_id, "frontier": settings.frontier_id }],
+    });
+    write(&settings.public.join("catalog.json"), serde_json::to_string_pretty(&catalog).unwrap_or_default() + "\n")
 }

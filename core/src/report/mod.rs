@@ -35,7 +35,8 @@ impl TransferReport {
     }
 }
 
-fn sha256_hex(bytes: &[u8]) -> String {
+/// sha256 of `bytes` as 64 lowercase hex digits.
+pub fn sha256_hex(bytes: &[u8]) -> String {
     Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
 }
 

@@ -1,0 +1,104 @@
+//! The published reference-lab artifacts: what `public/catalog.json` lists exists with the recorded
+//! sizes and hashes, the models load and have the stated sizes, the report validates and names the
+//! published weights, a visitor's comparison reproduces the report's analog numbers, and the default
+//! analog writes grammatical stories.
+
+use std::path::{Path, PathBuf};
+
+use analog_core::report::{self, sha256_hex};
+use analog_core::steering::VectorModel;
+use analog_core::{GenerateOptions, Hooks, Sampling, TextModel, WeightFiles, device};
+use analog_lab::corpus::{Grammar, sentences};
+
+fn public() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../public")
+}
+
+fn catalog() -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(public().join("catalog.json")).expect("public/catalog.json")).unwrap()
+}
+
+fn model(id: &str) -> (TextModel, String) {
+    let dir = public().join("models").join(id);
+    let read = |f: &str| std::fs::read(dir.join(f)).unwrap();
+    let weights = read("model.safetensors");
+    (TextModel::from_bytes(&read("config.json"), &WeightFiles::Single(&weights), &read("tokenizer.json"), &device::cpu()).unwrap(), sha256_hex(&weights))
+}
+
+#[test]
+fn catalog_files_match_their_recorded_sizes_and_hashes() {
+    let catalog = catalog();
+    let models = catalog["models"].as_array().unwrap();
+    assert_eq!(catalog["default"], "story-analog");
+    assert!(models.iter().any(|m| m["role"] == "reference-frontier" && m["note"].as_str().unwrap().contains("published only so that reports can be verified")));
+    for m in models {
+        let dir = public().join(m["path"].as_str().unwrap());
+        let card = std::fs::read_to_string(dir.join("MODEL_CARD.md")).unwrap();
+        assert!(dir.join("loss.svg").is_file());
+        for f in m["files"].as_array().unwrap() {
+            let bytes = std::fs::read(dir.join(f["name"].as_str().unwrap())).unwrap();
+            assert_eq!(bytes.len() as u64, f["bytes"].as_u64().unwrap(), "{}", f["name"]);
+            let sha = sha256_hex(&bytes);
+            assert_eq!(sha, f["sha256"], "{} {}", m["id"], f["name"]);
+            assert!(card.contains(&sha), "the card of {} records {}", m["id"], f["name"]);
+        }
+    }
+}
+
+#[test]
+fn models_load_with_the_stated_sizes_and_the_report_names_them() {
+    let (analog, analog_sha) = model("story-analog");
+    let (frontier, frontier_sha) = model("story-frontier");
+    let ratio = analog.model.n_params as f64 / frontier.model.n_params as f64;
+    assert!((0.005..=0.05).contains(&ratio), "analog is {:.2}% of the frontier", ratio * 100.0);
+    assert!((3_000_000..=20_000_000).contains(&frontier.model.n_params));
+    let catalog = catalog();
+    for r in catalog["reports"].as_array().unwrap() {
+        let report = report::parse(&std::fs::read(public().join(r["path"].as_str().unwrap())).unwrap()).unwrap();
+        assert_eq!(report.kind, report::ReportKind::Lab);
+        assert_eq!(report.analog.weights_sha256, analog_sha);
+        assert_eq!(report.analog.n_params, analog.model.n_params as u64);
+        assert_eq!(report.frontier.as_ref().unwrap().n_params, Some(frontier.model.n_params as u64));
+        assert_ne!(frontier_sha, analog_sha);
+        assert_eq!(report.interventions.len(), 4, "one intervention per built-in pair set");
+    }
+}
+
+#[test]
+fn a_visitor_reproduces_the_reports_analog_numbers() {
+    let (analog, sha) = model("story-analog");
+    let path = public().join("reports/story-lab-transfer.json");
+    let report = report::parse(&std::fs::read(&path).unwrap()).unwrap();
+    let inputs: Vec<_> = report
+        .interventions
+        .iter()
+        .map(|iv| {
+            let url = iv.pairs.url.as_ref().unwrap();
+            let bytes = std::fs::read(path.parent().unwrap().join(url)).unwrap();
+            report::InterventionInputs { pairs: iv.pairs_from_bytes(&bytes, false).unwrap(), vector: iv.vector_from_bytes(None).unwrap() }
+        })
+        .collect();
+    let local = VectorModel { id: "story-analog".into(), weights_sha256: sha, d_model: analog.config().d_model };
+    let cmp = pollster::block_on(report::compare(&analog, &local, &report, &inputs, &mut |_, _, _| {})).unwrap();
+    assert!(cmp.weights_match);
+    for iv in &cmp.interventions {
+        assert!(iv.vector_cosine > 0.999, "{}: {}", iv.id, iv.vector_cosine);
+        assert!(iv.max_abs_diff.unwrap() < 1e-3, "{}: {:?}", iv.id, iv.max_abs_diff);
+    }
+}
+
+#[test]
+fn the_default_analog_tells_a_grammatical_greedy_story() {
+    let (analog, _) = model("story-analog");
+    let prompt = "Once upon a time";
+    let ids = analog.encode(prompt).unwrap();
+    let options = GenerateOptions { max_new_tokens: 80, sampling: Sampling::default(), stop_at_eos: true };
+    let out = pollster::block_on(analog.generate(&ids, &options, &mut Hooks::new(), &mut |_| true)).unwrap();
+    let text = format!("{prompt}{}", out.text);
+    let grammar = Grammar::stories();
+    let complete: Vec<String> = sentences(&text).into_iter().filter(|s| s.ends_with(['.', '!', '?', '"'])).collect();
+    assert!(complete.len() >= 3, "{text}");
+    for s in &complete {
+        assert!(grammar.accepts(s), "{s:?} in {text:?}");
+    }
+}
