@@ -114,3 +114,40 @@ fn steering_edit_changes_the_next_layer_input_by_exactly_the_vector() {
         }
     }
 }
+
+#[test]
+fn the_logit_lens_at_the_last_layer_is_the_models_own_prediction() {
+    for name in FIXTURES {
+        let r = reference(name);
+        let m = load_dir(&fixture_dir(name), &analog_core::device::cpu()).unwrap();
+        let ids = m.encode(&r.prompt).unwrap();
+        let lens = pollster::block_on(analog_core::lens::logit_lens(&m, &ids, 5)).unwrap();
+        assert_eq!(lens.len(), m.config().n_layers);
+        let want = analog_core::lens::top_probabilities(&r.logits, 5);
+        let last = &lens[lens.len() - 1].top;
+        assert_eq!(last.iter().map(|t| t.0).collect::<Vec<_>>(), want.iter().map(|t| t.0).collect::<Vec<_>>(), "{name}");
+        assert!(last.iter().zip(&want).all(|(a, b)| (a.1 - b.1).abs() < 1e-4), "{name}: {last:?} vs {want:?}");
+        assert!(lens.iter().all(|row| row.resid_norm.is_finite() && row.resid_norm > 0.0));
+    }
+}
+
+#[test]
+fn step_by_step_decoding_equals_generate_and_cancels() {
+    let r = reference("llama");
+    let m = load_dir(&fixture_dir("llama"), &analog_core::device::cpu()).unwrap();
+    let ids = m.encode(&r.prompt).unwrap();
+    let options = greedy(r.greedy_ids.len(), false);
+    let mut hooks = Hooks::new();
+    let mut decoder = analog_core::Decoder::new(&m, &ids, &options, &hooks).unwrap();
+    let mut streamed = Vec::new();
+    while let Some(event) = pollster::block_on(decoder.next(&mut hooks)).unwrap() {
+        streamed.push(event.id);
+        if streamed.len() == 3 {
+            decoder.cancel();
+        }
+    }
+    let out = decoder.finish().unwrap();
+    assert_eq!(out.stop, analog_core::StopReason::Cancelled);
+    assert_eq!(out.ids, r.greedy_ids[..3]);
+    assert_eq!(streamed, out.ids);
+}

@@ -94,6 +94,31 @@ enum LabCommand {
         #[arg(long, default_value = "story-frontier")]
         frontier_id: String,
     },
+    /// Steer a model with the sentiment vector: mood-lexicon trigger rate and grammaticality per coefficient.
+    Mood {
+        #[arg(long)]
+        model: PathBuf,
+        #[arg(long, default_value = "public/datasets")]
+        datasets: PathBuf,
+        #[arg(long, default_value_t = 0)]
+        layer: usize,
+        #[arg(long, default_value = "0,0.25,0.5,1,2", allow_hyphen_values = true)]
+        coefs: String,
+        #[arg(long, default_value_t = 8)]
+        per_prompt: usize,
+        /// last or mean
+        #[arg(long, default_value = "last")]
+        aggregation: String,
+        /// mean-diff, pca, pca-center or probe
+        #[arg(long, default_value = "mean-diff")]
+        method: String,
+        /// Steer only over the prompt's positions.
+        #[arg(long)]
+        prompt_only: bool,
+        /// Add the raw mean difference instead of the unit direction times the mean residual norm.
+        #[arg(long)]
+        raw: bool,
+    },
     /// Sample stories and measure the share of sentences the grammar accepts.
     Sample {
         #[arg(long)]
@@ -178,6 +203,16 @@ pub fn run(args: LabArgs) -> Result<()> {
             let report = report.unwrap_or_else(|| out.join("report.json"));
             std::fs::write(&report, r.to_json())?;
             println!("wrote {} ({} interventions)", report.display(), r.interventions.len());
+        }
+        LabCommand::Mood { model, datasets, layer, coefs, per_prompt, aggregation, method, prompt_only, raw } => {
+            let aggregation = serde_json::from_value(serde_json::Value::String(aggregation.clone())).map_err(|_| anyhow!("--aggregation `{aggregation}`: expected last or mean"))?;
+            let method = serde_json::from_value(serde_json::Value::String(method.clone())).map_err(|_| anyhow!("--method `{method}`: expected mean-diff, pca, pca-center or probe"))?;
+            let how = pipeline::MoodSteering { layer, aggregation, method, prompt_only, normalise: !raw };
+            let rows = pipeline::mood_steering(&model, &datasets, how, &crate::steer::parse_coefs(&coefs)?, per_prompt).map_err(|e| anyhow!(e))?;
+            println!("{:>8} {:>10} {:>12}", "coef", "trigger", "grammatical");
+            for r in rows {
+                println!("{:>8} {:>9.1}% {:>11.1}%", r.coef, r.trigger_rate * 100.0, r.grammatical * 100.0);
+            }
         }
         LabCommand::Sample { model, per_prompt } => {
             let (share, _, texts) = pipeline::grammaticality(&model, per_prompt, 60).map_err(|e| anyhow!(e))?;

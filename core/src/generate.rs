@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::ModelConfig;
 use crate::error::{Error, Result};
 use crate::hooks::Hooks;
-use crate::model::Model;
+use crate::model::{KvCache, Model};
 use crate::tokenizer::{StreamDecoder, Tokenizer};
 use crate::weights::WeightFiles;
 
@@ -201,41 +201,98 @@ impl TextModel {
         hooks: &mut Hooks,
         on_token: &mut dyn FnMut(&TokenEvent) -> bool,
     ) -> Result<Generation> {
-        hooks.check(self.config())?;
+        let mut decoder = Decoder::new(self, input_ids, options, hooks)?;
+        while let Some(event) = decoder.next(hooks).await? {
+            if !on_token(&event) {
+                decoder.cancel();
+            }
+        }
+        decoder.finish()
+    }
+}
+
+/// Token-by-token generation. Call [`Decoder::next`] until it returns `None`: callers that must
+/// stay responsive (a Web Worker that reads cancel messages) yield to their event loop between calls.
+pub struct Decoder<'m> {
+    model: &'m TextModel,
+    sampler: Sampler,
+    cache: KvCache,
+    stream: StreamDecoder,
+    input_ids: Vec<u32>,
+    ids: Vec<u32>,
+    next_input: Vec<u32>,
+    max_new_tokens: usize,
+    stop_at_eos: bool,
+    stop: Option<StopReason>,
+}
+
+impl<'m> Decoder<'m> {
+    /// Checks the prompt, the hooks and the context budget; nothing runs yet.
+    pub fn new(model: &'m TextModel, input_ids: &[u32], options: &GenerateOptions, hooks: &Hooks) -> Result<Self> {
+        hooks.check(model.config())?;
         if input_ids.is_empty() {
             return Err(Error::EmptyPrompt);
         }
-        self.model.check_ids(input_ids)?;
-        let limit = self.config().context_length;
+        model.model.check_ids(input_ids)?;
+        let limit = model.config().context_length;
         let needed = input_ids.len() + options.max_new_tokens;
         if needed > limit {
             return Err(Error::ContextTooLong { prompt: input_ids.len(), new: options.max_new_tokens, needed, limit });
         }
-        let mut sampler = Sampler::new(options.sampling.clone())?;
-        let mut cache = self.model.new_cache();
-        let mut stream = StreamDecoder::new(&self.tokenizer, input_ids)?;
-        let mut ids = Vec::with_capacity(options.max_new_tokens);
-        let mut next_input = input_ids.to_vec();
-        let mut stop = StopReason::MaxTokens;
-        while ids.len() < options.max_new_tokens {
-            let hidden = self.model.forward_hidden(self.model.batch_tensor(&[next_input]), &mut cache, hooks)?;
-            let [_, len, _] = hidden.dims();
-            let logits = read_f32(self.model.unembed(hidden.slice_dim(1, len - 1..len))).await?;
-            let id = sampler.sample(&logits);
-            ids.push(id);
-            let event = TokenEvent { index: ids.len() - 1, id, text: stream.push(&self.tokenizer, &ids)? };
-            if options.stop_at_eos && self.config().eos_token_ids.contains(&id) {
-                stop = StopReason::Eos;
-                break;
-            }
-            if !on_token(&event) {
-                stop = StopReason::Cancelled;
-                break;
-            }
-            next_input = vec![id];
+        Ok(Self {
+            model,
+            sampler: Sampler::new(options.sampling.clone())?,
+            cache: model.model.new_cache(),
+            stream: StreamDecoder::new(&model.tokenizer, input_ids)?,
+            input_ids: input_ids.to_vec(),
+            ids: Vec::with_capacity(options.max_new_tokens),
+            next_input: input_ids.to_vec(),
+            max_new_tokens: options.max_new_tokens,
+            stop_at_eos: options.stop_at_eos,
+            stop: None,
+        })
+    }
+
+    /// Runs one forward step (the whole prompt the first time) and samples the next token;
+    /// `None` once generation has ended.
+    pub async fn next(&mut self, hooks: &mut Hooks) -> Result<Option<TokenEvent>> {
+        if self.stop.is_some() {
+            return Ok(None);
         }
-        let text = stream.text(&self.tokenizer, &ids)?;
-        Ok(Generation { input_ids: input_ids.to_vec(), ids, text, stop })
+        if self.ids.len() >= self.max_new_tokens {
+            self.stop = Some(StopReason::MaxTokens);
+            return Ok(None);
+        }
+        let model = &self.model.model;
+        let input = std::mem::take(&mut self.next_input);
+        let hidden = model.forward_hidden(model.batch_tensor(&[input]), &mut self.cache, hooks)?;
+        let [_, len, _] = hidden.dims();
+        let logits = read_f32(model.unembed(hidden.slice_dim(1, len - 1..len))).await?;
+        let id = self.sampler.sample(&logits);
+        self.ids.push(id);
+        let text = self.stream.push(&self.model.tokenizer, &self.ids)?;
+        if self.stop_at_eos && self.model.config().eos_token_ids.contains(&id) {
+            self.stop = Some(StopReason::Eos);
+            return Ok(None);
+        }
+        self.next_input = vec![id];
+        Ok(Some(TokenEvent { index: self.ids.len() - 1, id, text }))
+    }
+
+    /// Ends generation after the tokens produced so far.
+    pub fn cancel(&mut self) {
+        self.stop.get_or_insert(StopReason::Cancelled);
+    }
+
+    /// The new tokens so far.
+    pub fn ids(&self) -> &[u32] {
+        &self.ids
+    }
+
+    /// The result: new ids, their text decoded in context, and why generation stopped.
+    pub fn finish(self) -> Result<Generation> {
+        let text = self.stream.text(&self.model.tokenizer, &self.ids)?;
+        Ok(Generation { input_ids: self.input_ids, ids: self.ids, text, stop: self.stop.unwrap_or(StopReason::Cancelled) })
     }
 }
 

@@ -19,6 +19,7 @@ pub mod device;
 pub mod error;
 pub mod generate;
 pub mod hooks;
+pub mod lens;
 pub mod model;
 pub mod report;
 pub mod steering;
@@ -28,7 +29,7 @@ pub mod weights;
 
 pub use config::{Architecture, ModelConfig};
 pub use error::{Error, Result};
-pub use generate::{GenerateOptions, Generation, Sampler, Sampling, StopReason, TextModel, TokenEvent, read_f32};
+pub use generate::{Decoder, GenerateOptions, Generation, Sampler, Sampling, StopReason, TextModel, TokenEvent, read_f32};
 pub use hooks::{Edit, EditOp, HookPoint, Hooks, Positions};
 pub use model::{KvCache, Model};
 pub use tokenizer::Tokenizer;

@@ -201,8 +201,8 @@ pub fn cpu() -> Device {
 
 /// The frontier model: 4 layers of width 256 (~3.2M parameters with a 512-token vocabulary).
 pub const FRONTIER: Shape = Shape { vocab_size: 512, d_model: 256, n_layers: 4, n_heads: 8, n_kv_heads: 4, d_mlp: 688, context_length: 256 };
-/// The analog: 2 layers of width 48 (~3% of the frontier).
-pub const ANALOG: Shape = Shape { vocab_size: 512, d_model: 48, n_layers: 2, n_heads: 4, n_kv_heads: 2, d_mlp: 128, context_length: 256 };
+/// The analog: 2 layers of width 64 (4.8% of the frontier).
+pub const ANALOG: Shape = Shape { vocab_size: 512, d_model: 64, n_layers: 2, n_heads: 4, n_kv_heads: 2, d_mlp: 160, context_length: 256 };
 
 /// Default runs: the frontier on the corpus, the analog distilled from it.
 pub fn default_run(analog: bool, steps: usize) -> RunSpec {
@@ -218,7 +218,7 @@ pub const SAMPLE_PROMPTS: [&str; 6] = ["Once upon a time", "One day,", "Tom said
 pub fn grammaticality(dir: &Path, per_prompt: usize, tokens: usize) -> Result<(f32, usize, Vec<String>)> {
     let model = load_text_model(dir)?;
     let prompts: Vec<String> = SAMPLE_PROMPTS.iter().map(|p| (*p).to_string()).collect();
-    let texts: Vec<String> = continuations(&model, &prompts, &[], per_prompt, tokens)?.into_iter().map(|(p, c)| format!("{p}{c}")).collect();
+    let texts: Vec<String> = continuations(&model, &prompts, &[], per_prompt, tokens, 0)?.into_iter().map(|(p, c)| format!("{p}{c}")).collect();
     let (ok, total) = corpus::grammatical_share(&Grammar::stories(), &texts);
     Ok((ok as f32 / total.max(1) as f32, total, texts))
 }
@@ -235,14 +235,14 @@ pub fn load_text_model(dir: &Path) -> Result<analog_core::TextModel> {
 }
 
 /// Sampled continuations (temperature 1) of each prompt, with `edits` applied.
-fn continuations(model: &analog_core::TextModel, prompts: &[String], edits: &[analog_core::Edit], per_prompt: usize, tokens: usize) -> Result<Vec<(String, String)>> {
+fn continuations(model: &analog_core::TextModel, prompts: &[String], edits: &[analog_core::Edit], per_prompt: usize, tokens: usize, seed: u64) -> Result<Vec<(String, String)>> {
     let mut out = Vec::new();
     for (p, prompt) in prompts.iter().enumerate() {
         let ids = model.encode(prompt).map_err(|e| e.to_string())?;
         for s in 0..per_prompt {
             let options = analog_core::GenerateOptions {
                 max_new_tokens: tokens,
-                sampling: analog_core::Sampling { temperature: 1.0, top_k: 0, top_p: 1.0, seed: (p * 1000 + s) as u64 },
+                sampling: analog_core::Sampling { temperature: 1.0, top_k: 0, top_p: 1.0, seed: seed + (p * per_prompt + s) as u64 },
                 stop_at_eos: true,
             };
             let mut hooks = edits.iter().cloned().fold(analog_core::Hooks::new(), analog_core::Hooks::edit);
@@ -271,21 +271,41 @@ fn continuation_sentences(prompt: &str, continuation: &str) -> Vec<String> {
 /// Mood steering on the analog: the sentiment vector at `layer`, normalised, at each coefficient:
 /// the share of continuations containing a mood-lexicon word, and the share of their complete
 /// sentences the grammar accepts.
-pub fn mood_steering(dir: &Path, datasets: &Path, layer: usize, coefs: &[f32], per_prompt: usize) -> Result<Vec<crate::publish::SteeringRow>> {
+/// The published mood-steering measurement (see README: how it was chosen).
+pub const MOOD: MoodSteering = MoodSteering { layer: 1, aggregation: analog_core::steering::Aggregation::Last, method: analog_core::steering::Method::MeanDiff, prompt_only: false, normalise: true };
+pub const MOOD_COEFS: [f32; 6] = [0.0, 0.25, 0.5, 0.75, 1.0, 2.0];
+
+/// How the mood vector is extracted and applied.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub struct MoodSteering {
+    pub layer: usize,
+    pub aggregation: analog_core::steering::Aggregation,
+    pub method: analog_core::steering::Method,
+    /// Add the vector only over the prompt (`true`) or at every position, generated tokens included.
+    pub prompt_only: bool,
+    /// Scale the unit direction by the mean residual norm (`true`) or add the raw mean difference.
+    pub normalise: bool,
+}
+
+pub fn mood_steering(dir: &Path, datasets: &Path, mood: MoodSteering, coefs: &[f32], per_prompt: usize) -> Result<Vec<crate::publish::SteeringRow>> {
     let model = load_text_model(dir)?;
     let index: Vec<crate::study::Dataset> = serde_json::from_slice(&read(&datasets.join("index.json"))?).map_err(|e| e.to_string())?;
     let sentiment = index.iter().find(|d| d.id == "sentiment").ok_or("no sentiment pair set")?;
     let pairs = analog_core::steering::PairSet::from_jsonl(&String::from_utf8_lossy(&read(&datasets.join(&sentiment.file))?)).map_err(|e| e.to_string())?;
     let identity = analog_core::steering::VectorModel { id: "analog".into(), weights_sha256: String::new(), d_model: model.config().d_model };
-    let acts = pollster::block_on(analog_core::steering::collect(&model, &pairs, analog_core::steering::HookSite::ResidPost, analog_core::steering::Aggregation::Last, &mut |_, _| {}))
+    let acts = pollster::block_on(analog_core::steering::collect(&model, &pairs, analog_core::steering::HookSite::ResidPost, mood.aggregation, &mut |_, _| {}))
         .map_err(|e| e.to_string())?;
-    let vector = analog_core::steering::steering_vector(&acts, analog_core::steering::Method::MeanDiff, &[layer], identity, &pairs).map_err(|e| e.to_string())?;
+    let vector = analog_core::steering::steering_vector(&acts, mood.method, &[mood.layer], identity, &pairs).map_err(|e| e.to_string())?;
     let grammar = Grammar::stories();
     let lexicon: Vec<String> = sentiment.lexicon.iter().map(|w| w.to_lowercase()).collect();
     let mut rows = Vec::new();
     for &coef in coefs {
-        let how = analog_core::steering::Application { coef, positions: analog_core::Positions::ALL, normalise: true, ablate: false };
-        let samples = continuations(&model, &sentiment.neutral_prompts, &vector.edits(&how), per_prompt, 40)?;
+        let mut samples = Vec::new();
+        for prompt in &sentiment.neutral_prompts {
+            let positions = if mood.prompt_only { analog_core::Positions { start: 0, end: Some(model.encode(prompt).map_err(|e| e.to_string())?.len()) } } else { analog_core::Positions::ALL };
+            let how = analog_core::steering::Application { coef, positions, normalise: mood.normalise, ablate: false };
+            samples.extend(continuations(&model, std::slice::from_ref(prompt), &vector.edits(&how), per_prompt, 40, samples.len() as u64)?);
+        }
         let hits = samples.iter().filter(|(_, c)| c.to_lowercase().split(|ch: char| !ch.is_alphanumeric()).any(|w| lexicon.iter().any(|l| l == w))).count();
         let sentences: Vec<String> = samples.iter().flat_map(|(p, c)| continuation_sentences(p, c)).filter(|s| s.ends_with(['.', '!', '?', '"'])).collect();
         let ok = sentences.iter().filter(|s| grammar.accepts(s)).count();
@@ -329,7 +349,7 @@ pub fn publish(out: &Path, settings: &PublishSettings<'_>, report: &analog_core:
             write(&target.join(f), read(&dir.join(f))?)?;
         }
         let q = quality(dir)?;
-        let steering = if analog { mood_steering(dir, &settings.public.join("datasets"), 0, &[0.0, 0.5, 1.0, 2.0, 4.0], 8)? } else { Vec::new() };
+        let steering = if analog { mood_steering(dir, &settings.public.join("datasets"), MOOD, &MOOD_COEFS, 8)? } else { Vec::new() };
         let spec: RunSpec = serde_json::from_slice(&read(&dir.join("run.json"))?).map_err(|e| e.to_string())?;
         let shape = spec.shape;
         let files = file_entries(&target)?;
@@ -357,6 +377,14 @@ pub fn publish(out: &Path, settings: &PublishSettings<'_>, report: &analog_core:
             transfer: Some(report),
             files: &files,
             command: settings.command,
+            steering_setup: format!(
+                "sentiment pair set, layer {} `resid_post`, {} direction of {}-token activations, {}, added at {}",
+                MOOD.layer,
+                serde_json::to_value(MOOD.method).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default(),
+                serde_json::to_value(MOOD.aggregation).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default(),
+                if MOOD.normalise { "coefficient × mean residual norm" } else { "raw" },
+                if MOOD.prompt_only { "the prompt's positions" } else { "every position" }
+            ),
         });
         write(&target.join("MODEL_CARD.md"), text)?;
         write(&target.join("loss.svg"), loss_svg(&read_log(dir)?, &format!("{id}: loss per token (nats)")))?;

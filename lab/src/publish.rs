@@ -99,6 +99,8 @@ pub struct Card<'a> {
     pub transfer: Option<&'a TransferReport>,
     pub files: &'a [FileEntry],
     pub command: &'a str,
+    /// How the mood vector was extracted and applied (the steering table's heading).
+    pub steering_setup: String,
 }
 
 pub fn card(c: &Card<'_>) -> String {
@@ -107,19 +109,25 @@ pub fn card(c: &Card<'_>) -> String {
     let _ = writeln!(s, "| | |\n|---|---|");
     let _ = writeln!(s, "| architecture | `llama` ({}) |", c.shape);
     let _ = writeln!(s, "| parameters | {} |", c.n_params);
-    let _ = writeln!(s, "| size vs the frontier | {:.2}% ({} / {}) |", 100.0 * c.n_params as f64 / c.frontier_params as f64, c.n_params, c.frontier_params);
+    if c.n_params != c.frontier_params {
+        let _ = writeln!(s, "| size vs the frontier | {:.2}% ({} / {}) |", 100.0 * c.n_params as f64 / c.frontier_params as f64, c.n_params, c.frontier_params);
+    }
     let _ = writeln!(s, "| data | {} |", c.corpus);
     let _ = writeln!(s, "| training | {} |", c.training);
     let _ = writeln!(s, "| tokens seen | {} ({} steps, {:.0} s on this machine) |", c.quality.tokens_seen, c.quality.steps, c.quality.train_seconds);
     let _ = writeln!(s, "| held-out loss | {:.4} nats/token |", c.quality.held_out_loss);
-    let _ = writeln!(s, "| grammatical sampled sentences | {:.1}% of {} sentences (temperature 1) |", 100.0 * c.quality.grammatical, c.quality.samples);
+    let goal = if c.n_params == c.frontier_params { format!("; goal ≥ 90%: {}", if c.quality.grammatical >= 0.9 { "met" } else { "**not met**" }) } else { String::new() };
+    let _ = writeln!(s, "| grammatical sampled sentences | {:.1}% of {} sentences (temperature 1){goal} |", 100.0 * c.quality.grammatical, c.quality.samples);
     let _ = writeln!(s, "\n![loss curve](loss.svg)\n");
     if !c.steering.is_empty() {
-        let _ = writeln!(s, "## Mood steering (sentiment pair set, layer 0 `resid_post`, mean difference, normalised)\n");
+        let _ = writeln!(s, "## Mood steering ({})\n", c.steering_setup);
         let _ = writeln!(s, "| coefficient | mood-lexicon trigger rate | grammatical sentences |\n|---|---|---|");
         for r in c.steering {
             let _ = writeln!(s, "| {} | {:.1}% | {:.1}% |", r.coef, 100.0 * r.trigger_rate, 100.0 * r.grammatical);
         }
+        let best = c.steering.iter().filter(|r| r.grammatical >= 0.8).map(|r| r.trigger_rate).fold(0.0f32, f32::max);
+        let verdict = if best >= 0.8 { "met" } else { "**not met**" };
+        let _ = writeln!(s, "\nGoal: a trigger rate of at least 80% at some coefficient while at least 80% of sentences stay grammatical. Best trigger rate with ≥ 80% grammatical: {:.1}%: {verdict}.", 100.0 * best);
         s.push('\n');
     }
     if let Some(report) = c.transfer {
@@ -127,17 +135,21 @@ pub fn card(c: &Card<'_>) -> String {
         if let Some(g) = report.geometry.as_ref().and_then(|g| g.global_similarity.as_ref()) {
             let _ = writeln!(s, "Global similarity of the embedding geometries: r = {:.3} over {} tokens.\n", g.pearson_r, g.n_tokens);
         }
-        let _ = writeln!(s, "| pair set | map FVU | map cosine | transfer ratio (mapped / native slope of logit_diff_shift) |\n|---|---|---|---|");
+        let _ = writeln!(s, "Slopes of `logit_diff_shift` against the coefficient on the frontier. The transfer ratio is mapped / native; the paper's success bar is 70%. It is left out (—) where the native vector itself moves the probe by less than 0.1 per unit.\n");
+        let _ = writeln!(s, "| pair set | map FVU | map cosine | analog slope | native slope | mapped slope | random slope | transfer ratio |\n|---|---|---|---|---|---|---|---|");
         for iv in &report.interventions {
             let slope = |f: &dyn Fn(&analog_core::report::CoefResult) -> Option<f32>| {
                 let (x, y): (Vec<f64>, Vec<f64>) = iv.results.iter().filter_map(|r| Some((f64::from(r.coef), f64::from(f(r)?)))).unzip();
                 analog_core::report::stats::slope(&x, &y)
             };
+            let analog = slope(&|r| r.analog.as_ref()?.logit_diff_shift);
             let native = slope(&|r| r.frontier_native.as_ref()?.logit_diff_shift);
             let mapped = slope(&|r| r.frontier_mapped.as_ref()?.logit_diff_shift);
-            let ratio = native.zip(mapped).filter(|(n, _)| n.abs() > 1e-12).map(|(n, m)| format!("{:.2}", m / n)).unwrap_or_else(|| "—".into());
+            let random = slope(&|r| r.random_baseline.as_ref()?.logit_diff_shift);
+            let ratio = native.zip(mapped).filter(|(n, _)| n.abs() >= 0.1).map(|(n, m)| format!("{:.0}%", 100.0 * m / n)).unwrap_or_else(|| "—".into());
+            let f = |v: Option<f64>| v.map_or_else(|| "—".into(), |v| format!("{v:.2}"));
             let m = iv.mapping.as_ref();
-            let _ = writeln!(s, "| {} | {:.3} | {:.3} | {} |", iv.id, m.and_then(|m| m.fvu).unwrap_or(f64::NAN), m.and_then(|m| m.cosine).unwrap_or(f64::NAN), ratio);
+            let _ = writeln!(s, "| {} | {:.3} | {:.3} | {} | {} | {} | {} | {} |", iv.id, m.and_then(|m| m.fvu).unwrap_or(f64::NAN), m.and_then(|m| m.cosine).unwrap_or(f64::NAN), f(analog), f(native), f(mapped), f(random), ratio);
         }
         s.push('\n');
     }

@@ -44,6 +44,36 @@ pub struct StudySettings<'a> {
     pub date: String,
 }
 
+/// The logit-difference probe for one pair set on the story models. The built-in sets name their
+/// target and counter words for general English models; in the story corpus a reply starts after
+/// `said, "`, and the 512-token BPE splits " No" and " Yes" into the same first token (" "), which
+/// would make the probe measure nothing. So dialogue concepts are probed at the opening quote
+/// ("No" vs "Yes", "Good" vs "Hey": words the grammar opens those replies with), and the rest
+/// keep the set's own words. Refuses probes whose two words share their first token.
+fn probe(model: &TextModel, dataset: &Dataset) -> Result<(Vec<String>, String, String)> {
+    let quoted = |target: &str, counter: &str| {
+        let prompts = dataset.neutral_prompts.iter().map(|p| if p.ends_with("said,") { format!("{p} \"") } else { p.clone() }).collect();
+        (prompts, target.to_string(), counter.to_string())
+    };
+    let (prompts, target, counter) = match dataset.id.as_str() {
+        "refusal" => quoted("No", "Yes"),
+        "formality" => quoted("Good", "Hey"),
+        _ => (
+            dataset.neutral_prompts.clone(),
+            dataset.target_tokens.first().cloned().ok_or("no target token")?,
+            dataset.counter_tokens.first().cloned().ok_or("no counter token")?,
+        ),
+    };
+    for prompt in &prompts {
+        let t = analog_core::steering::metrics::continuation_token(model, prompt, &target).map_err(|e| e.to_string())?;
+        let c = analog_core::steering::metrics::continuation_token(model, prompt, &counter).map_err(|e| e.to_string())?;
+        if t == c {
+            return Err(format!("{}: `{target}` and `{counter}` start with the same token after {prompt:?}", dataset.id));
+        }
+    }
+    Ok((prompts, target, counter))
+}
+
 fn load(dir: &Path) -> Result<(TextModel, VectorModel)> {
     let read = |f: &str| std::fs::read(dir.join(f)).map_err(|e| format!("{}: {e}", dir.join(f).display()));
     let weights = read("model.safetensors")?;
@@ -75,11 +105,12 @@ pub fn run(out: &Path, settings: &StudySettings<'_>, progress: &mut dyn FnMut(&s
         progress(&format!("{}: extracting, mapping, measuring", dataset.id));
         let text = std::fs::read_to_string(settings.datasets_dir.join(&dataset.file)).map_err(|e| e.to_string())?;
         let pairs = PairSet::from_jsonl(&text).map_err(|e| e.to_string())?;
+        let (prompts, target, counter) = probe(&analog, dataset)?;
         let spec = EvalSpec {
-            logit_prompts: dataset.neutral_prompts.clone(),
-            target: dataset.target_tokens.first().cloned(),
-            counter: dataset.counter_tokens.first().cloned(),
-            neutral_prompts: dataset.neutral_prompts.clone(),
+            logit_prompts: prompts.clone(),
+            target: Some(target),
+            counter: Some(counter),
+            neutral_prompts: prompts,
             neutral_texts: vec!["Once upon a time, there was a little girl named Lily. She played with her ball in the park.".into()],
             lexicon: dataset.lexicon.clone(),
             samples_per_prompt: settings.samples_per_prompt,
