@@ -314,6 +314,15 @@ pub fn mood_steering(dir: &Path, datasets: &Path, mood: MoodSteering, coefs: &[f
     Ok(rows)
 }
 
+/// Released small models the app offers by HF repo id: (repo, family, parameters as their model
+/// cards state them, note). They are fetched from the hub by the visitor's browser, never by tests.
+pub const HUB_MODELS: [(&str, &str, u64, &str); 4] = [
+    ("HuggingFaceTB/SmolLM2-135M", "llama", 134_515_008, "SmolLM2, 30 layers"),
+    ("EleutherAI/pythia-70m", "gpt_neox", 70_426_624, "Pythia, 6 layers"),
+    ("openai-community/gpt2", "gpt2", 124_439_808, "GPT-2 small, 12 layers"),
+    ("Qwen/Qwen2.5-0.5B", "qwen2", 494_032_768, "Qwen2.5, 24 layers; about 2 GB in memory"),
+];
+
 /// What `publish` names things.
 pub struct PublishSettings<'a> {
     pub public: &'a Path,
@@ -403,10 +412,15 @@ pub fn publish(out: &Path, settings: &PublishSettings<'_>, report: &analog_core:
     }
     let report_path = format!("reports/{}.json", report.id);
     write(&settings.public.join(&report_path), report.to_json())?;
+    let hub: Vec<serde_json::Value> = HUB_MODELS
+        .iter()
+        .map(|(repo, family, n_params, note)| serde_json::json!({ "repo": repo, "family": family, "n_params": n_params, "note": note }))
+        .collect();
     let catalog = serde_json::json!({
         "format": "analog-explorer-catalog/v1",
         "default": settings.analog_id,
         "models": catalog_models,
+        "hub": hub,
         "reports": [{ "id": report.id, "path": report_path, "analog": settings.analog_id, "frontier": settings.frontier_id }],
     });
     write(&settings.public.join("catalog.json"), serde_json::to_string_pretty(&catalog).unwrap_or_default() + "\n")

@@ -1,12 +1,19 @@
 //! `cargo xtask <task>`: the project's entry points.
 //!
-//! - `test`: every test: the native workspace (CPU and wgpu via Mesa lavapipe), then the
-//!   wasm tests in headless Chromium (WebGPU through SwiftShader, and the CPU backend).
+//! - `serve`: installs what is missing (wasm32 target, Trunk, wasm-bindgen-cli), then serves the
+//!   app with the default analog at a printed local URL.
+//! - `test`: every test: the native workspace (CPU and wgpu via Mesa lavapipe), the wasm tests in
+//!   headless Chromium (WebGPU through SwiftShader, and the CPU backend), then the app, built by
+//!   Trunk, end to end in headless Chromium with and without WebGPU.
+//! - `dist`: the publishable static site, size-optimised, in `target/site/`.
+//! - `screenshots`: retakes README's screenshots (`docs/screenshots/`) with the app's browser test.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Context, Result, bail};
+
+const TRUNK_VERSION: &str = "0.21.14";
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -25,20 +32,123 @@ fn cargo() -> Command {
     Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
 }
 
+fn output(program: &str, args: &[&str]) -> Option<String> {
+    let out = Command::new(program).args(args).output().ok()?;
+    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// The wasm-bindgen version Cargo.lock pins (the CLI must match it exactly).
+fn locked_wasm_bindgen() -> Result<String> {
+    let lock = std::fs::read_to_string(root().join("Cargo.lock")).context("Cargo.lock")?;
+    let mut lines = lock.lines();
+    while let Some(line) = lines.next() {
+        if line == r#"name = "wasm-bindgen""# {
+            if let Some(v) = lines.next().and_then(|l| l.strip_prefix("version = \"")).and_then(|v| v.strip_suffix('"')) {
+                return Ok(v.to_string());
+            }
+        }
+    }
+    bail!("Cargo.lock pins no wasm-bindgen")
+}
+
+/// Installs the wasm32 target, Trunk and wasm-bindgen-cli when missing or at the wrong version.
+fn tools() -> Result<()> {
+    if !output("rustup", &["target", "list", "--installed"]).unwrap_or_default().lines().any(|l| l == "wasm32-unknown-unknown") {
+        run(Command::new("rustup").args(["target", "add", "wasm32-unknown-unknown"]))?;
+    }
+    let want = locked_wasm_bindgen()?;
+    if !output("wasm-bindgen", &["--version"]).is_some_and(|v| v.split_whitespace().nth(1) == Some(want.as_str())) {
+        // Without --locked: the CLI's own lockfile names a crate version the registry lacks.
+        run(cargo().args(["install", "wasm-bindgen-cli", "--version", &want, "--force"]))?;
+    }
+    if !output("trunk", &["--version"]).is_some_and(|v| v.split_whitespace().nth(1) == Some(TRUNK_VERSION)) {
+        run(cargo().args(["install", "trunk", "--version", TRUNK_VERSION, "--locked", "--force"]))?;
+    }
+    if output("wasm-opt", &["--version"]).is_none() {
+        bail!("wasm-opt is missing: apt-get install binaryen (Trunk runs it offline, never downloads it)");
+    }
+    Ok(())
+}
+
+fn trunk_build(dist: &str) -> Result<()> {
+    run(Command::new("trunk").args(["build", "--release", "--dist", dist]))
+}
+
+fn app_tests(screenshots: Option<&str>) -> Result<()> {
+    let mut cmd = cargo();
+    cmd.args(["test", "--release", "-p", "analog-tests", "--test", "app", "--", "--ignored", "--test-threads", "1"]).env("ANALOG_DIST", root().join("target/dist"));
+    if let Some(dir) = screenshots {
+        cmd.env("ANALOG_SCREENSHOTS", root().join(dir));
+    }
+    run(&mut cmd)
+}
+
 fn test() -> Result<()> {
+    tools()?;
     run(cargo().args(["test", "--release", "--workspace"]))?;
     // wasm-bindgen-test-runner reads core/webdriver.json: Debian's Chromium with WebGPU exposed.
     run(cargo()
         .args(["test", "--release", "-p", "analog-core", "--target", "wasm32-unknown-unknown", "--test", "browser"])
         .env("CHROMEDRIVER", "/usr/bin/chromedriver")
         .env("WASM_BINDGEN_TEST_TIMEOUT", "300"))?;
+    trunk_build("target/dist")?;
+    app_tests(None)
+}
+
+/// The static site for any host: size-optimised wasm (opt-level z, LTO, one codegen unit,
+/// `wasm-opt -Oz`) in `target/site/`, with its sizes raw and gzipped.
+fn dist() -> Result<()> {
+    tools()?;
+    let html = std::fs::read_to_string(root().join("index.html")).context("index.html")?;
+    // Trunk reads wasm-opt's level from the page: a copy beside index.html asks for -Oz.
+    let dist_html = root().join("index.dist.html");
+    std::fs::write(&dist_html, html.replace(r#"data-wasm-opt="0""#, r#"data-wasm-opt="z""#))?;
+    let built = run(Command::new("trunk")
+        .args(["build", "--release", "--dist", "target/site", "index.dist.html"])
+        .env("CARGO_TARGET_DIR", root().join("target/size"))
+        .env("CARGO_PROFILE_RELEASE_OPT_LEVEL", "z")
+        .env("CARGO_PROFILE_RELEASE_LTO", "true")
+        .env("CARGO_PROFILE_RELEASE_CODEGEN_UNITS", "1")
+        .env("CARGO_PROFILE_RELEASE_STRIP", "true")
+        .env("CARGO_PROFILE_RELEASE_PANIC", "abort"));
+    let _ = std::fs::remove_file(&dist_html);
+    built?;
+    let site = root().join("target/site");
+    if site.join("index.dist.html").is_file() {
+        std::fs::rename(site.join("index.dist.html"), site.join("index.html"))?;
+    }
+    let mut total = (0u64, 0u64);
+    for entry in std::fs::read_dir(&site)?.flatten() {
+        let path = entry.path();
+        if path.extension().is_some_and(|e| e == "wasm" || e == "js") {
+            let raw = std::fs::metadata(&path)?.len();
+            let gz = output("sh", &["-c", &format!("gzip -9 -c '{}' | wc -c", path.display())]).and_then(|s| s.trim().parse().ok()).unwrap_or(0);
+            println!("{:<40} {:>10} bytes raw {:>10} bytes gzip", path.file_name().unwrap_or_default().to_string_lossy(), raw, gz);
+            total = (total.0 + raw, total.1 + gz);
+        }
+    }
+    println!("{:<40} {:>10} bytes raw {:>10} bytes gzip", "code (wasm + js)", total.0, total.1);
+    println!("the site is in {}: copy it to any static host", site.display());
     Ok(())
+}
+
+fn serve() -> Result<()> {
+    tools()?;
+    eprintln!("xtask: serving Analog Explorer with the default analog at http://127.0.0.1:8080/ (Ctrl+C stops)");
+    run(Command::new("trunk").args(["serve", "--release"]))
 }
 
 fn main() -> Result<()> {
     let task = std::env::args().nth(1).unwrap_or_default();
     match task.as_str() {
         "test" => test(),
-        _ => bail!("usage: cargo xtask test"),
+        "serve" => serve(),
+        "dist" => dist(),
+        "screenshots" => {
+            tools()?;
+            trunk_build("target/dist")?;
+            app_tests(Some("docs/screenshots"))
+        }
+        _ => bail!("usage: cargo xtask test|serve|dist|screenshots"),
     }
 }

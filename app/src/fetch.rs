@@ -1,0 +1,148 @@
+//! Network and files inside the worker: bounded fetches with a timeout, model files through Cache
+//! Storage with download progress and sha256 checks, and local `File`s.
+
+use analog_core::report::sha256_hex;
+use js_sys::{Reflect, Uint8Array};
+use wasm_bindgen::JsCast;
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::JsFuture;
+use web_sys::{AbortController, Cache, DedicatedWorkerGlobalScope, ReadableStreamDefaultReader, RequestInit, Response};
+
+/// Model files are cached under this name; bump it when the cache layout changes.
+const CACHE: &str = "analog-models-v1";
+/// Seconds without a response before a fetch is abandoned.
+const TIMEOUT_MS: i32 = 60_000;
+/// The largest model file accepted (wasm32 has 4 GiB of memory, and weights are expanded to f32).
+pub const MAX_MODEL_FILE: u64 = 1 << 30;
+
+fn js_error(what: &str, e: JsValue) -> String {
+    let text = e.as_string().or_else(|| Reflect::get(&e, &JsValue::from_str("message")).ok().and_then(|m| m.as_string())).unwrap_or_else(|| format!("{e:?}"));
+    format!("{what}: {text}")
+}
+
+/// Resolves `relative` against the URL of the document that names it.
+pub fn join(base: &str, relative: &str) -> Result<String, String> {
+    let url = web_sys::Url::new_with_base(relative, base).map_err(|e| js_error(&format!("`{relative}` is not a URL"), e))?;
+    let href = url.href();
+    analog_core::report::check_url(&href).map_err(|e| format!("{href}: {e}"))?;
+    Ok(href)
+}
+
+/// A fetched body and whether it came from Cache Storage.
+pub struct Fetched {
+    pub bytes: Vec<u8>,
+    pub from_cache: bool,
+}
+
+async fn response(scope: &DedicatedWorkerGlobalScope, url: &str, what: &str) -> Result<Response, String> {
+    let controller = AbortController::new().map_err(|e| js_error("AbortController", e))?;
+    let init = RequestInit::new();
+    init.set_signal(Some(&controller.signal()));
+    let abort = Closure::once_into_js(move || controller.abort());
+    let timer = scope.set_timeout_with_callback_and_timeout_and_arguments_0(abort.unchecked_ref(), TIMEOUT_MS).unwrap_or(0);
+    let result = JsFuture::from(scope.fetch_with_str_and_init(url, &init)).await;
+    scope.clear_timeout_with_handle(timer);
+    let response: Response = result.map_err(|e| js_error(&format!("cannot fetch the {what} at {url} (network error or no answer within {} s)", TIMEOUT_MS / 1000), e))?.unchecked_into();
+    if !response.ok() {
+        return Err(format!("the {what} at {url}: HTTP {} {}", response.status(), response.status_text()));
+    }
+    Ok(response)
+}
+
+fn content_length(response: &Response) -> Option<u64> {
+    response.headers().get("content-length").ok().flatten().and_then(|v| v.parse().ok())
+}
+
+/// Reads a body chunk by chunk, refusing more than `limit` bytes and reporting progress.
+async fn read_body(response: &Response, limit: u64, what: &str, progress: &mut dyn FnMut(u64, Option<u64>, Option<f64>)) -> Result<Vec<u8>, String> {
+    let total = content_length(response);
+    if let Some(total) = total.filter(|&t| t > limit) {
+        return Err(format!("the {what} is {total} bytes; the limit is {limit}"));
+    }
+    let body = response.body().ok_or_else(|| format!("the {what} has no body"))?;
+    let reader: ReadableStreamDefaultReader = body.get_reader().unchecked_into();
+    let mut bytes = Vec::with_capacity(total.unwrap_or(0).min(limit) as usize);
+    let started = js_sys::Date::now();
+    let mut last_report = 0.0;
+    loop {
+        let chunk = JsFuture::from(reader.read()).await.map_err(|e| js_error(&format!("reading the {what}"), e))?;
+        if Reflect::get(&chunk, &JsValue::from_str("done")).ok().and_then(|d| d.as_bool()).unwrap_or(true) {
+            break;
+        }
+        let value: Uint8Array = Reflect::get(&chunk, &JsValue::from_str("value")).map_err(|e| js_error(&format!("reading the {what}"), e))?.unchecked_into();
+        if bytes.len() as u64 + u64::from(value.length()) > limit {
+            let _ = reader.cancel();
+            return Err(format!("the {what} is larger than the limit of {limit} bytes"));
+        }
+        let start = bytes.len();
+        bytes.resize(start + value.length() as usize, 0);
+        value.copy_to(&mut bytes[start..]);
+        let now = js_sys::Date::now();
+        if now - last_report > 100.0 {
+            last_report = now;
+            let seconds = (now - started) / 1000.0;
+            progress(bytes.len() as u64, total, (seconds > 0.0).then(|| bytes.len() as f64 / seconds));
+        }
+    }
+    let seconds = (js_sys::Date::now() - started) / 1000.0;
+    progress(bytes.len() as u64, total.or(Some(bytes.len() as u64)), (seconds > 0.0).then(|| bytes.len() as f64 / seconds));
+    Ok(bytes)
+}
+
+/// Fetches a small document (a report, a pair set) with a timeout and a size limit.
+pub async fn bounded(scope: &DedicatedWorkerGlobalScope, url: &str, limit: u64, what: &str) -> Result<Vec<u8>, String> {
+    analog_core::report::check_url(url).map_err(|e| format!("{url}: {e}"))?;
+    let response = response(scope, url, what).await?;
+    read_body(&response, limit, what, &mut |_, _, _| {}).await
+}
+
+async fn open_cache(scope: &DedicatedWorkerGlobalScope) -> Option<Cache> {
+    let caches = scope.caches().ok()?;
+    JsFuture::from(caches.open(CACHE)).await.ok().map(JsCast::unchecked_into)
+}
+
+/// A model file: from Cache Storage when present (and still matching `sha256`), otherwise
+/// downloaded with progress, checked and cached. Cache failures (quota, private mode) only cost
+/// the next visit a download.
+pub async fn model_file(
+    scope: &DedicatedWorkerGlobalScope,
+    url: &str,
+    name: &str,
+    sha256: Option<&str>,
+    progress: &mut dyn FnMut(&str, u64, Option<u64>, Option<f64>),
+) -> Result<Fetched, String> {
+    let cache = open_cache(scope).await;
+    if let Some(cache) = &cache
+        && let Ok(hit) = JsFuture::from(cache.match_with_str(url)).await
+        && let Ok(hit) = hit.dyn_into::<Response>()
+    {
+        let bytes = read_body(&hit, MAX_MODEL_FILE, name, &mut |done, total, _| progress(&format!("{name} (cache)"), done, total, None)).await?;
+        if sha256.is_none_or(|want| sha256_hex(&bytes) == want) {
+            return Ok(Fetched { bytes, from_cache: true });
+        }
+        let _ = JsFuture::from(cache.delete_with_str(url)).await;
+    }
+    let response = response(scope, url, name).await?;
+    let mut bytes = read_body(&response, MAX_MODEL_FILE, name, &mut |done, total, rate| progress(name, done, total, rate)).await?;
+    if let Some(want) = sha256 {
+        let got = sha256_hex(&bytes);
+        if got != want {
+            return Err(format!("{name} from {url} has sha256 {got}, but the catalog records {want}: refusing it"));
+        }
+    }
+    if let Some(cache) = &cache
+        && let Ok(copy) = Response::new_with_opt_u8_array(Some(&mut bytes))
+    {
+        let _ = JsFuture::from(cache.put_with_str(url, &copy)).await;
+    }
+    Ok(Fetched { bytes, from_cache: false })
+}
+
+/// The bytes of a file the visitor picked or dropped.
+pub async fn read_file(file: &web_sys::File) -> Result<Vec<u8>, String> {
+    if file.size() > MAX_MODEL_FILE as f64 {
+        return Err(format!("{} is {} bytes; the limit is {MAX_MODEL_FILE}", file.name(), file.size()));
+    }
+    let buffer = JsFuture::from(file.array_buffer()).await.map_err(|e| js_error(&format!("reading {}", file.name()), e))?;
+    Ok(Uint8Array::new(&buffer).to_vec())
+}

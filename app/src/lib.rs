@@ -1,0 +1,11 @@
+//! Analog Explorer's browser app: a Leptos page (`ui`) and a Web Worker (`worker`) that owns the
+//! model; they talk through the serde messages in `protocol`.
+
+pub mod protocol;
+
+#[cfg(target_arch = "wasm32")]
+mod fetch;
+#[cfg(target_arch = "wasm32")]
+pub mod ui;
+#[cfg(target_arch = "wasm32")]
+pub mod worker;

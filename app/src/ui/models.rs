@@ -1,0 +1,189 @@
+//! Choosing and loading a model: the embedded default analog, released models by HF repo id or
+//! URL, and local files (picker or drag-and-drop), with progress and status.
+
+use leptos::prelude::*;
+use wasm_bindgen::JsCast;
+use wasm_bindgen_futures::JsFuture;
+
+use super::bridge::{BackendBadge, done, send};
+use super::{AppState, Catalog, ModelStatus, base_url, human_bytes, human_params, state};
+use crate::protocol::{Event, ModelSource, Request, model_url};
+
+/// Fetches `catalog.json`, then loads the model the URL names (or the catalog's default).
+pub fn load_catalog_then_model(state: AppState) {
+    leptos::task::spawn_local(async move {
+        match fetch_catalog().await {
+            Ok(catalog) => {
+                let wanted = state.model_ref.get_untracked();
+                let wanted = if wanted.is_empty() { catalog.default.clone() } else { wanted };
+                state.catalog.set(Some(catalog));
+                load_ref(state, &wanted);
+            }
+            Err(e) => state.model.set(ModelStatus::Error(format!("cannot read catalog.json: {e}"))),
+        }
+    });
+}
+
+async fn fetch_catalog() -> Result<Catalog, String> {
+    let window = web_sys::window().ok_or("no window")?;
+    let response: web_sys::Response = JsFuture::from(window.fetch_with_str("catalog.json")).await.map_err(|e| format!("{e:?}"))?.unchecked_into();
+    if !response.ok() {
+        return Err(format!("HTTP {}", response.status()));
+    }
+    let text = JsFuture::from(response.text().map_err(|e| format!("{e:?}"))?).await.map_err(|e| format!("{e:?}"))?;
+    serde_json::from_str(&text.as_string().unwrap_or_default()).map_err(|e| e.to_string())
+}
+
+/// Loads a catalog id, an HF repo id or a URL.
+pub fn load_ref(state: AppState, reference: &str) {
+    let catalog = state.catalog.get_untracked().unwrap_or_default();
+    let source = if let Some(m) = catalog.models.iter().find(|m| m.id == reference) {
+        ModelSource::Url {
+            base: format!("{}{}", base_url(), m.path),
+            label: m.id.clone(),
+            sha256: m.files.iter().map(|f| (f.name.clone(), f.sha256.clone())).collect(),
+        }
+    } else {
+        match model_url(reference) {
+            Ok(base) => ModelSource::Url { base, label: reference.trim().to_string(), sha256: Vec::new() },
+            Err(e) => {
+                state.model.set(ModelStatus::Error(e));
+                return;
+            }
+        }
+    };
+    state.model_ref.set(reference.trim().to_string());
+    load(state, source, Vec::new());
+}
+
+/// Local files: `config.json`, `model.safetensors`, `tokenizer.json`.
+pub fn load_files(state: AppState, files: Vec<web_sys::File>) {
+    let names = files.iter().map(web_sys::File::name).collect();
+    state.model_ref.set(String::new());
+    load(state, ModelSource::Files { names }, files);
+}
+
+fn load(state: AppState, source: ModelSource, files: Vec<web_sys::File>) {
+    state.model.set(ModelStatus::Loading { what: "starting".into(), done: 0, total: None, bytes_per_s: None });
+    send(
+        |job| Request::Load { job, source },
+        &files,
+        move |event| match event {
+            Event::Progress { what, done, total, bytes_per_s, .. } => state.model.set(ModelStatus::Loading { what, done, total, bytes_per_s }),
+            Event::Loaded { job, info, from_cache } => {
+                if state.layer.get_untracked() >= info.n_layers {
+                    state.layer.set(info.n_layers / 2);
+                }
+                state.model.set(ModelStatus::Ready { info, from_cache });
+                done(job);
+            }
+            Event::Failed { job, errors } => {
+                state.model.set(ModelStatus::Error(errors.join("; ")));
+                done(job);
+            }
+            _ => {}
+        },
+    );
+}
+
+#[component]
+pub fn ModelPicker() -> impl IntoView {
+    let state = state();
+    let (custom, set_custom) = signal(String::new());
+    let (dragging, set_dragging) = signal(false);
+    let options = move || {
+        let catalog = state.catalog.get().unwrap_or_default();
+        let own = catalog.models.into_iter().map(|m| {
+            let label = format!("{} · {} · {} ({})", m.id, human_params(m.n_params), human_bytes(m.bytes as f64), m.note);
+            view! { <option value=m.id.clone()>{label}</option> }
+        });
+        let hub = catalog.hub.into_iter().map(|h| {
+            let label = format!("{} · {} {} · {}", h.repo, human_params(h.n_params), h.family, h.note);
+            view! { <option value=h.repo.clone()>{label}</option> }
+        });
+        own.chain(hub).collect_view()
+    };
+    let on_files = move |files: Option<web_sys::FileList>| {
+        let Some(list) = files else { return };
+        let files: Vec<web_sys::File> = (0..list.length()).filter_map(|i| list.get(i)).collect();
+        if !files.is_empty() {
+            load_files(state, files);
+        }
+    };
+    view! {
+        <section class="model-picker" aria-label="model"
+            class:dragging=dragging
+            on:dragover=move |ev: leptos::ev::DragEvent| { ev.prevent_default(); set_dragging.set(true); }
+            on:dragleave=move |_| set_dragging.set(false)
+            on:drop=move |ev: leptos::ev::DragEvent| {
+                ev.prevent_default();
+                set_dragging.set(false);
+                on_files(ev.data_transfer().and_then(|d| d.files()));
+            }>
+            <div class="row">
+                <label>"Model "
+                    <select data-testid="model-select" aria-label="model"
+                        prop:value=move || state.model_ref.get()
+                        on:change=move |ev| load_ref(state, &event_target_value(&ev))>
+                        {options}
+                    </select>
+                </label>
+                <BackendBadge/>
+            </div>
+            <div class="row">
+                <input type="text" data-testid="model-url" placeholder="HF repo id (owner/name) or https URL of a model folder"
+                    prop:value=custom on:input=move |ev| set_custom.set(event_target_value(&ev))
+                    on:keydown=move |ev: leptos::ev::KeyboardEvent| if ev.key() == "Enter" { load_ref(state, &custom.get_untracked()) }/>
+                <button on:click=move |_| load_ref(state, &custom.get_untracked())>"Load"</button>
+                <label class="file-button">"Local files…"
+                    <input type="file" multiple data-testid="model-files" accept=".json,.safetensors"
+                        on:change=move |ev| {
+                            let input: web_sys::HtmlInputElement = event_target(&ev);
+                            on_files(input.files());
+                        }/>
+                </label>
+            </div>
+            <Status/>
+        </section>
+    }
+}
+
+#[component]
+fn Status() -> impl IntoView {
+    let state = state();
+    let body = move || match state.model.get() {
+        ModelStatus::Loading { what, done, total, bytes_per_s } => {
+            let (value, max) = match total {
+                Some(t) if t > 0 => (done as f64, t as f64),
+                _ => (0.0, 1.0),
+            };
+            let detail = match (total, bytes_per_s) {
+                (Some(t), Some(r)) => format!("{what}: {} of {} · {}/s", human_bytes(done as f64), human_bytes(t as f64), human_bytes(r)),
+                (Some(t), None) => format!("{what}: {} of {}", human_bytes(done as f64), human_bytes(t as f64)),
+                _ if done > 0 => format!("{what}: {}", human_bytes(done as f64)),
+                _ => what,
+            };
+            view! { <progress value=value max=max></progress><span>{detail}</span> }.into_any()
+        }
+        ModelStatus::Ready { info, from_cache } => {
+            let memory = human_bytes(info.n_params as f64 * 4.0);
+            let text = format!(
+                "{} · {} · {} parameters · {} layers · d_model {} · context {} · ≈{memory} in memory{}",
+                info.label,
+                info.architecture,
+                human_params(info.n_params as u64),
+                info.n_layers,
+                info.d_model,
+                info.context_length,
+                if from_cache { " · loaded from this browser's cache" } else { "" }
+            );
+            view! { <span>{text}</span> }.into_any()
+        }
+        ModelStatus::Error(e) => view! { <span class="error">{e}</span> }.into_any(),
+    };
+    view! {
+        <div class="status" data-testid="model-status" data-state=move || state.model.with(|m| m.state()) role="status" aria-live="polite">
+            {body}
+        </div>
+    }
+}

@@ -1,0 +1,385 @@
+//! The model worker: owns the model and runs every job (download, generate, extract, measure,
+//! compare) off the page's thread. Requests queue and run one at a time; `Cancel` is read between
+//! tokens, because the decoder yields to the worker's event loop after each one.
+
+use std::cell::RefCell;
+use std::collections::HashSet;
+use std::rc::Rc;
+
+use analog_core::device::BackendKind;
+use analog_core::report::{self, InterventionInputs};
+use analog_core::steering::metrics::{self, EvalSpec};
+use analog_core::steering::{Application, PairSet, VectorModel};
+use analog_core::{Decoder, Device, GenerateOptions, Hooks, Positions, TextModel, WeightFiles, device};
+use futures::StreamExt;
+use futures::channel::mpsc;
+use js_sys::Array;
+use wasm_bindgen::JsCast;
+use wasm_bindgen::prelude::*;
+use web_sys::{DedicatedWorkerGlobalScope, MessageEvent};
+
+use crate::fetch::{self, Fetched};
+use crate::protocol::{Event, Job, LayerView, ModelInfo, ModelSource, Request, Steer};
+
+/// The loaded model and what the page needs to know about it.
+struct Loaded {
+    model: TextModel,
+    info: ModelInfo,
+}
+
+struct Worker {
+    scope: DedicatedWorkerGlobalScope,
+    device: Device,
+    model: Option<Loaded>,
+    cancelled: Rc<RefCell<HashSet<Job>>>,
+}
+
+type JobResult = Result<(), Vec<String>>;
+
+fn errors(e: impl ToString) -> Vec<String> {
+    vec![e.to_string()]
+}
+
+/// Starts the worker: call from the worker binary's `main`.
+pub fn start() {
+    console_error_panic_hook::set_once();
+    let scope: DedicatedWorkerGlobalScope = js_sys::global().unchecked_into();
+    let cancelled = Rc::new(RefCell::new(HashSet::new()));
+    let (tx, mut rx) = mpsc::unbounded::<(Request, Vec<web_sys::File>)>();
+    let on_message = {
+        let cancelled = cancelled.clone();
+        let scope = scope.clone();
+        Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| {
+            let data = event.data();
+            let parts: Array = if data.is_array() { data.unchecked_into() } else { Array::of1(&data) };
+            let text = parts.get(0).as_string().unwrap_or_default();
+            let files = parts.iter().skip(1).filter_map(|f| f.dyn_into::<web_sys::File>().ok()).collect();
+            match serde_json::from_str::<Request>(&text) {
+                Ok(Request::Cancel { job }) => {
+                    cancelled.borrow_mut().insert(job);
+                }
+                Ok(request) => {
+                    let _ = tx.unbounded_send((request, files));
+                }
+                Err(e) => post(&scope, &Event::Failed { job: 0, errors: vec![format!("the worker cannot read this request: {e}")] }),
+            }
+        })
+    };
+    scope.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
+    on_message.forget();
+    post(&scope, &Event::Started);
+    wasm_bindgen_futures::spawn_local(async move {
+        let mut worker = Worker { scope, device: device::cpu(), model: None, cancelled };
+        while let Some((request, files)) = rx.next().await {
+            let job = request_job(&request);
+            if let Err(errors) = worker.handle(request, files).await {
+                worker.send(&Event::Failed { job, errors });
+            }
+        }
+    });
+}
+
+fn request_job(request: &Request) -> Job {
+    match request {
+        Request::Init { .. } => 0,
+        Request::Load { job, .. }
+        | Request::Generate { job, .. }
+        | Request::Compare { job, .. }
+        | Request::Inspect { job, .. }
+        | Request::Extract { job, .. }
+        | Request::Sweep { job, .. }
+        | Request::Report { job, .. }
+        | Request::Export { job, .. }
+        | Request::Cancel { job } => *job,
+    }
+}
+
+fn post(scope: &DedicatedWorkerGlobalScope, event: &Event) {
+    let text = serde_json::to_string(event).unwrap_or_else(|e| format!(r#"{{"failed":{{"job":0,"errors":["cannot encode an event: {e}"]}}}}"#));
+    let _ = scope.post_message(&JsValue::from_str(&text));
+}
+
+/// Lets the event loop run (and deliver `Cancel`) before the next step.
+async fn yield_now(scope: &DedicatedWorkerGlobalScope) {
+    let promise = js_sys::Promise::new(&mut |resolve, _| {
+        let _ = scope.set_timeout_with_callback_and_timeout_and_arguments_0(&resolve, 0);
+    });
+    let _ = wasm_bindgen_futures::JsFuture::from(promise).await;
+}
+
+fn now_s() -> f64 {
+    js_sys::Date::now() / 1000.0
+}
+
+impl Worker {
+    fn send(&self, event: &Event) {
+        post(&self.scope, event);
+    }
+
+    fn model(&self) -> Result<&Loaded, Vec<String>> {
+        self.model.as_ref().ok_or_else(|| errors("no model is loaded yet"))
+    }
+
+    fn is_cancelled(&self, job: Job) -> bool {
+        self.cancelled.borrow().contains(&job)
+    }
+
+    async fn handle(&mut self, request: Request, files: Vec<web_sys::File>) -> JobResult {
+        match request {
+            Request::Init { webgpu } => {
+                let (device, backend, reason) = choose_backend(&self.scope, webgpu).await;
+                self.device = device;
+                self.send(&Event::Ready { backend, reason });
+                Ok(())
+            }
+            Request::Load { job, source } => self.load(job, source, files).await,
+            Request::Generate { job, prompt, options, steer } => {
+                let mut hooks = steering_hooks(&steer);
+                self.generate(job, 0, &prompt, &options, &mut hooks).await
+            }
+            Request::Compare { job, prompt, options, steer } => {
+                self.generate(job, 0, &prompt, &options, &mut Hooks::new()).await?;
+                self.generate(job, 1, &prompt, &options, &mut steering_hooks(std::slice::from_ref(&steer))).await
+            }
+            Request::Inspect { job, prompt } => {
+                let loaded = self.model()?;
+                let ids = loaded.model.encode(&prompt).map_err(errors)?;
+                let rows = analog_core::lens::logit_lens(&loaded.model, &ids, 5).await.map_err(errors)?;
+                let tokenizer = &loaded.model.tokenizer;
+                let layers = rows
+                    .into_iter()
+                    .map(|r| LayerView { layer: r.layer, resid_norm: r.resid_norm, top: r.top.into_iter().map(|(id, p)| (tokenizer.decode(&[id]).unwrap_or_default(), p)).collect() })
+                    .collect();
+                self.send(&Event::Inspected { job, layers });
+                Ok(())
+            }
+            Request::Extract { job, pairs, csv, method, aggregation } => self.extract(job, &pairs, csv, method, aggregation).await,
+            Request::Sweep { job, steer, coefs, target, counter, prompts, lexicon, pairs, id, concept } => {
+                let loaded = self.model()?;
+                let spec = EvalSpec {
+                    logit_prompts: prompts.clone(),
+                    target: Some(target),
+                    counter: Some(counter),
+                    neutral_prompts: prompts,
+                    neutral_texts: Vec::new(),
+                    lexicon,
+                    samples_per_prompt: 2,
+                    sample_tokens: 20,
+                    temperature: 1.0,
+                    seed: 0,
+                    positions: Positions::ALL,
+                    normalise: steer.normalise,
+                };
+                let vector = steer.vector.select_layers(&[steer.layer]);
+                let scope = self.scope.clone();
+                let rows = metrics::evaluate(&loaded.model, &vector, &coefs, &spec, &mut |done, total| {
+                    post(&scope, &Event::Progress { job, what: "measuring coefficients".into(), done: done as u64, total: Some(total as u64), bytes_per_s: None })
+                })
+                .await
+                .map_err(errors)?;
+                let pairs = PairSet::from_jsonl(&pairs).map_err(errors)?;
+                let intervention = report::Intervention::measured(&id, &concept, &pairs, &vector, steer.layer, spec, report::MetricName::LogitDiffShift, &rows).ok();
+                self.send(&Event::Swept { job, rows: serde_json::to_value(rows).map_err(errors)?, intervention });
+                Ok(())
+            }
+            Request::Export { job, interventions, publisher } => {
+                let loaded = self.model()?;
+                let info = &loaded.info;
+                let report = report::TransferReport {
+                    schema_version: report::SCHEMA_VERSION.into(),
+                    id: format!("{}-measurement", info.label).replace(['/', ' '], "-"),
+                    kind: report::ReportKind::Measurement,
+                    publisher: report::Publisher { name: publisher, url: None, contact: None },
+                    analog: report::AnalogModel {
+                        id: info.label.clone(),
+                        weights_sha256: info.weights_sha256.clone(),
+                        n_params: info.n_params as u64,
+                        d_model: info.d_model,
+                        n_layers: info.n_layers,
+                        url: None,
+                    },
+                    frontier: None,
+                    geometry: None,
+                    interventions,
+                    provenance: report::Provenance {
+                        code_revision: env!("CARGO_PKG_VERSION").into(),
+                        seeds: [("evaluation".to_string(), 0)].into(),
+                        date: js_sys::Date::new_0().to_iso_string().as_string().unwrap_or_default().chars().take(10).collect(),
+                        hardware: format!("browser ({})", self.scope.navigator().user_agent().unwrap_or_default()),
+                        software: Some(format!("analog-explorer {} in the browser (burn 0.22)", env!("CARGO_PKG_VERSION"))),
+                    },
+                };
+                let problems = report::validate::check(&report);
+                if !problems.is_empty() {
+                    return Err(problems.iter().map(ToString::to_string).collect());
+                }
+                self.send(&Event::Exported { job, json: report.to_json() });
+                Ok(())
+            }
+            Request::Report { job, url, text } => self.report(job, &url, text).await,
+            Request::Cancel { .. } => Ok(()),
+        }
+    }
+
+    async fn load(&mut self, job: Job, source: ModelSource, files: Vec<web_sys::File>) -> JobResult {
+        let (label, config, weights, tokenizer, from_cache) = match source {
+            ModelSource::Url { base, label, sha256 } => {
+                let expected = |name: &str| sha256.iter().find(|(n, _)| n == name).map(|(_, s)| s.clone());
+                let scope = self.scope.clone();
+                let mut progress = |what: &str, done: u64, total: Option<u64>, rate: Option<f64>| {
+                    post(&scope, &Event::Progress { job, what: what.to_string(), done, total, bytes_per_s: rate })
+                };
+                let mut cached = true;
+                let mut get = async |name: &str, progress: &mut dyn FnMut(&str, u64, Option<u64>, Option<f64>)| -> Result<Vec<u8>, Vec<String>> {
+                    let Fetched { bytes, from_cache } = fetch::model_file(&self.scope, &format!("{base}{name}"), name, expected(name).as_deref(), progress).await.map_err(errors)?;
+                    cached &= from_cache;
+                    Ok(bytes)
+                };
+                let config = get("config.json", &mut progress).await?;
+                let tokenizer = get("tokenizer.json", &mut progress).await?;
+                let weights = get("model.safetensors", &mut progress).await?;
+                (label, config, weights, tokenizer, cached)
+            }
+            ModelSource::Files { names } => {
+                let mut by_name = std::collections::HashMap::new();
+                for (name, file) in names.iter().zip(&files) {
+                    by_name.insert(name.as_str(), fetch::read_file(file).await.map_err(errors)?);
+                }
+                let mut take = |name: &str| by_name.remove(name).ok_or_else(|| errors(format!("pick or drop `{name}` with the other model files")));
+                let config = take("config.json")?;
+                let weights = take("model.safetensors")?;
+                let tokenizer = take("tokenizer.json")?;
+                ("local files".to_string(), config, weights, tokenizer, false)
+            }
+        };
+        self.send(&Event::Progress { job, what: "building the model".into(), done: 0, total: None, bytes_per_s: None });
+        yield_now(&self.scope).await;
+        let sha = report::sha256_hex(&weights);
+        let model = TextModel::from_bytes(&config, &WeightFiles::Single(&weights), &tokenizer, &self.device).map_err(errors)?;
+        let c = model.config();
+        let info = ModelInfo {
+            label,
+            architecture: c.architecture.model_type().to_string(),
+            n_params: model.model.n_params,
+            n_layers: c.n_layers,
+            d_model: c.d_model,
+            vocab_size: c.vocab_size,
+            context_length: c.context_length,
+            weights_sha256: sha,
+            bytes: weights.len() as u64,
+        };
+        self.model = Some(Loaded { model, info: info.clone() });
+        self.send(&Event::Loaded { job, info, from_cache });
+        Ok(())
+    }
+
+    async fn generate(&self, job: Job, stream: u8, prompt: &str, options: &GenerateOptions, hooks: &mut Hooks) -> JobResult {
+        let loaded = self.model()?;
+        let model = &loaded.model;
+        let ids = model.encode(prompt).map_err(errors)?;
+        let pieces = ids.iter().map(|&id| model.tokenizer.piece(id).unwrap_or_default()).collect();
+        self.send(&Event::Prompt { job, stream, ids: ids.clone(), pieces });
+        let started = now_s();
+        let mut decoder = Decoder::new(model, &ids, options, hooks).map_err(errors)?;
+        while let Some(token) = decoder.next(hooks).await.map_err(errors)? {
+            let piece = model.tokenizer.piece(token.id).unwrap_or_default();
+            self.send(&Event::Token { job, stream, id: token.id, piece, text: token.text });
+            yield_now(&self.scope).await;
+            if self.is_cancelled(job) {
+                decoder.cancel();
+            }
+        }
+        let out = decoder.finish().map_err(errors)?;
+        let stop = serde_json::to_value(out.stop).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
+        self.send(&Event::Generated { job, stream, tokens: out.ids.len(), seconds: now_s() - started, stop });
+        Ok(())
+    }
+
+    async fn extract(&self, job: Job, text: &str, csv: bool, method: analog_core::steering::Method, aggregation: analog_core::steering::Aggregation) -> JobResult {
+        let loaded = self.model()?;
+        let pairs = if csv { PairSet::from_csv(text) } else { PairSet::from_jsonl(text) }.map_err(errors)?;
+        let scope = self.scope.clone();
+        let acts = analog_core::steering::collect(&loaded.model, &pairs, analog_core::steering::HookSite::ResidPost, aggregation, &mut |done, total| {
+            post(&scope, &Event::Progress { job, what: "running the pairs".into(), done: done as u64, total: Some(total as u64), bytes_per_s: None })
+        })
+        .await
+        .map_err(errors)?;
+        let identity = VectorModel { id: loaded.info.label.clone(), weights_sha256: loaded.info.weights_sha256.clone(), d_model: loaded.info.d_model };
+        let layers: Vec<usize> = (0..loaded.info.n_layers).collect();
+        let vector = analog_core::steering::steering_vector(&acts, method, &layers, identity, &pairs).map_err(errors)?;
+        let sweep = analog_core::steering::sweep(&acts);
+        self.send(&Event::Extracted { job, vector, sweep });
+        Ok(())
+    }
+
+    async fn report(&self, job: Job, url: &str, text: Option<String>) -> JobResult {
+        let bytes = match text {
+            Some(text) => text.into_bytes(),
+            None => fetch::bounded(&self.scope, url, report::MAX_REPORT_BYTES as u64, "report").await.map_err(errors)?,
+        };
+        let parsed = report::parse(&bytes).map_err(|e| e.0.iter().map(ToString::to_string).collect::<Vec<_>>())?;
+        let value = serde_json::to_value(&parsed).map_err(errors)?;
+        let Some(loaded) = self.model.as_ref() else {
+            self.send(&Event::ReportChecked { job, report: value, comparison: None, note: Some("load a model to compare".into()) });
+            return Ok(());
+        };
+        self.send(&Event::ReportParsed { job, report: value.clone() });
+        if loaded.info.d_model != parsed.analog.d_model || loaded.info.n_layers != parsed.analog.n_layers {
+            let note = format!("this report is about `{}`; load it to compare (the loaded model has another shape)", parsed.analog.id);
+            self.send(&Event::ReportChecked { job, report: value, comparison: None, note: Some(note) });
+            return Ok(());
+        }
+        let mut inputs = Vec::new();
+        for iv in &parsed.interventions {
+            let pairs = match (iv.inline_pairs(), &iv.pairs.url) {
+                (Some(pairs), _) => pairs.map_err(errors)?,
+                (None, Some(rel)) => {
+                    let target = fetch::join(url, rel).map_err(errors)?;
+                    let bytes = fetch::bounded(&self.scope, &target, 16 << 20, "pair set").await.map_err(errors)?;
+                    iv.pairs_from_bytes(&bytes, rel.ends_with(".csv")).map_err(errors)?
+                }
+                (None, None) => return Err(errors(format!("{}: the pair set has neither inline pairs nor a URL", iv.id))),
+            };
+            let vector_file = match &iv.vector.url {
+                Some(rel) => Some(fetch::bounded(&self.scope, &fetch::join(url, rel).map_err(errors)?, 64 << 20, "vector").await.map_err(errors)?),
+                None => None,
+            };
+            inputs.push(InterventionInputs { pairs, vector: iv.vector_from_bytes(vector_file.as_deref()).map_err(errors)? });
+        }
+        let local = VectorModel { id: loaded.info.label.clone(), weights_sha256: loaded.info.weights_sha256.clone(), d_model: loaded.info.d_model };
+        let scope = self.scope.clone();
+        let comparison = report::compare(&loaded.model, &local, &parsed, &inputs, &mut |id, done, total| {
+            post(&scope, &Event::Progress { job, what: format!("re-measuring {id}"), done: done as u64, total: Some(total as u64), bytes_per_s: None })
+        })
+        .await
+        .map_err(errors)?;
+        self.send(&Event::ReportChecked { job, report: value, comparison: Some(serde_json::to_value(&comparison).map_err(errors)?), note: None });
+        Ok(())
+    }
+}
+
+fn steering_hooks(steer: &[Steer]) -> Hooks {
+    steer
+        .iter()
+        .flat_map(|s| s.vector.select_layers(&[s.layer]).edits(&Application { coef: s.coef, positions: Positions::ALL, normalise: s.normalise, ablate: false }))
+        .fold(Hooks::new(), Hooks::edit)
+}
+
+/// WebGPU when the browser offers an adapter (and the page allows it), else burn's CPU backend;
+/// the reason is shown on the backend badge.
+async fn choose_backend(scope: &DedicatedWorkerGlobalScope, allow: bool) -> (Device, BackendKind, String) {
+    if !allow {
+        return (device::cpu(), BackendKind::Cpu, "WebGPU turned off (?webgpu=0)".into());
+    }
+    let gpu = js_sys::Reflect::get(&scope.navigator(), &JsValue::from_str("gpu")).unwrap_or(JsValue::UNDEFINED);
+    if gpu.is_undefined() || gpu.is_null() {
+        return (device::cpu(), BackendKind::Cpu, "this browser has no WebGPU".into());
+    }
+    match device::wgpu_async().await {
+        Ok(device) => (device, BackendKind::Wgpu, "WebGPU adapter found".into()),
+        Err(e) => {
+            web_sys::console::warn_1(&format!("WebGPU unavailable: {e}").into());
+            (device::cpu(), BackendKind::Cpu, "the browser offers no WebGPU adapter".into())
+        }
+    }
+}
