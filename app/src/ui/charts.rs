@@ -69,8 +69,8 @@ pub fn LineChart(#[prop(into)] series: Signal<Vec<Series>>, title: String, x_lab
                 view! {
                     <path d=d class=format!("line {}", s.class) stroke-dasharray=if s.dashed { "5 3" } else { "" }/>
                     {dots}
-                    <rect x=W - RIGHT - 150.0 y=legend_y - 8.0 width="10" height="10" class=s.class/>
-                    <text x=W - RIGHT - 136.0 y=legend_y + 1.0 class="legend">{s.name.clone()}</text>
+                    <rect x=W - RIGHT - 190.0 y=legend_y - 8.0 width="10" height="10" class=s.class/>
+                    <text x=W - RIGHT - 176.0 y=legend_y + 1.0 class="legend">{s.name.clone()}</text>
                 }
             })
             .collect_view();
