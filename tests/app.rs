@@ -107,6 +107,7 @@ fn journey(webgpu: bool) {
     browser.js("location.reload()", json!([]));
     browser.wait("the saved vector after a reload", "return document.querySelectorAll('[data-testid=saved-vector]').length", json!([]), LOAD);
     browser.wait_state("model-status", "ready", LOAD);
+    assert!(browser.text("model-status").contains("from this browser's cache"), "second visit: {}", browser.text("model-status"));
 
     browser.click("tab-about");
     shot("about", "main");
@@ -122,4 +123,36 @@ fn the_app_works_on_webgpu() {
 #[ignore = "needs the site built by trunk: run by cargo xtask test"]
 fn the_app_works_on_the_cpu_fallback() {
     journey(false);
+}
+
+/// A benchmark, not a pass/fail test (`cargo xtask bench-app` runs it on the size-optimised site):
+/// page load to the first generated token on a second visit (warm caches), and decode speed.
+#[test]
+#[ignore = "benchmark: run by cargo xtask bench-app"]
+fn benchmark_first_token_and_decode() {
+    let port = site();
+    let url = format!("http://127.0.0.1:{port}/#/play");
+    for webgpu in [false, true] {
+        let browser = Browser::start(webgpu);
+        browser.goto(&url);
+        browser.wait_state("model-status", "ready", LOAD);
+        browser.goto("about:blank");
+        browser.goto(&url);
+        browser.wait_state("model-status", "ready", LOAD);
+        browser.click("generate");
+        let first = browser.wait("the first token", "return document.querySelector('[data-testid=output]').getAttribute('data-first-token-ms')", json!([]), WORK);
+        browser.wait_state("output", "done", WORK);
+        browser.set_value("max-tokens", "200");
+        browser.set_value("temperature", "1");
+        browser.click("generate");
+        browser.wait(
+            "the 200-token generation",
+            "const o = document.querySelector('[data-testid=output]'); return o.getAttribute('data-state') === 'done' && o.getAttribute('data-first-token-ms') !== arguments[0];",
+            json!([first.clone()]),
+            WORK,
+        );
+        let rate = browser.attr("output", "data-tokens-per-s");
+        let backend = browser.attr("backend-badge", "data-backend");
+        println!("BENCH backend={backend} first_token_ms={} decode_tokens_per_s={rate}", first.as_str().unwrap_or_default());
+    }
 }

@@ -162,7 +162,7 @@ impl Browser {
                 let errors = self.js("return [...document.querySelectorAll('.error, [data-testid=model-status]')].map(e => e.textContent).join(' | ')", json!([]));
                 panic!("timed out after {timeout:?} waiting for {what}; page says: {errors}\nconsole:\n{}", self.console());
             }
-            std::thread::sleep(Duration::from_millis(100));
+            std::thread::sleep(Duration::from_millis(10));
         }
     }
 
@@ -215,11 +215,6 @@ impl Browser {
     pub fn console(&self) -> String {
         let log = self.call("POST", &format!("{}/se/log", self.base), Some(json!({ "type": "browser" })));
         log.as_array().map(|entries| entries.iter().map(|e| format!("{} {}", e["level"], e["message"])).collect::<Vec<_>>().join("\n")).unwrap_or_default()
-    }
-
-    /// The page's visible error messages.
-    pub fn page_errors(&self) -> String {
-        self.js("return [...document.querySelectorAll('.error')].map(e => e.textContent).join(' | ')", json!([])).as_str().unwrap_or_default().to_string()
     }
 }
 

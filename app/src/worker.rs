@@ -107,6 +107,9 @@ async fn yield_now(scope: &DedicatedWorkerGlobalScope) {
     let _ = wasm_bindgen_futures::JsFuture::from(promise).await;
 }
 
+/// How long generation runs between two yields to the worker's event loop.
+const YIELD_EVERY_MS: f64 = 10.0;
+
 fn now_s() -> f64 {
     js_sys::Date::now() / 1000.0
 }
@@ -281,10 +284,16 @@ impl Worker {
         self.send(&Event::Prompt { job, stream, ids: ids.clone(), pieces });
         let started = now_s();
         let mut decoder = Decoder::new(model, &ids, options, hooks).map_err(errors)?;
+        let mut last_yield = js_sys::Date::now();
         while let Some(token) = decoder.next(hooks).await.map_err(errors)? {
             let piece = model.tokenizer.piece(token.id).unwrap_or_default();
             self.send(&Event::Token { job, stream, id: token.id, piece, text: token.text });
-            yield_now(&self.scope).await;
+            // Let Cancel in every few milliseconds (a timer per token would cap decoding at the
+            // browser's 4 ms timer clamp).
+            if js_sys::Date::now() - last_yield > YIELD_EVERY_MS {
+                yield_now(&self.scope).await;
+                last_yield = js_sys::Date::now();
+            }
             if self.is_cancelled(job) {
                 decoder.cancel();
             }

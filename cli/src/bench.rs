@@ -137,7 +137,9 @@ fn measure(args: &BenchArgs) -> Result<Measurement> {
         let seconds = start.elapsed().as_secs_f64();
         return Ok(Measurement { prefill_tokens_per_s: 0.0, decode_tokens_per_s: 0.0, extraction_pairs_per_s: EXTRACTION_PAIRS as f64 / seconds, peak_rss_bytes: peak_rss(), weight_bytes });
     }
-    let prompt: Vec<i32> = (0..args.prefill as i32).map(|i| (i * 7919) % 49152).collect();
+    // Any model directory works (`--dir`): token ids stay inside its vocabulary.
+    let vocab = model.config.vocab_size as i32;
+    let prompt: Vec<i32> = (0..args.prefill as i32).map(|i| (i * 7919) % vocab).collect();
     let run_prefill = |cache: &mut KvCache| -> Result<u32> {
         let hidden = model.forward_hidden(tokens(&prompt, &device), cache, &mut Hooks::new())?;
         let logits = pollster::block_on(read_f32(model.unembed(hidden.slice_dim(1, args.prefill - 1..args.prefill))))?;

@@ -6,6 +6,7 @@
 //!   headless Chromium (WebGPU through SwiftShader, and the CPU backend), then the app, built by
 //!   Trunk, end to end in headless Chromium with and without WebGPU.
 //! - `dist`: the publishable static site, size-optimised, in `target/site/`.
+//! - `bench-app`: page load to first token, browser vs native decode, and wasm sizes.
 //! - `screenshots`: retakes README's screenshots (`docs/screenshots/`) with the app's browser test.
 
 use std::path::{Path, PathBuf};
@@ -70,13 +71,19 @@ fn tools() -> Result<()> {
     Ok(())
 }
 
+/// Trunk builds offline (it passes --offline to cargo): fetch every target's crates first.
+fn fetch() -> Result<()> {
+    run(cargo().args(["fetch"]))
+}
+
 fn trunk_build(dist: &str) -> Result<()> {
+    fetch()?;
     run(Command::new("trunk").args(["build", "--release", "--dist", dist]))
 }
 
 fn app_tests(screenshots: Option<&str>) -> Result<()> {
     let mut cmd = cargo();
-    cmd.args(["test", "--release", "-p", "analog-tests", "--test", "app", "--", "--ignored", "--test-threads", "1"]).env("ANALOG_DIST", root().join("target/dist"));
+    cmd.args(["test", "--release", "-p", "analog-tests", "--test", "app", "--", "--ignored", "--skip", "benchmark", "--test-threads", "1"]).env("ANALOG_DIST", root().join("target/dist"));
     if let Some(dir) = screenshots {
         cmd.env("ANALOG_SCREENSHOTS", root().join(dir));
     }
@@ -103,6 +110,7 @@ fn dist() -> Result<()> {
     // Trunk reads wasm-opt's level from the page: a copy beside index.html asks for -Oz.
     let dist_html = root().join("index.dist.html");
     std::fs::write(&dist_html, html.replace(r#"data-wasm-opt="0""#, r#"data-wasm-opt="z""#))?;
+    fetch()?;
     let built = run(Command::new("trunk")
         .args(["build", "--release", "--dist", "target/site", "index.dist.html"])
         .env("CARGO_TARGET_DIR", root().join("target/size"))
@@ -132,8 +140,19 @@ fn dist() -> Result<()> {
     Ok(())
 }
 
+/// The app's benchmarks side by side: native decode of the default analog, then page load to
+/// first token and decode in headless Chromium on the size-optimised site, then its sizes.
+fn bench_app() -> Result<()> {
+    dist()?;
+    run(cargo().args(["run", "--release", "-p", "analog-cli", "--", "bench", "--dir", "public/models/story-analog", "--prefill", "16", "--decode", "200", "--no-reference"]))?;
+    run(cargo()
+        .args(["test", "--release", "-p", "analog-tests", "--test", "app", "benchmark_first_token_and_decode", "--", "--ignored", "--nocapture"])
+        .env("ANALOG_DIST", root().join("target/site")))
+}
+
 fn serve() -> Result<()> {
     tools()?;
+    fetch()?;
     eprintln!("xtask: serving Analog Explorer with the default analog at http://127.0.0.1:8080/ (Ctrl+C stops)");
     run(Command::new("trunk").args(["serve", "--release"]))
 }
@@ -144,11 +163,12 @@ fn main() -> Result<()> {
         "test" => test(),
         "serve" => serve(),
         "dist" => dist(),
+        "bench-app" => bench_app(),
         "screenshots" => {
             tools()?;
             trunk_build("target/dist")?;
             app_tests(Some("docs/screenshots"))
         }
-        _ => bail!("usage: cargo xtask test|serve|dist|screenshots"),
+        _ => bail!("usage: cargo xtask test|serve|dist|bench-app|screenshots"),
     }
 }

@@ -21,6 +21,10 @@ pub struct Stream {
     pub state: &'static str,
     pub stats: String,
     pub error: Option<String>,
+    /// `performance.now()` when the first token arrived (for the page-load benchmark).
+    pub first_token_ms: Option<f64>,
+    /// Decode speed of the finished generation.
+    pub tokens_per_s: Option<f64>,
 }
 
 impl Stream {
@@ -32,12 +36,16 @@ impl Stream {
                 *self = Stream { prompt_text, prompt: ids.into_iter().zip(pieces).collect(), state: "running", ..Stream::default() };
             }
             Event::Token { id, piece, text, .. } => {
+                if self.first_token_ms.is_none() {
+                    self.first_token_ms = web_sys::window().and_then(|w| w.performance()).map(|p| p.now());
+                }
                 self.tokens.push((id, piece));
                 self.text.push_str(&text);
             }
             Event::Generated { tokens, seconds, stop, .. } => {
                 self.state = "done";
                 let rate = if seconds > 0.0 { tokens as f64 / seconds } else { 0.0 };
+                self.tokens_per_s = Some(rate);
                 self.stats = format!("{tokens} tokens in {seconds:.2} s · {rate:.1} tokens/s · stopped: {}", stop.replace('_', " "));
             }
             Event::Failed { errors, .. } => {
@@ -101,7 +109,9 @@ pub fn StreamView(stream: RwSignal<Stream>, testid: &'static str, #[prop(optiona
     view! {
         <div class="stream">
             {(!title.is_empty()).then(|| view! { <h3>{title}</h3> })}
-            <div class="output" data-testid=testid data-state=move || stream.with(|s| s.state) aria-live="polite">
+            <div class="output" data-testid=testid data-state=move || stream.with(|s| s.state) aria-live="polite"
+                data-first-token-ms=move || stream.with(|s| s.first_token_ms.map(|t| format!("{t:.0}")))
+                data-tokens-per-s=move || stream.with(|s| s.tokens_per_s.map(|t| format!("{t:.2}")))>
                 <span class="prompt-text">{move || stream.with(|s| s.prompt_text.clone())}</span>
                 <span class="generated">{move || stream.with(|s| s.text.clone())}</span>
             </div>
