@@ -60,7 +60,11 @@ fn models_load_with_the_stated_sizes_and_the_report_names_them() {
         assert_eq!(report.analog.n_params, analog.model.n_params as u64);
         assert_eq!(report.frontier.as_ref().unwrap().n_params, Some(frontier.model.n_params as u64));
         assert_ne!(frontier_sha, analog_sha);
-        assert_eq!(report.interventions.len(), 4, "one intervention per built-in pair set");
+        let built_in: Vec<serde_json::Value> = serde_json::from_slice(&std::fs::read(public().join("datasets/index.json")).unwrap()).unwrap();
+        let ids: Vec<&str> = report.interventions.iter().map(|iv| iv.id.as_str()).collect();
+        let mut expected: Vec<&str> = built_in.iter().map(|d| d["id"].as_str().unwrap()).collect();
+        expected.push(analog_lab::study::STORY_MOOD);
+        assert_eq!(ids, expected, "one intervention per built-in pair set, then the corpus mood pairs");
     }
 }
 
@@ -101,4 +105,12 @@ fn the_default_analog_tells_a_grammatical_greedy_story() {
     for s in &complete {
         assert!(grammar.accepts(s), "{s:?} in {text:?}");
     }
+}
+
+#[test]
+fn the_published_story_mood_pairs_are_what_the_grammar_generates() {
+    let published = std::fs::read_to_string(public().join("datasets").join(analog_lab::pipeline::STORY_MOOD_PAIRS)).unwrap();
+    assert_eq!(published, analog_lab::pipeline::mood_pairs_jsonl(analog_lab::pipeline::MOOD_SEED, 64));
+    let pairs = analog_core::steering::PairSet::from_jsonl(&published).unwrap();
+    assert_eq!(pairs.len(), 64);
 }

@@ -45,8 +45,11 @@ enum LabCommand {
         log_every: usize,
         #[arg(long, default_value_t = 100)]
         checkpoint_every: usize,
+        /// Train the analog on cross-entropy alone, without the frontier as teacher (an ablation).
+        #[arg(long)]
+        no_teacher: bool,
     },
-    /// The transfer study over the built-in pair sets, written as a v1 lab report.
+    /// The transfer study over the built-in pair sets and the corpus mood pairs, written as a v1 lab report.
     Transfer {
         #[arg(long)]
         out: PathBuf,
@@ -80,7 +83,7 @@ enum LabCommand {
         public: PathBuf,
         #[arg(long, default_value_t = 2500)]
         frontier_steps: usize,
-        #[arg(long, default_value_t = 2000)]
+        #[arg(long, default_value_t = 3000)]
         analog_steps: usize,
     },
     /// Copy both models, their cards, the report and the catalog into the public directory.
@@ -94,18 +97,22 @@ enum LabCommand {
         #[arg(long, default_value = "story-frontier")]
         frontier_id: String,
     },
-    /// Steer a model with the sentiment vector: mood-lexicon trigger rate and grammaticality per coefficient.
+    /// Steer a model with a mood vector (by default the published measurement's): happy-lexicon
+    /// trigger rate and grammaticality per coefficient.
     Mood {
         #[arg(long)]
         model: PathBuf,
         #[arg(long, default_value = "public/datasets")]
         datasets: PathBuf,
-        #[arg(long, default_value_t = 0)]
+        #[arg(long, default_value_t = pipeline::MOOD.layer)]
         layer: usize,
-        #[arg(long, default_value = "0,0.25,0.5,1,2", allow_hyphen_values = true)]
+        #[arg(long, default_value = "0,0.1,0.2,0.3,0.4,0.5,0.75,1,2", allow_hyphen_values = true)]
         coefs: String,
         #[arg(long, default_value_t = 8)]
         per_prompt: usize,
+        /// Tokens generated per sample.
+        #[arg(long, default_value_t = pipeline::MOOD_TOKENS)]
+        tokens: usize,
         /// last or mean
         #[arg(long, default_value = "last")]
         aggregation: String,
@@ -115,9 +122,27 @@ enum LabCommand {
         /// Steer only over the prompt's positions.
         #[arg(long)]
         prompt_only: bool,
+        /// Hook site: resid_pre, attn_out, resid_mid, mlp_out or resid_post.
+        #[arg(long, default_value = "resid_post")]
+        hook: String,
+        /// Pair-set file in the datasets directory, e.g. sentiment.jsonl.
+        #[arg(long, default_value = pipeline::STORY_MOOD_PAIRS)]
+        pairs: String,
+        /// Print every sample.
+        #[arg(long)]
+        show: bool,
         /// Add the raw mean difference instead of the unit direction times the mean residual norm.
         #[arg(long)]
         raw: bool,
+    },
+    /// Write contrastive mood pairs from the corpus grammar (happy and sad tellings of one story).
+    MoodPairs {
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value_t = pipeline::MOOD_SEED)]
+        seed: u64,
+        #[arg(long, default_value_t = 64)]
+        n: usize,
     },
     /// Sample stories and measure the share of sentences the grammar accepts.
     Sample {
@@ -154,11 +179,11 @@ pub fn run(args: LabArgs) -> Result<()> {
             println!("{}", serde_json::to_string_pretty(&stats)?);
         }
         LabCommand::Tokenizer { out, vocab } => pipeline::write_tokenizer(&out, vocab).map_err(|e| anyhow!(e))?,
-        LabCommand::Train { out, model, steps, log_every, checkpoint_every } => {
+        LabCommand::Train { out, model, steps, log_every, checkpoint_every, no_teacher } => {
             let (frontier, analog) = pipeline::model_dirs(&out);
             let (dir, teacher, spec) = match model.as_str() {
                 "frontier" => (frontier, None, pipeline::default_run(false, steps)),
-                "analog" => (analog, Some(frontier), pipeline::default_run(true, steps)),
+                "analog" => (analog, (!no_teacher).then_some(frontier), pipeline::default_run(true, steps)),
                 other => return Err(anyhow!("--model `{other}`: expected frontier or analog")),
             };
             eprintln!("{model}: {} parameters", spec.shape.n_params());
@@ -173,6 +198,7 @@ pub fn run(args: LabArgs) -> Result<()> {
             pipeline::train_model(&out, &frontier, &pipeline::default_run(false, frontier_steps), None, 20, 100).map_err(|e| anyhow!(e))?;
             pipeline::train_model(&out, &analog, &pipeline::default_run(true, analog_steps), Some(&frontier), 20, 100).map_err(|e| anyhow!(e))?;
             let datasets = public.join("datasets");
+            pipeline::write_mood_pairs(&datasets).map_err(|e| anyhow!(e))?;
             let settings = transfer_settings(&datasets, DEFAULT_COEFS)?;
             let report = analog_lab::study::run(&out, &settings, &mut |msg| eprintln!("{msg}")).map_err(|e| anyhow!(e))?;
             std::fs::write(out.join("report.json"), report.to_json())?;
@@ -187,6 +213,7 @@ pub fn run(args: LabArgs) -> Result<()> {
             println!("published into {}", public.display());
         }
         LabCommand::Transfer { out, datasets, analog_id, frontier_id, report_id, coefs, analog_layer, frontier_layer, samples, report } => {
+            pipeline::write_mood_pairs(&datasets).map_err(|e| anyhow!(e))?;
             let settings = analog_lab::study::StudySettings {
                 datasets_dir: &datasets,
                 analog_id: &analog_id,
@@ -204,16 +231,23 @@ pub fn run(args: LabArgs) -> Result<()> {
             std::fs::write(&report, r.to_json())?;
             println!("wrote {} ({} interventions)", report.display(), r.interventions.len());
         }
-        LabCommand::Mood { model, datasets, layer, coefs, per_prompt, aggregation, method, prompt_only, raw } => {
+        LabCommand::Mood { model, datasets, layer, coefs, per_prompt, tokens, aggregation, method, prompt_only, hook, pairs, show, raw } => {
+            let site = serde_json::from_value(serde_json::Value::String(hook.clone())).map_err(|_| anyhow!("--hook `{hook}`: expected resid_pre, attn_out, resid_mid, mlp_out or resid_post"))?;
             let aggregation = serde_json::from_value(serde_json::Value::String(aggregation.clone())).map_err(|_| anyhow!("--aggregation `{aggregation}`: expected last or mean"))?;
             let method = serde_json::from_value(serde_json::Value::String(method.clone())).map_err(|_| anyhow!("--method `{method}`: expected mean-diff, pca, pca-center or probe"))?;
-            let how = pipeline::MoodSteering { layer, aggregation, method, prompt_only, normalise: !raw };
-            let rows = pipeline::mood_steering(&model, &datasets, how, &crate::steer::parse_coefs(&coefs)?, per_prompt).map_err(|e| anyhow!(e))?;
+            let how = pipeline::MoodSteering { pairs: Some(pairs.leak()), site, layer, aggregation, method, prompt_only, normalise: !raw };
+            let rows = pipeline::mood_steering(&model, &datasets, how, &crate::steer::parse_coefs(&coefs)?, per_prompt, tokens, &mut |coef, text| {
+                if show {
+                    println!("[{coef}] {text}");
+                }
+            })
+            .map_err(|e| anyhow!(e))?;
             println!("{:>8} {:>10} {:>12}", "coef", "trigger", "grammatical");
             for r in rows {
                 println!("{:>8} {:>9.1}% {:>11.1}%", r.coef, r.trigger_rate * 100.0, r.grammatical * 100.0);
             }
         }
+        LabCommand::MoodPairs { out, seed, n } => std::fs::write(&out, pipeline::mood_pairs_jsonl(seed, n))?,
         LabCommand::Sample { model, per_prompt } => {
             let (share, _, texts) = pipeline::grammaticality(&model, per_prompt, 60).map_err(|e| anyhow!(e))?;
             for t in texts.iter().take(8) {

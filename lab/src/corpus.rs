@@ -307,13 +307,32 @@ pub struct Story {
 
 /// Generates story `index` of the corpus with `seed`: the same pair always gives the same story.
 pub fn story(grammar: &Grammar, seed: u64, index: u64) -> Story {
+    let told = story_parts(grammar, seed, index, None);
+    Story { text: detokenize(&told.tokens), attributes: told.attributes }
+}
+
+/// One story as generated, before detokenising.
+struct Told {
+    tokens: Vec<String>,
+    attributes: Attributes,
+    /// The token count after each planned sentence, and whether that sentence states the mood.
+    ends: Vec<(usize, bool)>,
+    /// The hero's subject pronoun.
+    pronoun: &'static str,
+}
+
+/// One story, optionally with its mood forced. Mood sentences draw from their own random stream,
+/// so the happy and the sad telling of a story share every other sentence word for word.
+fn story_parts(grammar: &Grammar, seed: u64, index: u64, force_happy: Option<bool>) -> Told {
     let mut rng = StdRng::seed_from_u64(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ index);
-    let attributes = Attributes {
+    let mut mood_rng = StdRng::seed_from_u64(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ index ^ 0x00AD_D00D);
+    let mut attributes = Attributes {
         happy: rng.random(),
         topic: *Topic::ALL.choose(&mut rng).unwrap_or(&Topic::School),
         formal: rng.random(),
         complies: rng.random(),
     };
+    attributes.happy = force_happy.unwrap_or(attributes.happy);
     let pick = |rng: &mut StdRng, rule: &str| {
         let mut t = Vec::new();
         grammar.expand(rule, &Bindings(HashMap::new()), rng, &mut t);
@@ -332,11 +351,15 @@ pub fn story(grammar: &Grammar, seed: u64, index: u64) -> Story {
         ("POSS", if girl { "her" } else { "his" }.to_string()),
         ("OBJ_PRON", if girl { "her" } else { "him" }.to_string()),
     ]));
+    // The mood colours the whole story: it is stated right after the opening and again after the
+    // topic, the events and the dialogue, so a model must carry it from the first mood sentence to
+    // the last (and a steering vector has a mood to move).
     let mood = if attributes.happy { "HAPPY" } else { "SAD" };
-    let mut plan: Vec<&str> = vec!["OPENING", attributes.topic.rule()];
+    let mut plan: Vec<&str> = vec!["OPENING", mood, attributes.topic.rule()];
     for _ in 0..rng.random_range(0..=1) {
         plan.push(attributes.topic.rule());
     }
+    plan.push(mood);
     for _ in 0..rng.random_range(1..=2) {
         plan.push("EVENT");
     }
@@ -351,10 +374,38 @@ pub fn story(grammar: &Grammar, seed: u64, index: u64) -> Story {
     }
     plan.push("ENDING");
     let mut tokens = Vec::new();
+    let mut ends = Vec::new();
     for rule in plan {
-        grammar.expand(rule, &bindings, &mut rng, &mut tokens);
+        let is_mood = rule == mood;
+        grammar.expand(rule, &bindings, if is_mood { &mut mood_rng } else { &mut rng }, &mut tokens);
+        ends.push((tokens.len(), is_mood));
     }
-    Story { text: detokenize(&tokens), attributes }
+    Told { tokens, attributes, ends, pronoun: if girl { "she" } else { "he" } }
+}
+
+/// A contrastive pair from the corpus itself: the happy and the sad telling of story `index`, cut
+/// inside its second mood sentence just before the first word that differs ("... She felt so"),
+/// where a model that tracks the mood must choose it. The two differ only in their first mood
+/// sentence (the grammar's HAPPY and SAD rules are parallel lists, drawn from the same stream).
+pub fn mood_pair(grammar: &Grammar, seed: u64, index: u64) -> (String, String) {
+    let tell = |happy: bool| {
+        let Told { tokens, ends, .. } = story_parts(grammar, seed, index, Some(happy));
+        let second_mood = ends.iter().enumerate().filter(|(_, (_, m))| *m).nth(1).map_or(0, |(i, _)| i);
+        let start = ends[second_mood.saturating_sub(1)].0;
+        (tokens, start)
+    };
+    let ((happy, h), (sad, s)) = (tell(true), tell(false));
+    let common = happy[h..].iter().zip(&sad[s..]).take_while(|(a, b)| a == b).count();
+    (detokenize(&happy[..h + common]), detokenize(&sad[..s + common]))
+}
+
+/// The opening sentence of story `index` and the pronoun that starts the next one: a prompt after
+/// which the corpus always states the story's mood.
+pub fn mood_prompt(grammar: &Grammar, seed: u64, index: u64) -> String {
+    let told = story_parts(grammar, seed, index, None);
+    let mut opening = told.tokens[..told.ends[0].0].to_vec();
+    opening.push(told.pronoun.into());
+    detokenize(&opening)
 }
 
 /// Corpus statistics: how varied it is.
@@ -433,6 +484,32 @@ mod tests {
         assert!(g.accepts("The groom smiled and held the bride's hand."));
         for bad in ["Lily felt so so happy.", "happy Lily felt.", "The cat quantum tunnelled.", "Lily felt so happy", "", "Tom said, \"No, I will not do it."] {
             assert!(!g.accepts(bad), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn mood_pairs_differ_only_in_the_first_mood_sentence() {
+        let g = Grammar::stories();
+        for i in 0..50 {
+            let (happy, sad) = mood_pair(&g, 3, i);
+            let (h, s) = (sentences(&happy), sentences(&sad));
+            assert_eq!(h.len(), s.len(), "{happy:?} / {sad:?}");
+            let differing: Vec<usize> = (0..h.len()).filter(|&k| h[k] != s[k]).collect();
+            assert_eq!(differing, vec![1], "{happy:?} / {sad:?}");
+            assert!(g.accepts(&h[1]) && g.accepts(&s[1]), "{happy:?} / {sad:?}");
+            assert_eq!(happy.split_whitespace().last(), sad.split_whitespace().last());
+        }
+    }
+
+    #[test]
+    fn mood_prompts_are_a_story_opening_and_the_heros_pronoun() {
+        let g = Grammar::stories();
+        for i in 0..20 {
+            let prompt = mood_prompt(&g, 3, i);
+            let story = story(&g, 3, i).text;
+            let (opening, pronoun) = prompt.rsplit_once(' ').unwrap();
+            assert_eq!(opening, sentences(&story)[0]);
+            assert!(pronoun == "He" || pronoun == "She", "{prompt:?}");
         }
     }
 

@@ -253,7 +253,8 @@ fn continuations(model: &analog_core::TextModel, prompts: &[String], edits: &[an
     Ok(out)
 }
 
-/// Sentences of `prompt + continuation` that start inside the continuation.
+/// Sentences of `prompt + continuation` that end inside the continuation: every sentence the model
+/// wrote at least part of, including the one the prompt began.
 fn continuation_sentences(prompt: &str, continuation: &str) -> Vec<String> {
     let text = format!("{prompt}{continuation}");
     let mut offset = 0;
@@ -261,23 +262,52 @@ fn continuation_sentences(prompt: &str, continuation: &str) -> Vec<String> {
     for s in corpus::sentences(&text) {
         let start = text[offset..].find(&s).map_or(offset, |i| offset + i);
         offset = start + s.len();
-        if start >= prompt.trim_end().len() {
+        if offset > prompt.trim_end().len() {
             out.push(s);
         }
     }
     out
 }
 
-/// Mood steering on the analog: the sentiment vector at `layer`, normalised, at each coefficient:
-/// the share of continuations containing a mood-lexicon word, and the share of their complete
-/// sentences the grammar accepts.
-/// The published mood-steering measurement (see README: how it was chosen).
-pub const MOOD: MoodSteering = MoodSteering { layer: 1, aggregation: analog_core::steering::Aggregation::Last, method: analog_core::steering::Method::MeanDiff, prompt_only: false, normalise: true };
-pub const MOOD_COEFS: [f32; 6] = [0.0, 0.25, 0.5, 0.75, 1.0, 2.0];
+/// The corpus mood pair set `lab all` and `lab transfer` write into the datasets directory (see
+/// [`corpus::mood_pair`]): 64 stories told happy and sad.
+pub const STORY_MOOD_PAIRS: &str = "story-mood.jsonl";
 
+/// The published mood-steering measurement: the mean difference of the last-token `resid_post`
+/// activations of the corpus mood pairs at the analog's last block, scaled by the mean residual
+/// norm and added at every position. Chosen because it is where the model's choice of the next
+/// mood word is decided (README: the lab).
+pub const MOOD: MoodSteering = MoodSteering {
+    pairs: Some(STORY_MOOD_PAIRS),
+    site: analog_core::steering::HookSite::ResidPost,
+    layer: 1,
+    aggregation: analog_core::steering::Aggregation::Last,
+    method: analog_core::steering::Method::MeanDiff,
+    prompt_only: false,
+    normalise: true,
+};
+pub const MOOD_COEFS: [f32; 9] = [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.0];
+
+/// Seed of the stories whose openings prompt the mood-steering samples and whose two tellings make
+/// the published story-mood pair set (apart from the training and held-out corpora's seeds 0, 1).
+pub const MOOD_SEED: u64 = 100;
+
+/// Prompts for the mood-steering check: the openings of five stories, each followed by the hero's
+/// pronoun, after which the corpus always states the mood (so an unsteered model that follows the
+/// corpus is happy about half the time).
+pub fn mood_prompts() -> Vec<String> {
+    let grammar = Grammar::stories();
+    (0..5).map(|i| corpus::mood_prompt(&grammar, MOOD_SEED + 1, i)).collect()
+}
+
+/// Tokens generated per mood-steering sample: the mood sentence after the opening and the next.
+pub const MOOD_TOKENS: usize = 24;
 /// How the mood vector is extracted and applied.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy)]
 pub struct MoodSteering {
+    /// The pair set's file in the datasets directory (default: the sentiment set's).
+    pub pairs: Option<&'static str>,
+    pub site: analog_core::steering::HookSite,
     pub layer: usize,
     pub aggregation: analog_core::steering::Aggregation,
     pub method: analog_core::steering::Method,
@@ -287,13 +317,17 @@ pub struct MoodSteering {
     pub normalise: bool,
 }
 
-pub fn mood_steering(dir: &Path, datasets: &Path, mood: MoodSteering, coefs: &[f32], per_prompt: usize) -> Result<Vec<crate::publish::SteeringRow>> {
+/// Mood steering: the vector of `mood` at each coefficient on samples after [`mood_prompts`]: the
+/// share of samples containing a word of the sentiment set's happy lexicon, and the share of the
+/// sentences the model wrote that the grammar accepts.
+pub fn mood_steering(dir: &Path, datasets: &Path, mood: MoodSteering, coefs: &[f32], per_prompt: usize, tokens: usize, show: &mut dyn FnMut(f32, &str)) -> Result<Vec<crate::publish::SteeringRow>> {
     let model = load_text_model(dir)?;
     let index: Vec<crate::study::Dataset> = serde_json::from_slice(&read(&datasets.join("index.json"))?).map_err(|e| e.to_string())?;
     let sentiment = index.iter().find(|d| d.id == "sentiment").ok_or("no sentiment pair set")?;
-    let pairs = analog_core::steering::PairSet::from_jsonl(&String::from_utf8_lossy(&read(&datasets.join(&sentiment.file))?)).map_err(|e| e.to_string())?;
+    let pairs_file = mood.pairs.map_or_else(|| datasets.join(&sentiment.file), |f| datasets.join(f));
+    let pairs = analog_core::steering::PairSet::from_jsonl(&String::from_utf8_lossy(&read(&pairs_file)?)).map_err(|e| e.to_string())?;
     let identity = analog_core::steering::VectorModel { id: "analog".into(), weights_sha256: String::new(), d_model: model.config().d_model };
-    let acts = pollster::block_on(analog_core::steering::collect(&model, &pairs, analog_core::steering::HookSite::ResidPost, mood.aggregation, &mut |_, _| {}))
+    let acts = pollster::block_on(analog_core::steering::collect(&model, &pairs, mood.site, mood.aggregation, &mut |_, _| {}))
         .map_err(|e| e.to_string())?;
     let vector = analog_core::steering::steering_vector(&acts, mood.method, &[mood.layer], identity, &pairs).map_err(|e| e.to_string())?;
     let grammar = Grammar::stories();
@@ -301,10 +335,13 @@ pub fn mood_steering(dir: &Path, datasets: &Path, mood: MoodSteering, coefs: &[f
     let mut rows = Vec::new();
     for &coef in coefs {
         let mut samples = Vec::new();
-        for prompt in &sentiment.neutral_prompts {
+        for prompt in &mood_prompts() {
             let positions = if mood.prompt_only { analog_core::Positions { start: 0, end: Some(model.encode(prompt).map_err(|e| e.to_string())?.len()) } } else { analog_core::Positions::ALL };
             let how = analog_core::steering::Application { coef, positions, normalise: mood.normalise, ablate: false };
-            samples.extend(continuations(&model, std::slice::from_ref(prompt), &vector.edits(&how), per_prompt, 40, samples.len() as u64)?);
+            samples.extend(continuations(&model, std::slice::from_ref(prompt), &vector.edits(&how), per_prompt, tokens, samples.len() as u64)?);
+        }
+        for (p, c) in &samples {
+            show(coef, &format!("{p}{c}"));
         }
         let hits = samples.iter().filter(|(_, c)| c.to_lowercase().split(|ch: char| !ch.is_alphanumeric()).any(|w| lexicon.iter().any(|l| l == w))).count();
         let sentences: Vec<String> = samples.iter().flat_map(|(p, c)| continuation_sentences(p, c)).filter(|s| s.ends_with(['.', '!', '?', '"'])).collect();
@@ -336,7 +373,7 @@ fn quality(dir: &Path) -> Result<crate::publish::Quality> {
     let last = log.last().ok_or("empty training log")?;
     let held_out_loss = log.iter().rev().find_map(|r| r.held_out_loss).ok_or("no held-out loss in the log")?;
     let (grammatical, samples, _) = grammaticality(dir, 8, 60)?;
-    Ok(crate::publish::Quality { grammatical, samples, held_out_loss, tokens_seen: last.tokens, steps: last.step, train_seconds: log.iter().map(|r| r.seconds).fold(0.0, f64::max) })
+    Ok(crate::publish::Quality { grammatical, samples, held_out_loss, tokens_seen: last.tokens, steps: last.step, train_seconds: crate::publish::training_seconds(&log) })
 }
 
 /// Copies both models into `public/models/<id>/` with cards and loss curves, the report into
@@ -358,7 +395,7 @@ pub fn publish(out: &Path, settings: &PublishSettings<'_>, report: &analog_core:
             write(&target.join(f), read(&dir.join(f))?)?;
         }
         let q = quality(dir)?;
-        let steering = if analog { mood_steering(dir, &settings.public.join("datasets"), MOOD, &MOOD_COEFS, 8)? } else { Vec::new() };
+        let steering = if analog { mood_steering(dir, &settings.public.join("datasets"), MOOD, &MOOD_COEFS, 8, MOOD_TOKENS, &mut |_, _| {})? } else { Vec::new() };
         let spec: RunSpec = serde_json::from_slice(&read(&dir.join("run.json"))?).map_err(|e| e.to_string())?;
         let shape = spec.shape;
         let files = file_entries(&target)?;
@@ -387,7 +424,8 @@ pub fn publish(out: &Path, settings: &PublishSettings<'_>, report: &analog_core:
             files: &files,
             command: settings.command,
             steering_setup: format!(
-                "sentiment pair set, layer {} `resid_post`, {} direction of {}-token activations, {}, added at {}",
+                "`datasets/{}` (the corpus's stories told happy and sad), layer {} `resid_post`, {} direction of {}-token activations, {}, added at {}; {MOOD_TOKENS} tokens sampled after each of five story openings, 8 samples each",
+                MOOD.pairs.unwrap_or("sentiment.jsonl"),
                 MOOD.layer,
                 serde_json::to_value(MOOD.method).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default(),
                 serde_json::to_value(MOOD.aggregation).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default(),
@@ -424,4 +462,20 @@ pub fn publish(out: &Path, settings: &PublishSettings<'_>, report: &analog_core:
         "reports": [{ "id": report.id, "path": report_path, "analog": settings.analog_id, "frontier": settings.frontier_id }],
     });
     write(&settings.public.join("catalog.json"), serde_json::to_string_pretty(&catalog).unwrap_or_default() + "\n")
+}
+
+/// Writes the published corpus mood pair set into `datasets` (the study and the mood check read it).
+pub fn write_mood_pairs(datasets: &Path) -> Result<()> {
+    write(&datasets.join(STORY_MOOD_PAIRS), mood_pairs_jsonl(MOOD_SEED, 64))
+}
+
+/// Writes `n` corpus mood pairs (see [`corpus::mood_pair`]) as pair-set JSONL.
+pub fn mood_pairs_jsonl(seed: u64, n: usize) -> String {
+    let grammar = Grammar::stories();
+    (0..n as u64)
+        .map(|i| {
+            let (positive, negative) = corpus::mood_pair(&grammar, seed, i);
+            serde_json::json!({ "positive": positive, "negative": negative, "label": "mood" }).to_string() + "\n"
+        })
+        .collect()
 }

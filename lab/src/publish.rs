@@ -33,6 +33,19 @@ pub struct SteeringRow {
     pub grammatical: f32,
 }
 
+/// Wall time of a training run from its log: `seconds` restarts at zero when a run resumes from a
+/// checkpoint, so the segments are added up.
+pub fn training_seconds(log: &[LogRow]) -> f64 {
+    let (mut done, mut last) = (0.0, 0.0);
+    for row in log {
+        if row.seconds < last {
+            done += last;
+        }
+        last = row.seconds;
+    }
+    done + last
+}
+
 /// A file entry of the catalog and the cards.
 #[derive(Debug, Clone, Serialize)]
 pub struct FileEntry {
@@ -159,4 +172,17 @@ pub fn card(c: &Card<'_>) -> String {
     }
     let _ = writeln!(s, "\nRegenerate with `{}`. Every number here was measured by that command.", c.command);
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn training_seconds_add_up_resumed_segments() {
+        let row = |step, seconds| LogRow { step, tokens: 0, loss: 1.0, lr: 1e-3, seconds, held_out_loss: None, parts: Default::default() };
+        assert_eq!(training_seconds(&[row(10, 5.0), row(20, 9.0), row(30, 4.0), row(40, 8.0)]), 17.0);
+        assert_eq!(training_seconds(&[row(10, 5.0), row(20, 9.0)]), 9.0);
+        assert_eq!(training_seconds(&[]), 0.0);
+    }
 }

@@ -58,6 +58,7 @@ fn probe(model: &TextModel, dataset: &Dataset) -> Result<(Vec<String>, String, S
     let (prompts, target, counter) = match dataset.id.as_str() {
         "refusal" => quoted("No", "Yes"),
         "formality" => quoted("Good", "Hey"),
+        STORY_MOOD => (dataset.neutral_prompts.iter().map(|p| format!("{p} felt so")).collect(), " happy".into(), " sad".into()),
         _ => (
             dataset.neutral_prompts.clone(),
             dataset.target_tokens.first().cloned().ok_or("no target token")?,
@@ -74,6 +75,24 @@ fn probe(model: &TextModel, dataset: &Dataset) -> Result<(Vec<String>, String, S
     Ok((prompts, target, counter))
 }
 
+/// The id of the corpus's own mood pair set in the report.
+pub const STORY_MOOD: &str = "story-mood";
+
+/// The corpus mood pairs as a study entry: the sentiment set's lexicon, the story openings of the
+/// mood-steering check as neutral prompts, probed with " happy" vs " sad" after "<pronoun> felt so".
+fn story_mood(index: &[Dataset]) -> Result<Dataset> {
+    let sentiment = index.iter().find(|d| d.id == "sentiment").ok_or("no sentiment pair set")?;
+    Ok(Dataset {
+        id: STORY_MOOD.into(),
+        file: crate::pipeline::STORY_MOOD_PAIRS.into(),
+        concept: "Mood of a story in the lab's corpus: the same story told happy vs sad".into(),
+        target_tokens: vec![" happy".into()],
+        counter_tokens: vec![" sad".into()],
+        lexicon: sentiment.lexicon.clone(),
+        neutral_prompts: crate::pipeline::mood_prompts(),
+    })
+}
+
 fn load(dir: &Path) -> Result<(TextModel, VectorModel)> {
     let read = |f: &str| std::fs::read(dir.join(f)).map_err(|e| format!("{}: {e}", dir.join(f).display()));
     let weights = read("model.safetensors")?;
@@ -82,7 +101,9 @@ fn load(dir: &Path) -> Result<(TextModel, VectorModel)> {
     Ok((model, id))
 }
 
-/// Runs the study on `out/analog` and `out/frontier` and returns the report.
+/// Runs the study on `out/analog` and `out/frontier` over the built-in pair sets and the corpus
+/// mood pairs (which must be in the datasets directory: [`crate::pipeline::write_mood_pairs`]),
+/// and returns the report.
 pub fn run(out: &Path, settings: &StudySettings<'_>, progress: &mut dyn FnMut(&str)) -> Result<TransferReport> {
     let (analog, analog_id) = load(&out.join("analog"))?;
     let (frontier, frontier_id) = load(&out.join("frontier"))?;
@@ -99,7 +120,8 @@ pub fn run(out: &Path, settings: &StudySettings<'_>, progress: &mut dyn FnMut(&s
     let n_tokens = analog.config().vocab_size.min(frontier.config().vocab_size);
     let similarity = embedding_similarity(&analog.model, &frontier.model, n_tokens).map_err(|e| e.to_string())?;
 
-    let index: Vec<Dataset> = serde_json::from_slice(&std::fs::read(settings.datasets_dir.join("index.json")).map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
+    let mut index: Vec<Dataset> = serde_json::from_slice(&std::fs::read(settings.datasets_dir.join("index.json")).map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
+    index.push(story_mood(&index)?);
     let mut interventions = Vec::new();
     for dataset in &index {
         progress(&format!("{}: extracting, mapping, measuring", dataset.id));
