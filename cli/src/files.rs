@@ -52,15 +52,26 @@ impl ModelFiles {
         Ok(Self { config: read(&dir.join("config.json"))?, tokenizer: read(&dir.join("tokenizer.json"))?, weights })
     }
 
-    pub fn load(&self, device: &Device) -> analog_core::Result<TextModel> {
-        let weights = match &self.weights {
+    pub fn weight_files(&self) -> WeightFiles<'_> {
+        match &self.weights {
             Weights::Single(bytes) => WeightFiles::Single(bytes),
             Weights::Sharded { index, shards } => WeightFiles::Sharded {
                 index,
                 shards: shards.iter().map(|(k, v)| (k.clone(), v.as_slice())).collect(),
             },
-        };
-        TextModel::from_bytes(&self.config, &weights, &self.tokenizer, device)
+        }
+    }
+
+    /// Bytes of the weight files (shards included, index excluded).
+    pub fn weight_bytes(&self) -> usize {
+        match &self.weights {
+            Weights::Single(bytes) => bytes.len(),
+            Weights::Sharded { shards, .. } => shards.values().map(Vec::len).sum(),
+        }
+    }
+
+    pub fn load(&self, device: &Device) -> analog_core::Result<TextModel> {
+        TextModel::from_bytes(&self.config, &self.weight_files(), &self.tokenizer, device)
     }
 }
 

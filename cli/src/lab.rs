@@ -49,6 +49,12 @@ enum LabCommand {
         #[arg(long)]
         no_teacher: bool,
     },
+    /// Measure the analog in f32, f16 and q8_0 (held-out perplexity, greedy continuations) and write
+    /// the smallest within 1% of f32 into OUT/shipped/ (the study and publish use it).
+    Formats {
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// The transfer study over the built-in pair sets and the corpus mood pairs, written as a v1 lab report.
     Transfer {
         #[arg(long)]
@@ -106,9 +112,9 @@ enum LabCommand {
         datasets: PathBuf,
         #[arg(long, default_value_t = pipeline::MOOD.layer)]
         layer: usize,
-        #[arg(long, default_value = "0,0.1,0.2,0.3,0.4,0.5,0.75,1,2", allow_hyphen_values = true)]
+        #[arg(long, default_value = "0,0.1,0.2,0.25,0.3,0.35,0.4,0.5,1,2", allow_hyphen_values = true)]
         coefs: String,
-        #[arg(long, default_value_t = 8)]
+        #[arg(long, default_value_t = pipeline::MOOD_SAMPLES_PER_PROMPT)]
         per_prompt: usize,
         /// Tokens generated per sample.
         #[arg(long, default_value_t = pipeline::MOOD_TOKENS)]
@@ -172,6 +178,19 @@ fn transfer_settings<'a>(datasets: &'a std::path::Path, coefs: &str) -> Result<a
     })
 }
 
+/// Measures the analog's weight formats and writes the shipped one (see `analog_lab::formats`).
+fn ship(out: &std::path::Path) -> Result<()> {
+    let choice = analog_lab::formats::ship(out, pipeline::default_run(true, 0).schedule.seq_len).map_err(|e| anyhow!(e))?;
+    for r in &choice.rows {
+        eprintln!(
+            "{:?}: {} bytes, held-out loss {:.5} (perplexity {:+.3}%), greedy identical {}/{}",
+            r.format, r.bytes, r.held_out_loss, 100.0 * (r.perplexity_ratio - 1.0), r.greedy_identical, r.greedy_prompts
+        );
+    }
+    eprintln!("shipping the analog as {:?}", choice.shipped);
+    Ok(())
+}
+
 pub fn run(args: LabArgs) -> Result<()> {
     match args.command {
         LabCommand::Corpus { out, seed, stories, held_out } => {
@@ -197,6 +216,7 @@ pub fn run(args: LabArgs) -> Result<()> {
             let (frontier, analog) = pipeline::model_dirs(&out);
             pipeline::train_model(&out, &frontier, &pipeline::default_run(false, frontier_steps), None, 20, 100).map_err(|e| anyhow!(e))?;
             pipeline::train_model(&out, &analog, &pipeline::default_run(true, analog_steps), Some(&frontier), 20, 100).map_err(|e| anyhow!(e))?;
+            ship(&out)?;
             let datasets = public.join("datasets");
             pipeline::write_mood_pairs(&datasets).map_err(|e| anyhow!(e))?;
             let settings = transfer_settings(&datasets, DEFAULT_COEFS)?;
@@ -212,7 +232,9 @@ pub fn run(args: LabArgs) -> Result<()> {
             pipeline::publish(&out, &settings, &report, &mut |m| eprintln!("{m}")).map_err(|e| anyhow!(e))?;
             println!("published into {}", public.display());
         }
+        LabCommand::Formats { out } => ship(&out)?,
         LabCommand::Transfer { out, datasets, analog_id, frontier_id, report_id, coefs, analog_layer, frontier_layer, samples, report } => {
+            ship(&out)?;
             pipeline::write_mood_pairs(&datasets).map_err(|e| anyhow!(e))?;
             let settings = analog_lab::study::StudySettings {
                 datasets_dir: &datasets,

@@ -102,6 +102,18 @@ enum Command {
     SteerEval(steer::SteerEvalArgs),
     /// Export a vector to GGUF/safetensors, or import a GGUF control vector.
     Vector(steer::VectorArgs),
+    /// Rewrite a model's weights as f16 or q8_0 (8-bit blocks of 32 with an f16 scale) into a new
+    /// model directory (config.json and tokenizer.json are copied).
+    Convert {
+        /// Directory with config.json, model.safetensors (or index + shards) and tokenizer.json.
+        #[arg(long)]
+        model: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+        /// f32, f16 or q8_0.
+        #[arg(long)]
+        format: analog_core::quant::WeightFormat,
+    },
     /// Prefill and decode speed on a SmolLM2-135M-shaped model with random weights, side by side
     /// with HF transformers when Python has it.
     Bench(bench::BenchArgs),
@@ -222,6 +234,17 @@ fn run(cli: Cli) -> Result<()> {
                     println!("pos {i:>4} id {:>6} norm {norm:>10.4}", ids[i]);
                 }
             }
+        }
+        Command::Convert { model, out, format } => {
+            let files = files::ModelFiles::read(&model)?;
+            // Load first: a checkpoint this program cannot run is refused before anything is written.
+            files.load(&device::cpu()).with_context(|| format!("cannot load the model in {}", model.display()))?;
+            let bytes = analog_core::quant::convert(&files.weight_files(), format)?;
+            std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
+            std::fs::write(out.join("model.safetensors"), &bytes).with_context(|| format!("cannot write {}", out.display()))?;
+            std::fs::write(out.join("config.json"), &files.config)?;
+            std::fs::write(out.join("tokenizer.json"), &files.tokenizer)?;
+            println!("{}: {} bytes of weights ({:?}, was {} bytes)", out.display(), bytes.len(), format, files.weight_bytes());
         }
         Command::Extract(args) => steer::extract(args)?,
         Command::Sweep(args) => steer::run_sweep(args)?,

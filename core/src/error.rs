@@ -33,7 +33,7 @@ pub enum Error {
     ShapeMismatch { name: String, expected: Shape, found: Shape },
     #[error("tensor `{name}` (shape {shape}) is not part of a `{architecture}` model")]
     UnexpectedTensor { name: String, shape: Shape, architecture: String },
-    #[error("tensor `{name}` has dtype {dtype}; supported dtypes are F32, F16 and BF16")]
+    #[error("tensor `{name}` has dtype {dtype}; supported dtypes are F32, F16, BF16 and I8 with q8_0 scales")]
     UnsupportedDtype { name: String, dtype: String },
     #[error("tensor `{name}` contains NaN or infinite values")]
     NonFiniteWeights { name: String },

@@ -21,6 +21,7 @@ pub mod generate;
 pub mod hooks;
 pub mod lens;
 pub mod model;
+pub mod quant;
 pub mod report;
 pub mod steering;
 pub mod tokenizer;

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::config::{Architecture, ModelConfig};
 use crate::error::{Error, Result, Shape};
-use crate::weights::{TensorTable, WeightFiles, to_f32};
+use crate::weights::{TensorTable, WeightFiles};
 
 /// A tensor in host memory, row-major `f32`.
 #[derive(Debug, Clone)]
@@ -227,11 +227,11 @@ pub(crate) fn load(config: &ModelConfig, files: &WeightFiles<'_>) -> Result<Host
             let original = by_name
                 .get(&hf_name)
                 .ok_or_else(|| Error::MissingTensor { name: hf_name.clone(), expected: Shape(expected.clone()) })?;
-            let view = table_in.get(original).ok_or_else(|| Error::MissingTensor { name: hf_name.clone(), expected: Shape(expected.clone()) })?;
-            if view.shape() != expected.as_slice() {
-                return Err(Error::ShapeMismatch { name: original.clone(), expected: Shape(expected), found: Shape(view.shape().to_vec()) });
+            let shape = table_in.shape(original).ok_or_else(|| Error::MissingTensor { name: hf_name.clone(), expected: Shape(expected.clone()) })?;
+            if shape != expected.as_slice() {
+                return Err(Error::ShapeMismatch { name: original.clone(), expected: Shape(expected), found: Shape(shape.to_vec()) });
             }
-            let data = to_f32(original, view)?;
+            let data = table_in.values(original)?;
             n_params += data.len();
             used.insert(original.clone());
             let targets: Vec<String> = rule.to.iter().map(|t| fill(t)).collect();

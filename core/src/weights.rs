@@ -1,4 +1,5 @@
-//! Reading HF safetensors weights from bytes: single files and sharded checkpoints, F32/F16/BF16.
+//! Reading HF safetensors weights from bytes: single files and sharded checkpoints, F32/F16/BF16,
+//! and this project's q8_0 layout (see [`crate::quant`]).
 //!
 //! No I/O happens here: callers hand over the bytes of `model.safetensors`, or of
 //! `model.safetensors.index.json` plus every shard it names.
@@ -9,6 +10,7 @@ use safetensors::{Dtype, SafeTensors, tensor::TensorView};
 use serde::Deserialize;
 
 use crate::error::{Error, Result, Shape};
+use crate::quant::{Q8_SCALES_SUFFIX, q8_0_to_f32};
 
 /// The weight files of a checkpoint, as bytes.
 pub enum WeightFiles<'a> {
@@ -21,6 +23,8 @@ pub enum WeightFiles<'a> {
 /// Every tensor of a checkpoint, by HF name, borrowed from the file bytes.
 pub(crate) struct TensorTable<'a> {
     tensors: BTreeMap<String, TensorView<'a>>,
+    /// q8_0 scales, by the name of the tensor they scale.
+    q8_scales: BTreeMap<String, TensorView<'a>>,
 }
 
 #[derive(Deserialize)]
@@ -66,20 +70,41 @@ impl<'a> TensorTable<'a> {
                 }
             }
         }
-        Ok(Self { tensors })
+        let scale_names: Vec<String> = tensors.keys().filter(|n| n.ends_with(Q8_SCALES_SUFFIX)).cloned().collect();
+        let mut q8_scales = BTreeMap::new();
+        for name in scale_names {
+            let base = name.trim_end_matches(Q8_SCALES_SUFFIX).to_string();
+            if !tensors.contains_key(&base) {
+                return Err(Error::Safetensors { file: "model.safetensors".into(), reason: format!("`{name}` scales a tensor `{base}` that is not in the file") });
+            }
+            if let Some(view) = tensors.remove(&name) {
+                q8_scales.insert(base, view);
+            }
+        }
+        Ok(Self { tensors, q8_scales })
     }
 
     pub(crate) fn names(&self) -> impl Iterator<Item = (&str, Shape)> {
         self.tensors.iter().map(|(name, view)| (name.as_str(), Shape(view.shape().to_vec())))
     }
 
-    pub(crate) fn get(&self, name: &str) -> Option<&TensorView<'a>> {
-        self.tensors.get(name)
+    pub(crate) fn shape(&self, name: &str) -> Option<&[usize]> {
+        self.tensors.get(name).map(TensorView::shape)
+    }
+
+    /// The tensor's values as `f32` (dequantised when it is q8_0), rejecting unsupported dtypes and
+    /// non-finite values.
+    pub(crate) fn values(&self, name: &str) -> Result<Vec<f32>> {
+        let view = self.tensors.get(name).ok_or_else(|| Error::MissingTensor { name: name.to_string(), expected: Shape(vec![]) })?;
+        match self.q8_scales.get(name) {
+            Some(scales) => q8_0_to_f32(name, view, scales),
+            None => to_f32(name, view),
+        }
     }
 }
 
 /// Converts a tensor's bytes to `f32`, rejecting unsupported dtypes and non-finite values.
-pub(crate) fn to_f32(name: &str, view: &TensorView<'_>) -> Result<Vec<f32>> {
+fn to_f32(name: &str, view: &TensorView<'_>) -> Result<Vec<f32>> {
     let data = view.data();
     let values: Vec<f32> = match view.dtype() {
         Dtype::F32 => data.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect(),

@@ -10,3 +10,4 @@ pub mod pipeline;
 pub mod transfer;
 pub mod study;
 pub mod publish;
+pub mod formats;

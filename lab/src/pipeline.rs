@@ -6,6 +6,7 @@
 //! tokenizer.json
 //! frontier/    config.json, model.safetensors, tokenizer.json, log.jsonl, checkpoint/
 //! analog/      the same, distilled from the frontier
+//! shipped/     the analog in the weight format it is published in, and formats.json (why)
 //! ```
 
 use std::io::Write;
@@ -28,14 +29,14 @@ fn io<T>(r: std::io::Result<T>, what: &Path) -> Result<T> {
     r.map_err(|e| format!("{}: {e}", what.display()))
 }
 
-fn write(path: &Path, bytes: impl AsRef<[u8]>) -> Result<()> {
+pub(crate) fn write(path: &Path, bytes: impl AsRef<[u8]>) -> Result<()> {
     if let Some(dir) = path.parent() {
         io(std::fs::create_dir_all(dir), dir)?;
     }
     io(std::fs::write(path, bytes), path)
 }
 
-fn read(path: &Path) -> Result<Vec<u8>> {
+pub(crate) fn read(path: &Path) -> Result<Vec<u8>> {
     io(std::fs::read(path), path)
 }
 
@@ -94,6 +95,9 @@ pub struct RunSpec {
     pub temperature: f32,
 }
 
+/// Seed of the held-out windows every held-out loss is measured on.
+pub const HELD_OUT_SEED: u64 = 12345;
+
 /// Mean cross-entropy over fixed held-out windows.
 pub fn held_out_loss(model: &Model, windows: &[Vec<u32>]) -> Result<f32> {
     let mut total = 0.0;
@@ -109,7 +113,7 @@ pub fn held_out_loss(model: &Model, windows: &[Vec<u32>]) -> Result<f32> {
 pub fn train_model(out: &Path, dir: &Path, spec: &RunSpec, teacher: Option<&Path>, log_every: usize, checkpoint_every: usize) -> Result<()> {
     let (stream, eos) = token_stream(out, "train.txt")?;
     let (held, _) = token_stream(out, "held_out.txt")?;
-    let mut held_rng = StdRng::seed_from_u64(12345);
+    let mut held_rng = StdRng::seed_from_u64(HELD_OUT_SEED);
     let held_windows = train::batch(&held, 64, spec.schedule.seq_len, &mut held_rng);
     let config = spec.shape.config_json(eos);
     write(&dir.join("config.json"), &config)?;
@@ -274,19 +278,21 @@ fn continuation_sentences(prompt: &str, continuation: &str) -> Vec<String> {
 pub const STORY_MOOD_PAIRS: &str = "story-mood.jsonl";
 
 /// The published mood-steering measurement: the mean difference of the last-token `resid_post`
-/// activations of the corpus mood pairs at the analog's last block, scaled by the mean residual
-/// norm and added at every position. Chosen because it is where the model's choice of the next
-/// mood word is decided (README: the lab).
+/// activations of the corpus mood pairs (the token where the next mood word is chosen) after the
+/// analog's first block, scaled by the mean residual norm and added at every position. Layer 0
+/// was chosen over layer 1 by measuring both with `analog lab mood` (README: the lab).
 pub const MOOD: MoodSteering = MoodSteering {
     pairs: Some(STORY_MOOD_PAIRS),
     site: analog_core::steering::HookSite::ResidPost,
-    layer: 1,
+    layer: 0,
     aggregation: analog_core::steering::Aggregation::Last,
     method: analog_core::steering::Method::MeanDiff,
     prompt_only: false,
     normalise: true,
 };
-pub const MOOD_COEFS: [f32; 9] = [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.0];
+pub const MOOD_COEFS: [f32; 10] = [0.0, 0.1, 0.2, 0.25, 0.3, 0.35, 0.4, 0.5, 1.0, 2.0];
+/// Samples per story opening at each coefficient (five openings: 80 samples per coefficient).
+pub const MOOD_SAMPLES_PER_PROMPT: usize = 16;
 
 /// Seed of the stories whose openings prompt the mood-steering samples and whose two tellings make
 /// the published story-mood pair set (apart from the training and held-out corpora's seeds 0, 1).
@@ -368,11 +374,12 @@ pub struct PublishSettings<'a> {
     pub command: &'a str,
 }
 
-fn quality(dir: &Path) -> Result<crate::publish::Quality> {
+/// Training figures from `dir`'s log; grammaticality of the model in `shipped` (the published files).
+fn quality(dir: &Path, shipped: &Path) -> Result<crate::publish::Quality> {
     let log = crate::publish::read_log(dir)?;
     let last = log.last().ok_or("empty training log")?;
     let held_out_loss = log.iter().rev().find_map(|r| r.held_out_loss).ok_or("no held-out loss in the log")?;
-    let (grammatical, samples, _) = grammaticality(dir, 8, 60)?;
+    let (grammatical, samples, _) = grammaticality(shipped, 8, 60)?;
     Ok(crate::publish::Quality { grammatical, samples, held_out_loss, tokens_seen: last.tokens, steps: last.step, train_seconds: crate::publish::training_seconds(&log) })
 }
 
@@ -391,11 +398,13 @@ pub fn publish(out: &Path, settings: &PublishSettings<'_>, report: &analog_core:
     for (dir, id, analog) in [(&frontier_dir, settings.frontier_id, false), (&analog_dir, settings.analog_id, true)] {
         progress(&format!("{id}: measuring quality"));
         let target = settings.public.join("models").join(id);
+        // The analog ships in the format `formats::ship` chose; every quality figure is measured on it.
+        let (shipped, formats) = if analog { (crate::formats::shipped_dir(out), Some(crate::formats::read_choice(out)?)) } else { (dir.to_path_buf(), None) };
         for f in crate::publish::MODEL_FILES {
-            write(&target.join(f), read(&dir.join(f))?)?;
+            write(&target.join(f), read(&shipped.join(f))?)?;
         }
-        let q = quality(dir)?;
-        let steering = if analog { mood_steering(dir, &settings.public.join("datasets"), MOOD, &MOOD_COEFS, 8, MOOD_TOKENS, &mut |_, _| {})? } else { Vec::new() };
+        let q = quality(dir, &shipped)?;
+        let steering = if analog { mood_steering(&shipped, &settings.public.join("datasets"), MOOD, &MOOD_COEFS, MOOD_SAMPLES_PER_PROMPT, MOOD_TOKENS, &mut |_, _| {})? } else { Vec::new() };
         let spec: RunSpec = serde_json::from_slice(&read(&dir.join("run.json"))?).map_err(|e| e.to_string())?;
         let shape = spec.shape;
         let files = file_entries(&target)?;
@@ -424,7 +433,7 @@ pub fn publish(out: &Path, settings: &PublishSettings<'_>, report: &analog_core:
             files: &files,
             command: settings.command,
             steering_setup: format!(
-                "`datasets/{}` (the corpus's stories told happy and sad), layer {} `resid_post`, {} direction of {}-token activations, {}, added at {}; {MOOD_TOKENS} tokens sampled after each of five story openings, 8 samples each",
+                "`datasets/{}` (the corpus's stories told happy and sad), layer {} `resid_post`, {} direction of {}-token activations, {}, added at {}; {MOOD_TOKENS} tokens sampled after each of five story openings, {MOOD_SAMPLES_PER_PROMPT} samples each",
                 MOOD.pairs.unwrap_or("sentiment.jsonl"),
                 MOOD.layer,
                 serde_json::to_value(MOOD.method).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default(),
@@ -432,6 +441,7 @@ pub fn publish(out: &Path, settings: &PublishSettings<'_>, report: &analog_core:
                 if MOOD.normalise { "coefficient × mean residual norm" } else { "raw" },
                 if MOOD.prompt_only { "the prompt's positions" } else { "every position" }
             ),
+            formats: formats.as_ref(),
         });
         write(&target.join("MODEL_CARD.md"), text)?;
         write(&target.join("loss.svg"), loss_svg(&read_log(dir)?, &format!("{id}: loss per token (nats)")))?;
@@ -446,6 +456,7 @@ pub fn publish(out: &Path, settings: &PublishSettings<'_>, report: &analog_core:
             "files": files,
             "held_out_loss": q.held_out_loss,
             "grammatical": q.grammatical,
+            "weight_format": formats.as_ref().map_or(analog_core::quant::WeightFormat::F32, |c| c.shipped),
         }));
     }
     let report_path = format!("reports/{}.json", report.id);

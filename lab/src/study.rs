@@ -101,11 +101,12 @@ fn load(dir: &Path) -> Result<(TextModel, VectorModel)> {
     Ok((model, id))
 }
 
-/// Runs the study on `out/analog` and `out/frontier` over the built-in pair sets and the corpus
+/// Runs the study on the shipped analog (`out/shipped`, see [`crate::formats::ship`]) and
+/// `out/frontier` over the built-in pair sets and the corpus
 /// mood pairs (which must be in the datasets directory: [`crate::pipeline::write_mood_pairs`]),
 /// and returns the report.
 pub fn run(out: &Path, settings: &StudySettings<'_>, progress: &mut dyn FnMut(&str)) -> Result<TransferReport> {
-    let (analog, analog_id) = load(&out.join("analog"))?;
+    let (analog, analog_id) = load(&crate::formats::shipped_dir(out))?;
     let (frontier, frontier_id) = load(&out.join("frontier"))?;
     let (la, lf) = settings.layers;
 
