@@ -49,6 +49,24 @@ pub struct Measurement {
     pub extraction_pairs_per_s: f64,
     pub peak_rss_bytes: Option<u64>,
     pub weight_bytes: u64,
+    /// Best of a few 256 MiB memcpy runs, in bytes copied per second (measured by the child).
+    #[serde(default)]
+    pub copy_bytes_per_s: Option<f64>,
+}
+
+/// Memory bandwidth as a plain copy sees it: the best of five 256 MiB `copy_from_slice` runs.
+fn copy_bandwidth() -> f64 {
+    let len = 256 << 20;
+    let src = vec![1u8; len];
+    let mut dst = vec![0u8; len];
+    let mut best = f64::MAX;
+    for _ in 0..5 {
+        let t = Instant::now();
+        dst.copy_from_slice(&src);
+        std::hint::black_box(&mut dst);
+        best = best.min(t.elapsed().as_secs_f64());
+    }
+    len as f64 / best
 }
 
 /// SmolLM2-135M's published config.
@@ -135,7 +153,7 @@ fn measure(args: &BenchArgs) -> Result<Measurement> {
             std::hint::black_box(direction(Method::MeanDiff, &acts.positive[l], &acts.negative[l]));
         }
         let seconds = start.elapsed().as_secs_f64();
-        return Ok(Measurement { prefill_tokens_per_s: 0.0, decode_tokens_per_s: 0.0, extraction_pairs_per_s: EXTRACTION_PAIRS as f64 / seconds, peak_rss_bytes: peak_rss(), weight_bytes });
+        return Ok(Measurement { prefill_tokens_per_s: 0.0, decode_tokens_per_s: 0.0, extraction_pairs_per_s: EXTRACTION_PAIRS as f64 / seconds, peak_rss_bytes: peak_rss(), weight_bytes, copy_bytes_per_s: None });
     }
     // Any model directory works (`--dir`): token ids stay inside its vocabulary.
     let vocab = model.config.vocab_size as i32;
@@ -158,12 +176,15 @@ fn measure(args: &BenchArgs) -> Result<Measurement> {
         next = analog_core::generate::argmax(&logits);
     }
     let decode_s = start.elapsed().as_secs_f64();
+    // Peak RSS first: the bandwidth probe's buffers must not count.
+    let peak_rss_bytes = peak_rss();
     Ok(Measurement {
         prefill_tokens_per_s: args.prefill as f64 / prefill_s,
         decode_tokens_per_s: args.decode as f64 / decode_s,
         extraction_pairs_per_s: 0.0,
-        peak_rss_bytes: peak_rss(),
+        peak_rss_bytes,
         weight_bytes,
+        copy_bytes_per_s: Some(copy_bandwidth()),
     })
 }
 
@@ -191,7 +212,11 @@ fn reference(args: &BenchArgs) -> Result<Measurement> {
 }
 
 fn gib(bytes: u64) -> String {
-    format!("{:.2} GiB", bytes as f64 / (1u64 << 30) as f64)
+    if bytes < 1 << 30 {
+        format!("{:.1} MiB", bytes as f64 / (1u64 << 20) as f64)
+    } else {
+        format!("{:.2} GiB", bytes as f64 / (1u64 << 30) as f64)
+    }
 }
 
 pub fn run(args: BenchArgs) -> Result<()> {
@@ -226,12 +251,23 @@ pub fn run(args: BenchArgs) -> Result<()> {
         }
         return Ok(());
     }
-    println!("SmolLM2-135M-shaped model, random f32 weights ({}), prompt {} tokens, decode {} tokens, batch 1", gib(ours.weight_bytes), args.prefill, args.decode);
+    println!("{} ({} of weights), prompt {} tokens, decode {} tokens, batch 1", args.dir.display(), gib(ours.weight_bytes), args.prefill, args.decode);
     println!("{:<28} {:>14} {:>14} {:>12}", "engine", "prefill tok/s", "decode tok/s", "peak RSS");
     let rss = |m: &Measurement| m.peak_rss_bytes.map_or("?".into(), gib);
     println!("{:<28} {:>14.1} {:>14.2} {:>12}", format!("analog ({})", args.device), ours.prefill_tokens_per_s, ours.decode_tokens_per_s, rss(&ours));
     if let Some(peak) = ours.peak_rss_bytes {
         println!("peak RSS / weight bytes: {:.2} (target ≤ 1.3)", peak as f64 / ours.weight_bytes as f64);
+    }
+    if let Some(copy) = ours.copy_bytes_per_s {
+        // Batch-1 decode reads every weight once per token: copy bandwidth / weight bytes bounds it.
+        let bound = copy / ours.weight_bytes as f64;
+        println!(
+            "memory bandwidth bound: {:.1} GB/s copy / {} = {:.1} tok/s; decode is {:.0}% of it (target ≥ 60%)",
+            copy / 1e9,
+            gib(ours.weight_bytes),
+            bound,
+            100.0 * ours.decode_tokens_per_s / bound
+        );
     }
     if args.no_reference {
         return Ok(());

@@ -110,13 +110,26 @@ pub fn convert(files: &WeightFiles<'_>, format: WeightFormat) -> Result<Vec<u8>>
             TensorView::new(*dtype, shape.clone(), data).map(|v| (name.clone(), v)).map_err(|e| Error::Safetensors { file: "model.safetensors".into(), reason: e.to_string() })
         })
         .collect::<Result<Vec<_>>>()?;
-    let metadata = BTreeMap::from([("format".to_string(), "pt".to_string()), ("analog_weight_format".to_string(), format!("{format:?}").to_lowercase())]);
-    safetensors::serialize(views, Some(metadata.into_iter().collect())).map_err(|e| Error::Safetensors { file: "model.safetensors".into(), reason: e.to_string() })
+    // One metadata key (transformers requires it): safetensors writes a map's keys in hash order,
+    // and the same weights must always give the same bytes.
+    let metadata = std::collections::HashMap::from([("format".to_string(), "pt".to_string())]);
+    safetensors::serialize(views, Some(metadata)).map_err(|e| Error::Safetensors { file: "model.safetensors".into(), reason: e.to_string() })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn conversion_is_deterministic() {
+        let values: Vec<f32> = (0..64 * 32).map(|i| (i as f32).sin()).collect();
+        let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        let file = safetensors::serialize([("w", TensorView::new(Dtype::F32, vec![64, 32], &bytes).unwrap())], None).unwrap();
+        let first = convert(&WeightFiles::Single(&file), WeightFormat::Q8_0).unwrap();
+        for _ in 0..8 {
+            assert_eq!(convert(&WeightFiles::Single(&file), WeightFormat::Q8_0).unwrap(), first);
+        }
+    }
 
     #[test]
     fn q8_0_round_trip_error_is_within_half_a_step_per_block() {

@@ -475,9 +475,34 @@ pub fn publish(out: &Path, settings: &PublishSettings<'_>, report: &analog_core:
     write(&settings.public.join("catalog.json"), serde_json::to_string_pretty(&catalog).unwrap_or_default() + "\n")
 }
 
-/// Writes the published corpus mood pair set into `datasets` (the study and the mood check read it).
+/// Pairs in the published corpus mood set.
+pub const MOOD_PAIRS: usize = 64;
+
+/// Writes the published corpus mood pair set into `datasets` and its entry into `index.json`
+/// (so the app offers it beside the general-English sets; the study and the mood check read it).
 pub fn write_mood_pairs(datasets: &Path) -> Result<()> {
-    write(&datasets.join(STORY_MOOD_PAIRS), mood_pairs_jsonl(MOOD_SEED, 64))
+    write(&datasets.join(STORY_MOOD_PAIRS), mood_pairs_jsonl(MOOD_SEED, MOOD_PAIRS))?;
+    let index_path = datasets.join("index.json");
+    let mut index: Vec<serde_json::Value> = serde_json::from_slice(&read(&index_path)?).map_err(|e| format!("{}: {e}", index_path.display()))?;
+    let lexicon = index.iter().find(|d| d["id"] == "sentiment").map(|d| d["lexicon"].clone()).ok_or("index.json has no sentiment set")?;
+    let entry = serde_json::json!({
+        "id": crate::study::STORY_MOOD,
+        "file": STORY_MOOD_PAIRS,
+        "card": "story-mood.md",
+        "concept": "Mood of a story in the lab's corpus: the same story told happy vs sad",
+        "positive": "happy",
+        "negative": "sad",
+        "n_pairs": MOOD_PAIRS,
+        "target_tokens": [" happy"],
+        "counter_tokens": [" sad"],
+        "lexicon": lexicon,
+        "neutral_prompts": mood_prompts(),
+    });
+    match index.iter_mut().find(|d| d["id"] == crate::study::STORY_MOOD) {
+        Some(existing) => *existing = entry,
+        None => index.push(entry),
+    }
+    write(&index_path, serde_json::to_string_pretty(&index).unwrap_or_default() + "\n")
 }
 
 /// Writes `n` corpus mood pairs (see [`corpus::mood_pair`]) as pair-set JSONL.

@@ -78,21 +78,6 @@ fn probe(model: &TextModel, dataset: &Dataset) -> Result<(Vec<String>, String, S
 /// The id of the corpus's own mood pair set in the report.
 pub const STORY_MOOD: &str = "story-mood";
 
-/// The corpus mood pairs as a study entry: the sentiment set's lexicon, the story openings of the
-/// mood-steering check as neutral prompts, probed with " happy" vs " sad" after "<pronoun> felt so".
-fn story_mood(index: &[Dataset]) -> Result<Dataset> {
-    let sentiment = index.iter().find(|d| d.id == "sentiment").ok_or("no sentiment pair set")?;
-    Ok(Dataset {
-        id: STORY_MOOD.into(),
-        file: crate::pipeline::STORY_MOOD_PAIRS.into(),
-        concept: "Mood of a story in the lab's corpus: the same story told happy vs sad".into(),
-        target_tokens: vec![" happy".into()],
-        counter_tokens: vec![" sad".into()],
-        lexicon: sentiment.lexicon.clone(),
-        neutral_prompts: crate::pipeline::mood_prompts(),
-    })
-}
-
 fn load(dir: &Path) -> Result<(TextModel, VectorModel)> {
     let read = |f: &str| std::fs::read(dir.join(f)).map_err(|e| format!("{}: {e}", dir.join(f).display()));
     let weights = read("model.safetensors")?;
@@ -102,9 +87,8 @@ fn load(dir: &Path) -> Result<(TextModel, VectorModel)> {
 }
 
 /// Runs the study on the shipped analog (`out/shipped`, see [`crate::formats::ship`]) and
-/// `out/frontier` over the built-in pair sets and the corpus
-/// mood pairs (which must be in the datasets directory: [`crate::pipeline::write_mood_pairs`]),
-/// and returns the report.
+/// `out/frontier` over the built-in pair sets of `index.json`, the corpus mood pairs among them
+/// ([`crate::pipeline::write_mood_pairs`] writes them), and returns the report.
 pub fn run(out: &Path, settings: &StudySettings<'_>, progress: &mut dyn FnMut(&str)) -> Result<TransferReport> {
     let (analog, analog_id) = load(&crate::formats::shipped_dir(out))?;
     let (frontier, frontier_id) = load(&out.join("frontier"))?;
@@ -121,8 +105,7 @@ pub fn run(out: &Path, settings: &StudySettings<'_>, progress: &mut dyn FnMut(&s
     let n_tokens = analog.config().vocab_size.min(frontier.config().vocab_size);
     let similarity = embedding_similarity(&analog.model, &frontier.model, n_tokens).map_err(|e| e.to_string())?;
 
-    let mut index: Vec<Dataset> = serde_json::from_slice(&std::fs::read(settings.datasets_dir.join("index.json")).map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
-    index.push(story_mood(&index)?);
+    let index: Vec<Dataset> = serde_json::from_slice(&std::fs::read(settings.datasets_dir.join("index.json")).map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
     let mut interventions = Vec::new();
     for dataset in &index {
         progress(&format!("{}: extracting, mapping, measuring", dataset.id));

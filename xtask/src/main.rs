@@ -150,6 +150,20 @@ fn bench_app() -> Result<()> {
         .env("ANALOG_DIST", root().join("target/site")))
 }
 
+/// Every speed benchmark in one run on this machine (BENCHMARKS.md): native decode and prefill of
+/// a SmolLM2-135M-shaped model and of the default analog (as f32, which transformers can read)
+/// beside transformers when Python has it, with the memory-bandwidth bound; extraction of 100
+/// pairs × all layers beside PyTorch; then the app's benchmarks in headless Chromium and the
+/// published wasm sizes.
+fn bench() -> Result<()> {
+    let analog = |args: &[&str]| run(cargo().args(["run", "--release", "-p", "analog-cli", "--"]).args(args));
+    analog(&["bench"])?;
+    analog(&["convert", "--model", "public/models/story-analog", "--out", "target/bench/story-analog-f32", "--format", "f32"])?;
+    analog(&["bench", "--dir", "target/bench/story-analog-f32", "--prefill", "16", "--decode", "200"])?;
+    analog(&["bench", "--extraction"])?;
+    bench_app()
+}
+
 fn serve() -> Result<()> {
     tools()?;
     fetch()?;
@@ -164,11 +178,12 @@ fn main() -> Result<()> {
         "serve" => serve(),
         "dist" => dist(),
         "bench-app" => bench_app(),
+        "bench" => bench(),
         "screenshots" => {
             tools()?;
             trunk_build("target/dist")?;
             app_tests(Some("docs/screenshots"))
         }
-        _ => bail!("usage: cargo xtask test|serve|dist|bench-app|screenshots"),
+        _ => bail!("usage: cargo xtask test|serve|dist|bench|bench-app|screenshots"),
     }
 }
