@@ -68,11 +68,13 @@ fn journey(webgpu: bool) {
     // Extract from a built-in set, then steer.
     browser.click("tab-steer");
     browser.wait("the built-in pair sets", "return document.querySelector('[data-testid=pairs-select]').options.length >= 4", json!([]), LOAD);
-    browser.set_value("pairs-select", "sentiment");
+    // The lab's own mood pairs, at the layer and coefficient its model card measured (analog lab mood).
+    browser.set_value("pairs-select", "story-mood");
     browser.click("extract");
     browser.wait_state("vector-status", "ready", WORK);
-    browser.set_value("coef", "1.5");
-    browser.set_value("steer-prompt", "Once upon a time, there was a little girl named Lily. She");
+    browser.set_value("layer", "0");
+    browser.set_value("coef", "0.3");
+    browser.set_value("steer-prompt", "Tom lived in a small house near the garden. He");
     browser.set_value("max-tokens", "16");
     browser.click("steer-generate");
     browser.wait_state("baseline-output", "done", WORK);

@@ -23,7 +23,9 @@ torch.manual_seed(0)
 model = transformers.AutoModelForCausalLM.from_pretrained(
     args.dir, dtype=torch.float32, attn_implementation="eager"
 ).eval()
-prompt = torch.tensor([[(i * 7919) % 49152 for i in range(args.prefill)]])
+# The same ids as the Rust side: inside the model's vocabulary.
+vocab = model.config.vocab_size
+prompt = torch.tensor([[(i * 7919) % vocab for i in range(args.prefill)]])
 
 if args.extraction:
     # The same 100 pairs of 24-token prompts as `analog bench --extraction`, batch 16.

@@ -102,14 +102,20 @@ fn test() -> Result<()> {
     app_tests(None)
 }
 
-/// The static site for any host: size-optimised wasm (opt-level z, LTO, one codegen unit,
-/// `wasm-opt -Oz`) in `target/site/`, with its sizes raw and gzipped.
+/// The static site for any host: size-optimised wasm (opt-level z, LTO, one codegen unit) in
+/// `target/site/`, with its sizes raw and gzipped. Not stripped by rustc: wasm-bindgen and
+/// wasm-opt read the `target_features` section (bulk memory, reference types), and wasm-bindgen
+/// drops the debug sections anyway.
 fn dist() -> Result<()> {
     tools()?;
     let html = std::fs::read_to_string(root().join("index.html")).context("index.html")?;
-    // Trunk reads wasm-opt's level from the page: a copy beside index.html asks for -Oz.
+    // Trunk reads wasm-opt's level from the page: a copy beside index.html sets it. Off unless
+    // ANALOG_WASM_OPT names a level: Debian's wasm-opt (binaryen 108) rewrites wasm-bindgen
+    // 0.2.130's externref table so that the page fails at start (`WebAssembly.Table.set(): Argument
+    // 1 is invalid`); a newer binaryen on PATH (and `wasm_opt` in Trunk.toml) can turn it back on.
+    let level = std::env::var("ANALOG_WASM_OPT").unwrap_or_else(|_| "0".into());
     let dist_html = root().join("index.dist.html");
-    std::fs::write(&dist_html, html.replace(r#"data-wasm-opt="0""#, r#"data-wasm-opt="z""#))?;
+    std::fs::write(&dist_html, html.replace(r#"data-wasm-opt="0""#, &format!(r#"data-wasm-opt="{level}""#)))?;
     fetch()?;
     let built = run(Command::new("trunk")
         .args(["build", "--release", "--dist", "target/site", "index.dist.html"])
@@ -117,7 +123,6 @@ fn dist() -> Result<()> {
         .env("CARGO_PROFILE_RELEASE_OPT_LEVEL", "z")
         .env("CARGO_PROFILE_RELEASE_LTO", "true")
         .env("CARGO_PROFILE_RELEASE_CODEGEN_UNITS", "1")
-        .env("CARGO_PROFILE_RELEASE_STRIP", "true")
         .env("CARGO_PROFILE_RELEASE_PANIC", "abort"));
     let _ = std::fs::remove_file(&dist_html);
     built?;
