@@ -111,7 +111,9 @@ impl Browser {
         if webgpu {
             args.push("--enable-unsafe-webgpu".into());
         }
-        let caps = json!({ "capabilities": { "alwaysMatch": { "goog:chromeOptions": { "binary": "/usr/bin/chromium", "args": args }, "goog:loggingPrefs": { "browser": "ALL" } } } });
+        // `CHROME` picks another browser binary (e.g. a GPU-enabled Chrome for the app benchmark).
+        let binary = std::env::var("CHROME").unwrap_or_else(|_| "/usr/bin/chromium".into());
+        let caps = json!({ "capabilities": { "alwaysMatch": { "goog:chromeOptions": { "binary": binary, "args": args }, "goog:loggingPrefs": { "browser": "ALL" } } } });
         let mut browser = Browser { driver, base: String::new(), agent, _profile: profile };
         let session = browser.call("POST", &format!("{root}/session"), Some(caps));
         let id = session["sessionId"].as_str().expect("a session id").to_string();
