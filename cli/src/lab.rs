@@ -147,7 +147,7 @@ enum LabCommand {
         out: PathBuf,
         #[arg(long, default_value_t = pipeline::MOOD_SEED)]
         seed: u64,
-        #[arg(long, default_value_t = 64)]
+        #[arg(long, default_value_t = pipeline::MOOD_PAIRS)]
         n: usize,
     },
     /// Sample stories and measure the share of sentences the grammar accepts.
@@ -257,7 +257,7 @@ pub fn run(args: LabArgs) -> Result<()> {
             let site = serde_json::from_value(serde_json::Value::String(hook.clone())).map_err(|_| anyhow!("--hook `{hook}`: expected resid_pre, attn_out, resid_mid, mlp_out or resid_post"))?;
             let aggregation = serde_json::from_value(serde_json::Value::String(aggregation.clone())).map_err(|_| anyhow!("--aggregation `{aggregation}`: expected last or mean"))?;
             let method = serde_json::from_value(serde_json::Value::String(method.clone())).map_err(|_| anyhow!("--method `{method}`: expected mean-diff, pca, pca-center or probe"))?;
-            let how = pipeline::MoodSteering { pairs: Some(pairs.leak()), site, layer, aggregation, method, prompt_only, normalise: !raw };
+            let how = pipeline::MoodSteering { pairs: &pairs, site, layer, aggregation, method, prompt_only, normalise: !raw };
             let rows = pipeline::mood_steering(&model, &datasets, how, &crate::steer::parse_coefs(&coefs)?, per_prompt, tokens, &mut |coef, text| {
                 if show {
                     println!("[{coef}] {text}");

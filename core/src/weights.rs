@@ -96,24 +96,24 @@ impl<'a> TensorTable<'a> {
     /// non-finite values.
     pub(crate) fn values(&self, name: &str) -> Result<Vec<f32>> {
         let view = self.tensors.get(name).ok_or_else(|| Error::MissingTensor { name: name.to_string(), expected: Shape(vec![]) })?;
-        match self.q8_scales.get(name) {
-            Some(scales) => q8_0_to_f32(name, view, scales),
-            None => to_f32(name, view),
+        let values = match self.q8_scales.get(name) {
+            Some(scales) => q8_0_to_f32(name, view, scales)?,
+            None => to_f32(name, view)?,
+        };
+        if values.iter().any(|v| !v.is_finite()) {
+            return Err(Error::NonFiniteWeights { name: name.to_string() });
         }
+        Ok(values)
     }
 }
 
-/// Converts a tensor's bytes to `f32`, rejecting unsupported dtypes and non-finite values.
+/// Converts a tensor's bytes to `f32`, rejecting unsupported dtypes.
 fn to_f32(name: &str, view: &TensorView<'_>) -> Result<Vec<f32>> {
     let data = view.data();
-    let values: Vec<f32> = match view.dtype() {
+    Ok(match view.dtype() {
         Dtype::F32 => data.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect(),
         Dtype::F16 => data.chunks_exact(2).map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
         Dtype::BF16 => data.chunks_exact(2).map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
         other => return Err(Error::UnsupportedDtype { name: name.to_string(), dtype: format!("{other:?}") }),
-    };
-    if values.iter().any(|v| !v.is_finite()) {
-        return Err(Error::NonFiniteWeights { name: name.to_string() });
-    }
-    Ok(values)
+    })
 }

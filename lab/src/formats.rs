@@ -74,9 +74,8 @@ pub fn measure(out: &Path, dir: &Path, seq_len: usize) -> Result<Vec<FormatRow>>
     let mut reference: Option<(f32, Vec<Vec<u32>>)> = None;
     for format in [WeightFormat::F32, WeightFormat::F16, WeightFormat::Q8_0] {
         let bytes = convert(&WeightFiles::Single(&original), format).map_err(|e| e.to_string())?;
-        let model = train::load(&String::from_utf8_lossy(&config), &bytes, &cpu()).map_err(|e| e.to_string())?;
-        let loss = held_out_loss(&model, &windows)?;
         let text_model = TextModel::from_bytes(&config, &WeightFiles::Single(&bytes), &tokenizer, &cpu()).map_err(|e| e.to_string())?;
+        let loss = held_out_loss(&text_model.model, &windows)?;
         let greedy = SAMPLE_PROMPTS.iter().map(|p| greedy_ids(&text_model, p)).collect::<Result<Vec<_>>>()?;
         let (base_loss, base_greedy) = reference.get_or_insert_with(|| (loss, greedy.clone()));
         let shared: Vec<usize> = greedy.iter().zip(base_greedy.iter()).map(|(a, b)| a.iter().zip(b).take_while(|(x, y)| x == y).count()).collect();

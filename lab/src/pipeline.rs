@@ -281,8 +281,8 @@ pub const STORY_MOOD_PAIRS: &str = "story-mood.jsonl";
 /// activations of the corpus mood pairs (the token where the next mood word is chosen) after the
 /// analog's first block, scaled by the mean residual norm and added at every position. Layer 0
 /// was chosen over layer 1 by measuring both with `analog lab mood` (README: the lab).
-pub const MOOD: MoodSteering = MoodSteering {
-    pairs: Some(STORY_MOOD_PAIRS),
+pub const MOOD: MoodSteering<'static> = MoodSteering {
+    pairs: STORY_MOOD_PAIRS,
     site: analog_core::steering::HookSite::ResidPost,
     layer: 0,
     aggregation: analog_core::steering::Aggregation::Last,
@@ -310,9 +310,9 @@ pub fn mood_prompts() -> Vec<String> {
 pub const MOOD_TOKENS: usize = 24;
 /// How the mood vector is extracted and applied.
 #[derive(Debug, Clone, Copy)]
-pub struct MoodSteering {
-    /// The pair set's file in the datasets directory (default: the sentiment set's).
-    pub pairs: Option<&'static str>,
+pub struct MoodSteering<'a> {
+    /// The pair set's file in the datasets directory.
+    pub pairs: &'a str,
     pub site: analog_core::steering::HookSite,
     pub layer: usize,
     pub aggregation: analog_core::steering::Aggregation,
@@ -326,22 +326,22 @@ pub struct MoodSteering {
 /// Mood steering: the vector of `mood` at each coefficient on samples after [`mood_prompts`]: the
 /// share of samples containing a word of the sentiment set's happy lexicon, and the share of the
 /// sentences the model wrote that the grammar accepts.
-pub fn mood_steering(dir: &Path, datasets: &Path, mood: MoodSteering, coefs: &[f32], per_prompt: usize, tokens: usize, show: &mut dyn FnMut(f32, &str)) -> Result<Vec<crate::publish::SteeringRow>> {
+pub fn mood_steering(dir: &Path, datasets: &Path, mood: MoodSteering<'_>, coefs: &[f32], per_prompt: usize, tokens: usize, show: &mut dyn FnMut(f32, &str)) -> Result<Vec<crate::publish::SteeringRow>> {
     let model = load_text_model(dir)?;
     let index: Vec<crate::study::Dataset> = serde_json::from_slice(&read(&datasets.join("index.json"))?).map_err(|e| e.to_string())?;
     let sentiment = index.iter().find(|d| d.id == "sentiment").ok_or("no sentiment pair set")?;
-    let pairs_file = mood.pairs.map_or_else(|| datasets.join(&sentiment.file), |f| datasets.join(f));
-    let pairs = analog_core::steering::PairSet::from_jsonl(&String::from_utf8_lossy(&read(&pairs_file)?)).map_err(|e| e.to_string())?;
+    let pairs = analog_core::steering::PairSet::from_jsonl(&String::from_utf8_lossy(&read(&datasets.join(mood.pairs))?)).map_err(|e| e.to_string())?;
     let identity = analog_core::steering::VectorModel { id: "analog".into(), weights_sha256: String::new(), d_model: model.config().d_model };
     let acts = pollster::block_on(analog_core::steering::collect(&model, &pairs, mood.site, mood.aggregation, &mut |_, _| {}))
         .map_err(|e| e.to_string())?;
     let vector = analog_core::steering::steering_vector(&acts, mood.method, &[mood.layer], identity, &pairs).map_err(|e| e.to_string())?;
     let grammar = Grammar::stories();
     let lexicon: Vec<String> = sentiment.lexicon.iter().map(|w| w.to_lowercase()).collect();
+    let prompts = mood_prompts();
     let mut rows = Vec::new();
     for &coef in coefs {
         let mut samples = Vec::new();
-        for prompt in &mood_prompts() {
+        for prompt in &prompts {
             let positions = if mood.prompt_only { analog_core::Positions { start: 0, end: Some(model.encode(prompt).map_err(|e| e.to_string())?.len()) } } else { analog_core::Positions::ALL };
             let how = analog_core::steering::Application { coef, positions, normalise: mood.normalise, ablate: false };
             samples.extend(continuations(&model, std::slice::from_ref(prompt), &vector.edits(&how), per_prompt, tokens, samples.len() as u64)?);
@@ -434,7 +434,7 @@ pub fn publish(out: &Path, settings: &PublishSettings<'_>, report: &analog_core:
             command: settings.command,
             steering_setup: format!(
                 "`datasets/{}` (the corpus's stories told happy and sad), layer {} `resid_post`, {} direction of {}-token activations, {}, added at {}; {MOOD_TOKENS} tokens sampled after each of five story openings, {MOOD_SAMPLES_PER_PROMPT} samples each",
-                MOOD.pairs.unwrap_or("sentiment.jsonl"),
+                MOOD.pairs,
                 MOOD.layer,
                 serde_json::to_value(MOOD.method).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default(),
                 serde_json::to_value(MOOD.aggregation).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default(),

@@ -173,7 +173,7 @@ pub fn card(c: &Card<'_>) -> String {
         let _ = writeln!(
             s,
             "`model.safetensors` is **{}**: the smallest format whose held-out perplexity is within {:.0}% of the f32 model's (`analog convert` writes the others). Held-out loss on the 64 windows training evaluates on; greedy continuations of {} tokens after each of the sample prompts, compared with f32's.\n",
-            format_name(choice.shipped),
+            choice.shipped,
             100.0 * crate::formats::PERPLEXITY_TOLERANCE,
             crate::formats::GREEDY_TOKENS
         );
@@ -182,7 +182,7 @@ pub fn card(c: &Card<'_>) -> String {
             let _ = writeln!(
                 s,
                 "| {} | {} | {:.4} | {:+.3}% | {} / {} | {:.1} tokens |",
-                format_name(r.format),
+                r.format,
                 r.bytes,
                 r.held_out_loss,
                 100.0 * (r.perplexity_ratio - 1.0),
@@ -212,8 +212,4 @@ mod tests {
         assert_eq!(training_seconds(&[row(10, 5.0), row(20, 9.0)]), 9.0);
         assert_eq!(training_seconds(&[]), 0.0);
     }
-}
-
-fn format_name(format: analog_core::quant::WeightFormat) -> String {
-    serde_json::to_value(format).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()
 }
