@@ -3,7 +3,7 @@
 
 use analog_core::quant::{Q8_SCALES_SUFFIX, WeightFormat, convert};
 use analog_core::{Hooks, TextModel, WeightFiles, device};
-use analog_tests::{backends, fixture_dir, load_dir, max_abs_diff, reference, shared_model};
+use analog_tests::{DirWeights, backends, fixture_dir, load_dir, max_abs_diff, reference, shared_model};
 
 const FIXTURES: [&str; 5] = ["llama", "qwen2", "gpt2", "gpt_neox", "gpt_neox_sequential"];
 
@@ -18,17 +18,8 @@ fn last_logits(model: &TextModel, ids: &[u32]) -> Vec<f32> {
 /// The weights of a model directory, converted to `format` (single files and shards alike), and
 /// the original weight bytes.
 fn converted(dir: &std::path::Path, format: WeightFormat) -> (Vec<u8>, usize) {
-    if dir.join("model.safetensors").is_file() {
-        let weights = read(dir, "model.safetensors");
-        (convert(&WeightFiles::Single(&weights), format).unwrap(), weights.len())
-    } else {
-        let index = read(dir, "model.safetensors.index.json");
-        let names: serde_json::Value = serde_json::from_slice(&index).unwrap();
-        let shards: std::collections::BTreeMap<String, Vec<u8>> =
-            names["weight_map"].as_object().unwrap().values().map(|f| (f.as_str().unwrap().to_string(), read(dir, f.as_str().unwrap()))).collect();
-        let files = WeightFiles::Sharded { index: &index, shards: shards.iter().map(|(k, v)| (k.clone(), v.as_slice())).collect() };
-        (convert(&files, format).unwrap(), shards.values().map(Vec::len).sum())
-    }
+    let weights = DirWeights::read(dir);
+    (convert(&weights.files(), format).unwrap(), weights.byte_len())
 }
 
 /// Logits of the f32 original and of `format`, on `device`, for `ids`, and both weight sizes.

@@ -43,29 +43,54 @@ pub fn reference(name: &str) -> Reference {
     serde_json::from_slice(&text).expect("reference.json parses")
 }
 
-/// Loads a model directory (single file or shards) on `device`.
-pub fn load_dir(dir: &Path, device: &Device) -> analog_core::Result<TextModel> {
-    let read = |f: &str| std::fs::read(dir.join(f)).unwrap_or_else(|e| panic!("{}: {e}", dir.join(f).display()));
-    let config = read("config.json");
-    let tokenizer = read("tokenizer.json");
-    if dir.join("model.safetensors").is_file() {
-        let weights = read("model.safetensors");
-        TextModel::from_bytes(&config, &WeightFiles::Single(&weights), &tokenizer, device)
-    } else {
-        let index = read("model.safetensors.index.json");
+fn read(dir: &Path, f: &str) -> Vec<u8> {
+    std::fs::read(dir.join(f)).unwrap_or_else(|e| panic!("{}: {e}", dir.join(f).display()))
+}
+
+/// The weight files of a model directory, as bytes: `model.safetensors`, or the index and its shards.
+pub enum DirWeights {
+    Single(Vec<u8>),
+    Sharded { index: Vec<u8>, shards: BTreeMap<String, Vec<u8>> },
+}
+
+impl DirWeights {
+    pub fn read(dir: &Path) -> Self {
+        if dir.join("model.safetensors").is_file() {
+            return Self::Single(read(dir, "model.safetensors"));
+        }
+        let index = read(dir, "model.safetensors.index.json");
         let names: serde_json::Value = serde_json::from_slice(&index).expect("index json");
-        let shards: BTreeMap<String, Vec<u8>> = names["weight_map"]
+        let shards = names["weight_map"]
             .as_object()
             .expect("weight_map")
             .values()
             .map(|f| {
                 let f = f.as_str().expect("file name");
-                (f.to_string(), read(f))
+                (f.to_string(), read(dir, f))
             })
             .collect();
-        let shards = shards.iter().map(|(k, v)| (k.clone(), v.as_slice())).collect();
-        TextModel::from_bytes(&config, &WeightFiles::Sharded { index: &index, shards }, &tokenizer, device)
+        Self::Sharded { index, shards }
     }
+
+    pub fn files(&self) -> WeightFiles<'_> {
+        match self {
+            Self::Single(bytes) => WeightFiles::Single(bytes),
+            Self::Sharded { index, shards } => WeightFiles::Sharded { index, shards: shards.iter().map(|(k, v)| (k.clone(), v.as_slice())).collect() },
+        }
+    }
+
+    /// Bytes of the weight files (shards included, index excluded).
+    pub fn byte_len(&self) -> usize {
+        match self {
+            Self::Single(bytes) => bytes.len(),
+            Self::Sharded { shards, .. } => shards.values().map(Vec::len).sum(),
+        }
+    }
+}
+
+/// Loads a model directory (single file or shards) on `device`.
+pub fn load_dir(dir: &Path, device: &Device) -> analog_core::Result<TextModel> {
+    TextModel::from_bytes(&read(dir, "config.json"), &DirWeights::read(dir).files(), &read(dir, "tokenizer.json"), device)
 }
 
 /// The backends every reference test runs on.
