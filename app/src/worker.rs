@@ -370,7 +370,7 @@ impl Worker {
 fn steering_hooks(steer: &[Steer]) -> Hooks {
     steer
         .iter()
-        .flat_map(|s| s.vector.select_layers(&[s.layer]).edits(&Application { coef: s.coef, positions: Positions::ALL, normalise: s.normalise, ablate: false }))
+        .flat_map(|s| s.vector.select_layers(&[s.layer]).edits(&Application { coef: s.coef, positions: Positions::ALL, normalise: s.normalise, ablate: false, preserve_norm: false }))
         .fold(Hooks::new(), Hooks::edit)
 }
 

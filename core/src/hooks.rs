@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::str::FromStr;
 
+use analog_kernels::Span;
 use burn::tensor::{Device, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
@@ -131,8 +132,9 @@ impl Positions {
         Self { start, end: None }
     }
 
-    fn contains(self, pos: usize) -> bool {
-        pos >= self.start && self.end.is_none_or(|end| pos < end)
+    /// These positions, for a chunk of the sequence starting at absolute position `offset`.
+    pub fn span(self, offset: usize) -> Span {
+        Span { offset, positions: self.start..self.end.unwrap_or(usize::MAX) }
     }
 }
 
@@ -141,6 +143,8 @@ impl Positions {
 pub enum EditOp {
     /// `x + vector` (steering: pass `coef × direction`).
     Add(Vec<f32>),
+    /// `x + vector`, then rescaled to the norm `x` had (steering that keeps the residual's size).
+    AddPreservingNorm(Vec<f32>),
     /// `x := vector`.
     Replace(Vec<f32>),
     /// `x - (x·u) u` for the unit vector `u` along `direction` (directional ablation).
@@ -148,9 +152,18 @@ pub enum EditOp {
 }
 
 impl EditOp {
+    /// For an addition, whether it preserves the norm; `None` for other edits.
+    fn is_addition(&self) -> Option<bool> {
+        match self {
+            Self::Add(_) => Some(false),
+            Self::AddPreservingNorm(_) => Some(true),
+            Self::Replace(_) | Self::Ablate(_) => None,
+        }
+    }
+
     fn vector(&self) -> &[f32] {
         match self {
-            Self::Add(v) | Self::Replace(v) | Self::Ablate(v) => v,
+            Self::Add(v) | Self::AddPreservingNorm(v) | Self::Replace(v) | Self::Ablate(v) => v,
         }
     }
 }
@@ -254,20 +267,40 @@ impl Hooks {
 
     /// Applies this point's edits to `x` (`[batch, pos, d_model]`, first position at absolute
     /// `offset`) and records the result if asked.
+    ///
+    /// Additions run as one fused steering kernel per run of consecutive additions that share
+    /// their positions and norm handling (`analog_kernels::steer`).
     pub(crate) fn at(&mut self, point: HookPoint, mut x: Tensor<3>, offset: usize) -> Tensor<3> {
         let [_, len, _] = x.dims();
         let device = x.device();
-        for edit in self.edits.iter_mut().filter(|e| e.hook == point) {
-            let selected: Vec<f32> = (offset..offset + len).map(|p| f32::from(u8::from(edit.positions.contains(p)))).collect();
-            if selected.iter().all(|&s| s == 0.0) {
+        let here: Vec<usize> = (0..self.edits.len()).filter(|&i| self.edits[i].hook == point).collect();
+        let mut next = 0;
+        while next < here.len() {
+            let edit = &self.edits[here[next]];
+            let (op, positions) = (edit.op.clone(), edit.positions);
+            let span = positions.span(offset);
+            if !(0..len).any(|t| span.selects(t)) {
+                next += 1;
                 continue;
             }
+            if let Some(preserve_norm) = op.is_addition() {
+                // The run of additions that can share one launch.
+                let run: Vec<usize> = here[next..]
+                    .iter()
+                    .copied()
+                    .take_while(|&i| self.edits[i].positions == positions && self.edits[i].op.is_addition() == Some(preserve_norm))
+                    .collect();
+                next += run.len();
+                let vectors: Vec<Tensor<2>> = run.iter().map(|&i| self.edits[i].device_vector(&device).unsqueeze::<2>()).collect();
+                x = analog_kernels::steer(x, Tensor::cat(vectors, 0), None, &span, preserve_norm);
+                continue;
+            }
+            next += 1;
+            let selected: Vec<f32> = (0..len).map(|t| f32::from(u8::from(span.selects(t)))).collect();
             let every = selected.iter().all(|&s| s == 1.0);
             let mask = (!every).then(|| Tensor::<1>::from_data(TensorData::new(selected, [len]), &device).reshape([1, len, 1]));
-            let v = edit.device_vector(&device).unsqueeze::<3>();
-            x = match (&edit.op, mask) {
-                (EditOp::Add(_), None) => x + v,
-                (EditOp::Add(_), Some(m)) => x + m * v,
+            let v = self.edits[here[next - 1]].device_vector(&device).unsqueeze::<3>();
+            x = match (&op, mask) {
                 (EditOp::Replace(_), None) => v.expand(x.shape()),
                 (EditOp::Replace(_), Some(m)) => x.clone() - m.clone() * x + m * v,
                 (EditOp::Ablate(_), mask) => {
@@ -277,6 +310,7 @@ impl Hooks {
                         Some(m) => x - m * along,
                     }
                 }
+                (EditOp::Add(_) | EditOp::AddPreservingNorm(_), _) => unreachable!("additions are handled above"),
             };
         }
         if self.capture.contains(&point) {
@@ -304,7 +338,8 @@ mod tests {
     #[test]
     fn positions_select_ranges() {
         let p = Positions { start: 2, end: Some(4) };
-        assert_eq!((0..6).filter(|&i| p.contains(i)).collect::<Vec<_>>(), vec![2, 3]);
-        assert!(Positions::from(5).contains(100));
+        assert_eq!((0..6).filter(|&i| p.span(0).selects(i)).collect::<Vec<_>>(), vec![2, 3]);
+        assert_eq!((0..3).filter(|&i| p.span(2).selects(i)).collect::<Vec<_>>(), vec![0, 1]);
+        assert!(Positions::from(5).span(0).selects(100));
     }
 }

@@ -6,7 +6,7 @@
 
 use burn::module::{Module, Param};
 use burn::tensor::activation::{gelu, gelu_approximate, relu, silu};
-use burn::tensor::module::{attention, embedding, layer_norm, linear};
+use burn::tensor::module::{attention, embedding, linear};
 use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
@@ -75,11 +75,8 @@ impl Norm {
     /// `[batch, pos, d_model]` → same
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
         match self.kind {
-            NormKind::Layer => layer_norm(x, self.weight.val(), self.bias.as_ref().map(Param::val), self.eps),
-            NormKind::Rms => {
-                let rms = (x.clone().square().mean_dim(2) + self.eps).sqrt();
-                x / rms * self.weight.val().unsqueeze::<3>()
-            }
+            NormKind::Layer => analog_kernels::layer_norm(x, self.weight.val(), self.bias.as_ref().map(Param::val), self.eps),
+            NormKind::Rms => analog_kernels::rms_norm(x, self.weight.val(), self.eps),
         }
     }
 }

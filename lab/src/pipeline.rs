@@ -343,7 +343,7 @@ pub fn mood_steering(dir: &Path, datasets: &Path, mood: MoodSteering<'_>, coefs:
         let mut samples = Vec::new();
         for prompt in &prompts {
             let positions = if mood.prompt_only { analog_core::Positions { start: 0, end: Some(model.encode(prompt).map_err(|e| e.to_string())?.len()) } } else { analog_core::Positions::ALL };
-            let how = analog_core::steering::Application { coef, positions, normalise: mood.normalise, ablate: false };
+            let how = analog_core::steering::Application { coef, positions, normalise: mood.normalise, ablate: false, preserve_norm: false };
             samples.extend(continuations(&model, std::slice::from_ref(prompt), &vector.edits(&how), per_prompt, tokens, samples.len() as u64)?);
         }
         for (p, c) in &samples {

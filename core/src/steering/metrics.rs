@@ -218,7 +218,7 @@ impl<'a> Evaluator<'a> {
     }
 
     async fn measure(&self, vector: &SteeringVector, coef: f32) -> Result<Metrics> {
-        let how = Application { coef, positions: self.spec.positions, normalise: self.spec.normalise, ablate: false };
+        let how = Application { coef, positions: self.spec.positions, normalise: self.spec.normalise, ablate: false, preserve_norm: false };
         let hooks = || vector.edits(&how).into_iter().fold(Hooks::new(), Hooks::edit);
         let logit = self.logit_diff(&mut hooks()).await?;
         Ok(Metrics {

@@ -115,12 +115,15 @@ pub struct Application {
     pub normalise: bool,
     /// Project the direction out instead of adding it (`coef` is ignored).
     pub ablate: bool,
+    /// Rescale each steered activation to the norm it had before (norm-preserving steering).
+    #[serde(default)]
+    pub preserve_norm: bool,
 }
 
 impl Application {
     /// `coef × direction` at every position.
     pub fn add(coef: f32) -> Self {
-        Self { coef, positions: Positions::ALL, normalise: false, ablate: false }
+        Self { coef, positions: Positions::ALL, normalise: false, ablate: false, preserve_norm: false }
     }
 }
 
@@ -189,7 +192,8 @@ impl SteeringVector {
                     EditOp::Ablate(d.direction.clone())
                 } else {
                     let scale = if how.normalise && d.norm > 0.0 { how.coef * d.mean_resid_norm / d.norm } else { how.coef };
-                    EditOp::Add(d.direction.iter().map(|x| x * scale).collect())
+                    let scaled = d.direction.iter().map(|x| x * scale).collect();
+                    if how.preserve_norm { EditOp::AddPreservingNorm(scaled) } else { EditOp::Add(scaled) }
                 };
                 Edit::new(self.site.at(layer), op, how.positions)
             })

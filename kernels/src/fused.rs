@@ -1,0 +1,311 @@
+//! CubeCL kernels for burn's cube backend, and their launchers.
+//!
+//! Every kernel gives one cube (workgroup) of [`WIDTH`] units to one row of `d` values: units
+//! stride over the row, and a row total (for norms) is a tree sum in shared memory.
+
+use burn::backend::DispatchDevice;
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use burn_backend::TensorMetadata;
+use burn_backend::cubecl::dtype_to_storage_type;
+use burn_cubecl::cubecl::prelude::{CubeCount, CubeDim};
+use burn_cubecl::kernel::into_contiguous;
+use burn_cubecl::ops::numeric::empty_device_dtype;
+use burn_cubecl::tensor::CubeTensor;
+use burn_cubecl::CubeBackend;
+
+use self::cube_kernels::{class_stats_kernel, norm_kernel, steer_kernel};
+use crate::{RowOf, Span};
+
+/// Units per cube: a power of two (the tree sum halves it), within WebGPU's guaranteed 256.
+const WIDTH: usize = 256;
+
+pub(crate) fn supports(device: &Device) -> bool {
+    matches!(device.as_dispatch(), DispatchDevice::Cube(_))
+}
+
+/// The cube primitive of a float tensor known to live on the cube backend, made contiguous.
+fn primitive<const D: usize>(tensor: Tensor<D>) -> CubeTensor {
+    match tensor.try_into_primitive::<CubeBackend>() {
+        Ok(cube) => into_contiguous(cube),
+        // Callers check `supports` first; reaching this is a bug in this crate.
+        Err(e) => unreachable!("fused kernel called off the cube backend: {e:?}"),
+    }
+}
+
+fn int_primitive(values: &[usize], device: &Device) -> CubeTensor {
+    let data: Vec<i32> = values.iter().map(|&v| i32::try_from(v).unwrap_or(i32::MAX)).collect();
+    let tensor = Tensor::<1, Int>::from_data(TensorData::new(data, [values.len()]), device);
+    match tensor.try_into_primitive::<CubeBackend>() {
+        Ok(cube) => into_contiguous(cube),
+        Err(e) => unreachable!("fused kernel called off the cube backend: {e:?}"),
+    }
+}
+
+fn wrap<const D: usize>(tensor: CubeTensor) -> Tensor<D> {
+    Tensor::from_primitive::<CubeBackend>(tensor)
+}
+
+fn empty_like(tensor: &CubeTensor) -> CubeTensor {
+    empty_device_dtype(tensor.client.clone(), tensor.device.clone(), tensor.shape(), tensor.dtype)
+}
+
+/// Sum of `value` over the cube's units, returned to every unit.
+pub(crate) fn steer(x: Tensor<3>, vectors: Tensor<2>, coefs: Option<Tensor<1>>, span: &Span, preserve_norm: bool) -> Tensor<3> {
+    let [batch, seq, d] = x.dims();
+    let x = primitive(x.reshape([batch * seq, d]));
+    let vectors = primitive(vectors);
+    let has_coefs = coefs.is_some();
+    // Without coefficients the kernel never reads them; any float tensor fills the slot.
+    let coefs = coefs.map(primitive).unwrap_or_else(|| vectors.clone());
+    let out = empty_like(&x);
+    let clamp = |v: usize| u32::try_from(v).unwrap_or(u32::MAX);
+    let dtype = dtype_to_storage_type(x.dtype);
+    steer_kernel::launch(
+        &x.client,
+        CubeCount::Static(clamp(batch * seq), 1, 1),
+        CubeDim::new_1d(WIDTH as u32),
+        x.clone().into_tensor_arg(),
+        vectors.into_tensor_arg(),
+        coefs.into_tensor_arg(),
+        out.clone().into_tensor_arg(),
+        clamp(seq.max(1)),
+        clamp(span.offset),
+        clamp(span.positions.start),
+        clamp(span.positions.end),
+        has_coefs,
+        preserve_norm,
+        WIDTH,
+        dtype,
+    );
+    wrap::<2>(out).reshape([batch, seq, d])
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum NormKind {
+    Rms,
+    Layer,
+}
+
+pub(crate) fn norm(x: Tensor<3>, weight: Tensor<1>, bias: Option<Tensor<1>>, eps: f64, kind: NormKind) -> Tensor<3> {
+    let [batch, seq, d] = x.dims();
+    let x = primitive(x.reshape([batch * seq, d]));
+    let weight = primitive(weight);
+    let has_bias = bias.is_some();
+    let bias = bias.map(primitive).unwrap_or_else(|| weight.clone());
+    let out = empty_like(&x);
+    let dtype = dtype_to_storage_type(x.dtype);
+    norm_kernel::launch(
+        &x.client,
+        CubeCount::Static(u32::try_from(batch * seq).unwrap_or(u32::MAX), 1, 1),
+        CubeDim::new_1d(WIDTH as u32),
+        x.clone().into_tensor_arg(),
+        weight.into_tensor_arg(),
+        bias.into_tensor_arg(),
+        out.clone().into_tensor_arg(),
+        eps as f32,
+        kind == NormKind::Layer,
+        has_bias,
+        WIDTH,
+        dtype,
+    );
+    wrap::<2>(out).reshape([batch, seq, d])
+}
+
+pub(crate) fn accumulate(sums: Tensor<2>, norm_sums: Tensor<1>, acts: Tensor<3>, lengths: &[usize], classes: &[usize], row_of: RowOf) -> (Tensor<2>, Tensor<1>) {
+    let device = acts.device();
+    let acts = primitive(acts);
+    let sums = primitive(sums);
+    let norm_sums = primitive(norm_sums);
+    let lengths = int_primitive(lengths, &device);
+    let classes = int_primitive(classes, &device);
+    let dtypes = [dtype_to_storage_type(acts.dtype), dtype_to_storage_type(lengths.dtype)];
+    class_stats_kernel::launch(
+        &acts.client,
+        CubeCount::Static(1, 1, 1),
+        CubeDim::new_1d(WIDTH as u32),
+        acts.clone().into_tensor_arg(),
+        lengths.into_tensor_arg(),
+        classes.into_tensor_arg(),
+        sums.clone().into_tensor_arg(),
+        norm_sums.clone().into_tensor_arg(),
+        row_of == RowOf::Mean,
+        WIDTH,
+        dtypes,
+    );
+    (wrap(sums), wrap(norm_sums))
+}
+
+mod cube_kernels {
+    use burn_cubecl::cubecl;
+    use cubecl::prelude::*;
+
+    #[cube]
+    fn cube_sum<F: Float>(value: F, #[comptime] width: usize) -> F {
+        let mut partial = Shared::<[F]>::new_slice(width);
+        let unit = UNIT_POS_X as usize;
+        partial[unit] = value;
+        sync_cube();
+        // A runtime value (uniform across the cube): `width / 2` would be a compile-time constant.
+        let mut stride = (CUBE_DIM_X / 2) as usize;
+        while stride > 0 {
+            if unit < stride {
+                let other = partial[unit + stride];
+                partial[unit] = partial[unit] + other;
+            }
+            sync_cube();
+            stride /= 2;
+        }
+        let total = partial[0];
+        // Nobody may overwrite the slot before every unit has read it (the caller may loop).
+        sync_cube();
+        total
+    }
+
+    #[cube(launch)]
+    #[allow(clippy::too_many_arguments)]
+    pub fn steer_kernel<F: Float>(
+        x: &Tensor<F>,       // [rows, d]
+        vectors: &Tensor<F>, // [k, d]
+        coefs: &Tensor<F>,   // [k]
+        out: &mut Tensor<F>, // [rows, d]
+        seq: u32,
+        offset: u32,
+        start: u32,
+        end: u32,
+        #[comptime] has_coefs: bool,
+        #[comptime] preserve_norm: bool,
+        #[comptime] width: usize,
+        #[define(F)] _dtype: ElemType,
+    ) {
+        let row = CUBE_POS as usize;
+        let d = x.shape(1);
+        let k = vectors.shape(0);
+        let pos = offset + (row as u32) % seq;
+        let active = pos >= start && pos < end;
+        let base = row * d;
+        let mut before = F::new(0.0);
+        let mut after = F::new(0.0);
+        let mut i = UNIT_POS_X as usize;
+        while i < d {
+            let value = x[base + i];
+            let mut steered = value;
+            if active {
+                for j in 0..k {
+                    let mut coef = F::new(1.0);
+                    if has_coefs {
+                        coef = coefs[j];
+                    }
+                    steered += coef * vectors[j * d + i];
+                }
+            }
+            out[base + i] = steered;
+            before += value * value;
+            after += steered * steered;
+            i += CUBE_DIM_X as usize;
+        }
+        if preserve_norm {
+            let before = cube_sum::<F>(before, width);
+            let after = cube_sum::<F>(after, width);
+            if active && after > F::new(0.0) {
+                let scale = F::sqrt(before / after);
+                let mut i = UNIT_POS_X as usize;
+                while i < d {
+                    out[base + i] = out[base + i] * scale;
+                    i += CUBE_DIM_X as usize;
+                }
+            }
+        }
+    }
+
+    #[cube(launch)]
+    #[allow(clippy::too_many_arguments)]
+    pub fn norm_kernel<F: Float>(
+        x: &Tensor<F>,      // [rows, d]
+        weight: &Tensor<F>, // [d]
+        bias: &Tensor<F>,   // [d], read only with has_bias
+        out: &mut Tensor<F>,
+        eps: f32,
+        #[comptime] layer: bool,
+        #[comptime] has_bias: bool,
+        #[comptime] width: usize,
+        #[define(F)] _dtype: ElemType,
+    ) {
+        let row = CUBE_POS as usize;
+        let d = x.shape(1);
+        let base = row * d;
+        let n = F::cast_from(d as u32);
+        let mut mean = F::new(0.0);
+        if layer {
+            let mut sum = F::new(0.0);
+            let mut i = UNIT_POS_X as usize;
+            while i < d {
+                sum += x[base + i];
+                i += CUBE_DIM_X as usize;
+            }
+            mean = cube_sum::<F>(sum, width) / n;
+        }
+        // Second pass over the centred values: the variance of LayerNorm, the mean square of RMSNorm.
+        let mut squares = F::new(0.0);
+        let mut i = UNIT_POS_X as usize;
+        while i < d {
+            let centred = x[base + i] - mean;
+            squares += centred * centred;
+            i += CUBE_DIM_X as usize;
+        }
+        let inv = F::new(1.0) / F::sqrt(cube_sum::<F>(squares, width) / n + F::cast_from(eps));
+        let mut i = UNIT_POS_X as usize;
+        while i < d {
+            let mut y = (x[base + i] - mean) * inv * weight[i];
+            if has_bias {
+                y += bias[i];
+            }
+            out[base + i] = y;
+            i += CUBE_DIM_X as usize;
+        }
+    }
+
+    #[cube(launch)]
+    #[allow(clippy::too_many_arguments)]
+    pub fn class_stats_kernel<F: Float, I: Int>(
+        acts: &Tensor<F>,      // [batch, pos, d]
+        lengths: &Tensor<I>,   // [batch]
+        classes: &Tensor<I>,   // [batch]
+        sums: &mut Tensor<F>,  // [classes, d]
+        norm_sums: &mut Tensor<F>, // [classes]
+        #[comptime] mean: bool,
+        #[comptime] width: usize,
+        #[define(F, I)] _dtypes: [ElemType; 2],
+    ) {
+        let batch = acts.shape(0);
+        let pos = acts.shape(1);
+        let d = acts.shape(2);
+        // One cube walks the batch in order, so rows of the same class never race on a sum.
+        for b in 0..batch {
+            let len = u32::cast_from(lengths[b]) as usize;
+            let class = u32::cast_from(classes[b]) as usize;
+            let mut squares = F::new(0.0);
+            let mut i = UNIT_POS_X as usize;
+            while i < d {
+                let mut row = F::new(0.0);
+                if mean {
+                    for t in 0..len {
+                        row += acts[(b * pos + t) * d + i];
+                    }
+                    row = row / F::cast_from(len as u32);
+                } else {
+                    row = acts[(b * pos + len - 1) * d + i];
+                }
+                let index = class * d + i;
+                sums[index] = sums[index] + row;
+                squares += row * row;
+                i += CUBE_DIM_X as usize;
+            }
+            let norm = F::sqrt(cube_sum::<F>(squares, width));
+            if UNIT_POS_X == 0 {
+                norm_sums[class] = norm_sums[class] + norm;
+            }
+        }
+    }
+
+}
+

@@ -1,0 +1,161 @@
+//! Each fused kernel against its plain-tensor reference, on the same device and the same inputs:
+//! natively on wgpu (lavapipe without a GPU) and, built for wasm32, in headless Chromium on
+//! WebGPU (`cargo xtask test`). The reference itself is checked against arithmetic by hand on
+//! burn's CPU backend.
+
+use analog_kernels::{ClassStats, RowOf, Span, reference};
+use burn::tensor::{Device, Tensor, TensorData};
+
+#[cfg(target_arch = "wasm32")]
+use wasm_bindgen_test::{wasm_bindgen_test, wasm_bindgen_test_configure};
+#[cfg(target_arch = "wasm32")]
+wasm_bindgen_test_configure!(run_in_browser);
+
+/// Deterministic values in [-1, 1) (an LCG: no rand dependency, same numbers everywhere).
+fn values(n: usize, seed: u64) -> Vec<f32> {
+    let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    (0..n)
+        .map(|_| {
+            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            ((state >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        })
+        .collect()
+}
+
+fn tensor<const D: usize>(shape: [usize; D], seed: u64, device: &Device) -> Tensor<D> {
+    Tensor::from_data(TensorData::new(values(shape.iter().product(), seed), shape), device)
+}
+
+async fn read<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+    match t.into_data_async().await {
+        Ok(data) => data.try_to_vec::<f32>().expect("f32 values"),
+        Err(e) => panic!("readback: {e:#?}"),
+    }
+}
+
+async fn assert_close<const D: usize>(what: &str, got: Tensor<D>, want: Tensor<D>, tol: f32) {
+    assert_eq!(got.dims(), want.dims(), "{what}: shapes");
+    let (got, want) = (read(got).await, read(want).await);
+    let worst = got.iter().zip(&want).map(|(a, b)| (a - b).abs() / b.abs().max(1.0)).fold(0.0f32, f32::max);
+    assert!(worst <= tol, "{what}: fused and reference differ by {worst} (tolerance {tol})");
+}
+
+/// Row widths around the cube width of 256: smaller, not a multiple, several strides.
+const WIDTHS: [usize; 4] = [8, 64, 300, 576];
+
+async fn steering_matches(device: &Device) {
+    for (i, &d) in WIDTHS.iter().enumerate() {
+        let seed = i as u64 * 100;
+        let x = tensor([2, 5, d], seed, device);
+        for (k, coefs) in [(1, None), (3, Some(tensor([3], seed + 2, device)))] {
+            let vectors = tensor([k, d], seed + 1, device);
+            let spans = [Span::ALL, Span { offset: 0, positions: 2..4 }, Span { offset: 7, positions: 9..usize::MAX }, Span { offset: 0, positions: 10..12 }];
+            for span in spans {
+                for preserve_norm in [false, true] {
+                    let what = format!("steer d={d} k={k} {span:?} preserve_norm={preserve_norm}");
+                    let fused = analog_kernels::steer(x.clone(), vectors.clone(), coefs.clone(), &span, preserve_norm);
+                    let want = reference::steer(x.clone(), vectors.clone(), coefs.clone(), &span, preserve_norm);
+                    assert_close(&what, fused, want, 1e-5).await;
+                }
+            }
+        }
+    }
+}
+
+async fn norms_match(device: &Device) {
+    for (i, &d) in WIDTHS.iter().enumerate() {
+        let seed = 1000 + i as u64 * 10;
+        // An offset keeps LayerNorm's mean away from zero, where a one-pass variance would lose digits.
+        let x = tensor([3, 4, d], seed, device) * 3.0 + 5.0;
+        let (w, b) = (tensor([d], seed + 1, device), tensor([d], seed + 2, device));
+        assert_close(&format!("rms_norm d={d}"), analog_kernels::rms_norm(x.clone(), w.clone(), 1e-6), reference::rms_norm(x.clone(), w.clone(), 1e-6), 1e-5).await;
+        for bias in [None, Some(b)] {
+            let what = format!("layer_norm d={d} bias={}", bias.is_some());
+            let fused = analog_kernels::layer_norm(x.clone(), w.clone(), bias.clone(), 1e-5);
+            assert_close(&what, fused, reference::layer_norm(x.clone(), w.clone(), bias, 1e-5), 1e-4).await;
+        }
+    }
+}
+
+async fn statistics_match(device: &Device) {
+    for (i, &d) in WIDTHS.iter().enumerate() {
+        let seed = 2000 + i as u64 * 10;
+        for row_of in [RowOf::Last, RowOf::Mean] {
+            let (mut fused, mut want) = (ClassStats::zeros(2, d, device), ClassStats::zeros(2, d, device));
+            // Two batches, so sums carry over; classes alternate like positive/negative prompts.
+            for (batch, lengths) in [(0u64, vec![3, 6, 1, 6]), (1, vec![2, 2, 5])] {
+                let acts = tensor([lengths.len(), 6, d], seed + batch, device);
+                let classes: Vec<usize> = (0..lengths.len()).map(|r| r % 2).collect();
+                fused = fused.accumulate(acts.clone(), &lengths, &classes, row_of);
+                let (sums, norm_sums) = reference::accumulate(want.sums, want.norm_sums, acts, &lengths, &classes, row_of);
+                want = ClassStats { sums, norm_sums, counts: want.counts };
+            }
+            assert_eq!(fused.counts, vec![4, 3]);
+            assert_close(&format!("class sums d={d} {row_of:?}"), fused.sums, want.sums, 1e-5).await;
+            assert_close(&format!("norm sums d={d} {row_of:?}"), fused.norm_sums, want.norm_sums, 1e-5).await;
+        }
+    }
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+fn wgpu() -> Device {
+    static WGPU: std::sync::OnceLock<Device> = std::sync::OnceLock::new();
+    let device = WGPU.get_or_init(|| Device::wgpu_options().init().expect("a wgpu adapter (install mesa-vulkan-drivers for lavapipe)"));
+    assert!(analog_kernels::fused_on(device), "the fused kernels run on {device:?}");
+    device.clone()
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+#[test]
+fn fused_steering_matches_the_reference_on_wgpu() {
+    pollster::block_on(steering_matches(&wgpu()));
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+#[test]
+fn fused_norms_match_the_reference_on_wgpu() {
+    pollster::block_on(norms_match(&wgpu()));
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+#[test]
+fn fused_statistics_match_the_reference_on_wgpu() {
+    pollster::block_on(statistics_match(&wgpu()));
+}
+
+#[cfg(target_arch = "wasm32")]
+#[wasm_bindgen_test]
+async fn fused_kernels_match_the_reference_on_webgpu() {
+    let device = Device::wgpu_options().init_async().await.expect("WebGPU adapter (Chromium needs --enable-unsafe-webgpu)");
+    assert!(analog_kernels::fused_on(&device), "the fused kernels run on {device:?}");
+    steering_matches(&device).await;
+    norms_match(&device).await;
+    statistics_match(&device).await;
+}
+
+/// The reference against hand arithmetic, on burn's CPU backend (where it is what runs).
+#[cfg(not(target_arch = "wasm32"))]
+#[test]
+fn reference_does_the_arithmetic() {
+    let device = Device::flex();
+    assert!(!analog_kernels::fused_on(&device));
+    let x = Tensor::<3>::from_data(TensorData::new(vec![3.0f32, 4.0, 1.0, 0.0, 0.0, 2.0], [1, 3, 2]), &device);
+    let v = Tensor::<2>::from_data(TensorData::new(vec![1.0f32, 0.0, 0.0, 1.0], [2, 2]), &device);
+    let coefs = Tensor::<1>::from_data(TensorData::new(vec![2.0f32, -1.0], [2]), &device);
+    // Positions 1.. only: row 0 untouched, rows 1 and 2 get (2, -1).
+    let span = Span { offset: 0, positions: 1..usize::MAX };
+    let added = pollster::block_on(read(reference::steer(x.clone(), v.clone(), Some(coefs.clone()), &span, false)));
+    assert_eq!(added, vec![3.0, 4.0, 3.0, -1.0, 2.0, 1.0]);
+    let kept = pollster::block_on(read(reference::steer(x, v, Some(coefs), &span, true)));
+    // Row 1 was (1, 0), norm 1: (3, -1) rescaled to norm 1. Row 2 was (0, 2): (2, 1) rescaled to norm 2.
+    let expect = [3.0, 4.0, 3.0 / 10f32.sqrt(), -1.0 / 10f32.sqrt(), 4.0 / 5f32.sqrt(), 2.0 / 5f32.sqrt()];
+    assert!(kept.iter().zip(expect).all(|(a, b)| (a - b).abs() < 1e-6), "{kept:?}");
+
+    let acts = Tensor::<3>::from_data(TensorData::new(vec![1.0f32, 0.0, 3.0, 4.0, 0.0, 2.0, 9.0, 9.0], [2, 2, 2]), &device);
+    let last = ClassStats::zeros(2, 2, &device).accumulate(acts.clone(), &[2, 1], &[1, 0], RowOf::Last);
+    assert_eq!(pollster::block_on(read(last.sums)), vec![0.0, 2.0, 3.0, 4.0]);
+    assert_eq!(pollster::block_on(read(last.norm_sums)), vec![2.0, 5.0]);
+    let mean = ClassStats::zeros(1, 2, &device).accumulate(acts, &[2, 1], &[0, 0], RowOf::Mean);
+    assert_eq!(pollster::block_on(read(mean.sums)), vec![2.0, 4.0]);
+}
+
