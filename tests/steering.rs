@@ -2,9 +2,9 @@
 //! activations, and a happy/sad vector moves stories260k's next-token preference as it should.
 
 use analog_core::steering::metrics::{EvalSpec, evaluate};
-use analog_core::steering::{Aggregation, HookSite, Method, PairSet, VectorModel, collect, steering_vector, sweep};
+use analog_core::steering::{Aggregation, HookSite, Method, PairSet, VectorModel, collect, collect_stats, mean_diff_vector, steering_vector, sweep};
 use analog_core::{HookPoint, Hooks, Positions, TextModel, device, read_f32};
-use analog_tests::{fixture_dir, load_dir, shared_model};
+use analog_tests::{backends, fixture_dir, load_dir, max_abs_diff, shared_model};
 
 fn datasets(name: &str) -> PairSet {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../public/datasets").join(name);
@@ -51,6 +51,31 @@ fn batched_extraction_equals_a_plain_reference_computation() {
             let got = &vector.directions[&layer].direction;
             let diff = got.iter().zip(&expected).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
             assert!(diff < 1e-4, "{aggregation:?} layer {layer}: batched extraction differs by {diff}");
+        }
+    }
+}
+
+/// The device-side statistics path (fused kernel on wgpu, tensor reference on the CPU) gives the
+/// same mean-difference vector and mean norms as reading every prompt's row back.
+#[test]
+fn statistics_on_the_device_equal_the_row_by_row_vector() {
+    for (backend, device) in backends() {
+        let m = load_dir(&fixture_dir("qwen2"), &device).unwrap();
+        // 21 pairs: the last batch of 16 prompts is partial.
+        let pairs = PairSet::new(datasets("sentiment.jsonl").pairs.into_iter().take(21).collect()).unwrap();
+        let layers: Vec<usize> = (0..m.config().n_layers).collect();
+        for aggregation in [Aggregation::Last, Aggregation::Mean] {
+            let acts = pollster::block_on(collect(&m, &pairs, HookSite::ResidPost, aggregation, &mut |_, _| {})).unwrap();
+            let rows = steering_vector(&acts, Method::MeanDiff, &layers, identity(&m), &pairs).unwrap();
+            let stats = pollster::block_on(collect_stats(&m, &pairs, HookSite::ResidPost, aggregation, &mut |_, _| {})).unwrap();
+            assert_eq!(stats.n_pairs, 21);
+            let fast = mean_diff_vector(&stats, &layers, identity(&m), &pairs).unwrap();
+            for layer in &layers {
+                let (a, b) = (&rows.directions[layer], &fast.directions[layer]);
+                let diff = max_abs_diff(&a.direction, &b.direction);
+                assert!(diff < 1e-4, "{backend} {aggregation:?} layer {layer}: directions differ by {diff}");
+                assert!((a.mean_resid_norm - b.mean_resid_norm).abs() < 1e-3 * a.mean_resid_norm.max(1.0), "{backend} {aggregation:?} layer {layer}: mean norms {} vs {}", a.mean_resid_norm, b.mean_resid_norm);
+            }
         }
     }
 }

@@ -7,7 +7,7 @@ use std::process::Command;
 use std::time::Instant;
 
 use analog_core::device::BackendKind;
-use analog_core::steering::extract::{Aggregation, Method, collect_ids, direction};
+use analog_core::steering::extract::{Aggregation, collect_stats_ids};
 use analog_core::steering::HookSite;
 use analog_core::{Hooks, KvCache, Model, WeightFiles, device, read_f32};
 use anyhow::{Context, Result};
@@ -145,12 +145,13 @@ fn measure(args: &BenchArgs) -> Result<Measurement> {
     if args.extraction {
         let prompts = extraction_prompts();
         let layers: Vec<usize> = (0..model.config.n_layers).collect();
-        let run = || pollster::block_on(collect_ids(&model, &prompts, HookSite::ResidPost, Aggregation::Last, &mut |_, _| {}));
+        // Mean-difference vectors at every layer, reduced on the device (nothing per prompt read back).
+        let run = || pollster::block_on(collect_stats_ids(&model, &prompts, HookSite::ResidPost, Aggregation::Last, &mut |_, _| {}));
         run()?; // warm-up
         let start = Instant::now();
-        let acts = run()?;
+        let stats = run()?;
         for &l in &layers {
-            std::hint::black_box(direction(Method::MeanDiff, &acts.positive[l], &acts.negative[l]));
+            std::hint::black_box(&stats.mean_diff[l]);
         }
         let seconds = start.elapsed().as_secs_f64();
         return Ok(Measurement { prefill_tokens_per_s: 0.0, decode_tokens_per_s: 0.0, extraction_pairs_per_s: EXTRACTION_PAIRS as f64 / seconds, peak_rss_bytes: peak_rss(), weight_bytes, copy_bytes_per_s: None });

@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 use crate::generate::TextModel;
 use crate::steering::linalg::{cosine, norm};
 use crate::steering::metrics::{Metrics, evaluate};
-use crate::steering::{Direction, PairSet, SteeringVector, VectorModel, VectorPairs, collect, steering_vector};
+use crate::steering::{Direction, Method, PairSet, SteeringVector, VectorModel, VectorPairs, collect, collect_stats, mean_diff_vector, steering_vector};
 
 /// Representations count as aligned above this global similarity (Lee et al. 2025).
 pub const ALIGNMENT_R: f64 = 0.9;
@@ -212,8 +212,14 @@ async fn compare_one(
     if input.vector.len() != d_model {
         return Err(Error::VectorDimension { hook: iv.analog_hook.at(iv.analog_layer).to_string(), expected: d_model, found: input.vector.len() });
     }
-    let acts = collect(model, &input.pairs, iv.analog_hook, iv.aggregation, &mut |_, _| {}).await?;
-    let extracted = steering_vector(&acts, iv.method, &[iv.analog_layer], local.clone(), &input.pairs)?;
+    let extracted = if iv.method == Method::MeanDiff {
+        // Reduced on the device: nothing per prompt is read back.
+        let stats = collect_stats(model, &input.pairs, iv.analog_hook, iv.aggregation, &mut |_, _| {}).await?;
+        mean_diff_vector(&stats, &[iv.analog_layer], local.clone(), &input.pairs)?
+    } else {
+        let acts = collect(model, &input.pairs, iv.analog_hook, iv.aggregation, &mut |_, _| {}).await?;
+        steering_vector(&acts, iv.method, &[iv.analog_layer], local.clone(), &input.pairs)?
+    };
     let local_direction = extracted.directions.get(&iv.analog_layer).map(|d| d.direction.clone()).unwrap_or_default();
 
     let published = SteeringVector {

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 
+use analog_kernels::{ClassStats, RowOf};
 use burn::tensor::Tensor;
 use serde::{Deserialize, Serialize};
 
@@ -155,6 +156,106 @@ pub async fn collect_ids(
         })
         .unzip();
     Ok(PairActivations { site, aggregation, positive, negative })
+}
+
+/// Per layer, what a mean-difference vector needs, accumulated on the device
+/// ([`analog_kernels::ClassStats`]): read back once, not per prompt or per batch.
+#[derive(Debug, Clone)]
+pub struct PairStats {
+    pub site: HookSite,
+    pub aggregation: Aggregation,
+    /// Pairs counted.
+    pub n_pairs: usize,
+    /// `[layer][d_model]`: mean positive minus mean negative activation.
+    pub mean_diff: Vec<Vec<f32>>,
+    /// `[layer]`: mean L2 norm over all positive and negative activations.
+    pub mean_norm: Vec<f32>,
+}
+
+/// [`collect`] reduced to [`PairStats`] on the device (see [`collect_stats_ids`]).
+pub async fn collect_stats(
+    model: &TextModel,
+    pairs: &PairSet,
+    site: HookSite,
+    aggregation: Aggregation,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<PairStats> {
+    let encoded: Vec<Vec<u32>> = pairs.pairs.iter().flat_map(|p| [p.positive.as_str(), p.negative.as_str()]).map(|p| model.encode(p)).collect::<Result<_>>()?;
+    collect_stats_ids(&model.model, &encoded, site, aggregation, progress).await
+}
+
+/// [`collect_ids`] reduced to [`PairStats`] on the device: the fast path for mean-difference
+/// vectors (no per-prompt rows, so no PCA, probe or sweep).
+pub async fn collect_stats_ids(
+    model: &Model,
+    encoded: &[Vec<u32>],
+    site: HookSite,
+    aggregation: Aggregation,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<PairStats> {
+    let (n_layers, d) = (model.config.n_layers, model.config.d_model);
+    let limit = model.config.context_length;
+    if let Some(long) = encoded.iter().find(|ids| ids.len() > limit) {
+        return Err(Error::ContextTooLong { prompt: long.len(), new: 0, needed: long.len(), limit });
+    }
+    if let Some(empty) = encoded.iter().position(Vec::is_empty) {
+        return Err(Error::Sampling(format!("prompt {empty} encodes to no tokens")));
+    }
+    let row_of = match aggregation {
+        Aggregation::Last => RowOf::Last,
+        Aggregation::Mean => RowOf::Mean,
+    };
+    let device = model.device();
+    let mut stats: Vec<ClassStats> = (0..n_layers).map(|_| ClassStats::zeros(2, d, &device)).collect();
+    for (b, batch) in encoded.chunks(BATCH).enumerate() {
+        let mut hooks = Hooks::new().capture_all((0..n_layers).map(|l| site.at(l)));
+        model.prefill(batch, &mut hooks)?;
+        let lengths: Vec<usize> = batch.iter().map(Vec::len).collect();
+        // Prompts alternate positive (class 0) and negative (class 1); batches hold an even count.
+        let classes: Vec<usize> = (0..batch.len()).map(|i| (b * BATCH + i) % 2).collect();
+        stats = stats
+            .into_iter()
+            .enumerate()
+            .map(|(l, layer)| {
+                let acts = hooks.take(site.at(l)).ok_or_else(|| Error::UnknownHook(site.at(l).to_string()))?;
+                Ok(layer.accumulate(acts, &lengths, &classes, row_of))
+            })
+            .collect::<Result<_>>()?;
+        progress(((b + 1) * BATCH).min(encoded.len()), encoded.len());
+    }
+    let n_pairs = encoded.len() / 2;
+    let counts = stats.first().map(|s| s.counts.clone()).unwrap_or_default();
+    let sums = read_f32(Tensor::stack::<3>(stats.iter().map(|s| s.sums.clone()).collect(), 0)).await?;
+    let norm_sums = read_f32(Tensor::stack::<2>(stats.iter().map(|s| s.norm_sums.clone()).collect(), 0)).await?;
+    let per_class = |c: usize| counts.get(c).copied().unwrap_or(0).max(1) as f32;
+    let mean_diff = sums
+        .chunks_exact(2 * d)
+        .map(|layer| layer[..d].iter().zip(&layer[d..]).map(|(p, n)| p / per_class(0) - n / per_class(1)).collect())
+        .collect();
+    let all = counts.iter().sum::<usize>().max(1) as f32;
+    let mean_norm = norm_sums.chunks_exact(2).map(|c| (c[0] + c[1]) / all).collect();
+    Ok(PairStats { site, aggregation, n_pairs, mean_diff, mean_norm })
+}
+
+/// The mean-difference steering vector for `layers` from [`PairStats`] (equal to
+/// [`steering_vector`] with [`Method::MeanDiff`] on the same prompts).
+pub fn mean_diff_vector(stats: &PairStats, layers: &[usize], model: VectorModel, pairs: &PairSet) -> Result<SteeringVector> {
+    let mut directions = BTreeMap::new();
+    for &layer in layers {
+        let (Some(direction), Some(&mean_resid_norm)) = (stats.mean_diff.get(layer), stats.mean_norm.get(layer)) else {
+            return Err(Error::HookLayerOutOfRange { hook: stats.site.at(layer).to_string(), layer, n_layers: stats.mean_diff.len() });
+        };
+        directions.insert(layer, Direction { norm: norm(direction), mean_resid_norm, direction: direction.clone() });
+    }
+    Ok(SteeringVector {
+        format: super::vector::FORMAT.into(),
+        model,
+        site: stats.site,
+        method: Method::MeanDiff,
+        aggregation: stats.aggregation,
+        pairs: VectorPairs { sha256: pairs.sha256(), n_pairs: pairs.len() },
+        directions,
+    })
 }
 
 /// The direction `method` finds in one layer's paired activations.
