@@ -94,23 +94,38 @@ fn stories260k_tells_a_story_on_both_backends() {
 
 #[test]
 fn steering_edit_changes_the_next_layer_input_by_exactly_the_vector() {
-    let device = analog_core::device::cpu();
-    let m = load_dir(&fixture_dir("llama"), &device).unwrap();
-    let ids = m.encode("The cat sat").unwrap();
-    let d = m.config().d_model;
-    let v: Vec<f32> = (0..d).map(|i| (i as f32 * 0.3).sin()).collect();
-    let capture = |hooks: Hooks| {
-        let mut hooks = hooks.capture(HookPoint::ResidPre(1));
-        pollster::block_on(m.last_logits(&[ids.clone()], &mut hooks)).unwrap();
-        pollster::block_on(read_f32(hooks.take(HookPoint::ResidPre(1)).unwrap())).unwrap()
-    };
-    let base = capture(Hooks::new());
-    let edit = analog_core::Edit::new(HookPoint::ResidPost(0), analog_core::EditOp::Add(v.clone()), analog_core::Positions::from(1));
-    let steered = capture(Hooks::new().edit(edit));
-    for (pos, (b, s)) in base.chunks(d).zip(steered.chunks(d)).enumerate() {
-        for i in 0..d {
-            let expected = if pos >= 1 { b[i] + v[i] } else { b[i] };
-            assert!((s[i] - expected).abs() < 1e-5, "pos {pos} dim {i}");
+    use analog_core::{Edit, EditOp, Positions};
+    // On wgpu the additions run as the fused steering kernel, on the CPU as its tensor reference.
+    for (backend, device) in analog_tests::backends() {
+        let m = load_dir(&fixture_dir("llama"), &device).unwrap();
+        let ids = m.encode("The cat sat").unwrap();
+        let d = m.config().d_model;
+        let v: Vec<f32> = (0..d).map(|i| (i as f32 * 0.3).sin()).collect();
+        let w: Vec<f32> = (0..d).map(|i| (i as f32 * 0.7).cos() * 0.5).collect();
+        let capture = |hooks: Hooks| {
+            let mut hooks = hooks.capture(HookPoint::ResidPre(1));
+            pollster::block_on(m.last_logits(&[ids.clone()], &mut hooks)).unwrap();
+            pollster::block_on(read_f32(hooks.take(HookPoint::ResidPre(1)).unwrap())).unwrap()
+        };
+        let base = capture(Hooks::new());
+        let at = |op| Edit::new(HookPoint::ResidPost(0), op, Positions::from(1));
+        // Two additions at one point (one fused launch of two vectors).
+        let steered = capture(Hooks::new().edit(at(EditOp::Add(v.clone()))).edit(at(EditOp::Add(w.clone()))));
+        for (pos, (b, s)) in base.chunks(d).zip(steered.chunks(d)).enumerate() {
+            for i in 0..d {
+                let expected = if pos >= 1 { b[i] + v[i] + w[i] } else { b[i] };
+                assert!((s[i] - expected).abs() < 1e-5, "{backend}: pos {pos} dim {i}");
+            }
+        }
+        // Norm-preserving: the direction of b + v, the length of b.
+        let kept = capture(Hooks::new().edit(at(EditOp::AddPreservingNorm(v.clone()))));
+        let norm = |x: &[f32]| x.iter().map(|a| a * a).sum::<f32>().sqrt();
+        for (pos, (b, s)) in base.chunks(d).zip(kept.chunks(d)).enumerate() {
+            let added: Vec<f32> = b.iter().zip(&v).map(|(a, c)| a + c).collect();
+            for i in 0..d {
+                let expected = if pos >= 1 { added[i] * norm(b) / norm(&added) } else { b[i] };
+                assert!((s[i] - expected).abs() < 1e-4, "{backend}: norm-preserving pos {pos} dim {i}: {} vs {expected}", s[i]);
+            }
         }
     }
 }

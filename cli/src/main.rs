@@ -54,6 +54,9 @@ enum Command {
         /// Add COEF × a vector file's directions at its hook and layers, at every position (repeatable).
         #[arg(long, value_name = "FILE:COEF", allow_hyphen_values = true)]
         steer: Vec<steer::SteerSpec>,
+        /// Rescale each steered activation to the norm it had before (norm-preserving steering).
+        #[arg(long)]
+        preserve_norm: bool,
         #[arg(long)]
         json: bool,
     },
@@ -66,6 +69,9 @@ enum Command {
         /// Add COEF × a vector file's directions at its hook and layers, at every position (repeatable).
         #[arg(long, value_name = "FILE:COEF", allow_hyphen_values = true)]
         steer: Vec<steer::SteerSpec>,
+        /// Rescale each steered activation to the norm it had before (norm-preserving steering).
+        #[arg(long)]
+        preserve_norm: bool,
         #[arg(long, default_value_t = 32)]
         max_tokens: usize,
         #[arg(long, default_value_t = 0.0)]
@@ -173,10 +179,10 @@ fn run(cli: Cli) -> Result<()> {
                 );
             }
         }
-        Command::Logits { model, prompt, steer, json } => {
+        Command::Logits { model, prompt, steer, preserve_norm, json } => {
             let m = load(&model)?;
             let ids = m.encode(&prompt)?;
-            let mut hooks = steer::steering_hooks(&m, &steer)?;
+            let mut hooks = steer::steering_hooks(&m, &steer, preserve_norm)?;
             let logits = pollster::block_on(m.last_logits(std::slice::from_ref(&ids), &mut hooks))?.remove(0);
             if json {
                 print_json(&json!({ "input_ids": ids, "logits": logits }))?;
@@ -189,9 +195,9 @@ fn run(cli: Cli) -> Result<()> {
                 }
             }
         }
-        Command::Generate { model, prompt, steer, max_tokens, temperature, top_k, top_p, seed, no_stop, json } => {
+        Command::Generate { model, prompt, steer, preserve_norm, max_tokens, temperature, top_k, top_p, seed, no_stop, json } => {
             let m = load(&model)?;
-            let mut hooks = steer::steering_hooks(&m, &steer)?;
+            let mut hooks = steer::steering_hooks(&m, &steer, preserve_norm)?;
             let ids = m.encode(&prompt)?;
             let options = GenerateOptions {
                 max_new_tokens: max_tokens,

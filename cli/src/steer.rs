@@ -36,15 +36,16 @@ pub fn read_vector(path: &Path) -> Result<SteeringVector> {
     SteeringVector::from_json(&bytes).with_context(|| format!("{}", path.display()))
 }
 
-/// Hooks that add every `--steer` vector at every position.
-pub fn steering_hooks(model: &TextModel, specs: &[SteerSpec]) -> Result<Hooks> {
+/// Hooks that add every `--steer` vector at every position (rescaled to the activation's norm
+/// with `preserve_norm`).
+pub fn steering_hooks(model: &TextModel, specs: &[SteerSpec], preserve_norm: bool) -> Result<Hooks> {
     let mut hooks = Hooks::new();
     for spec in specs {
         let vector = read_vector(&spec.file)?;
         if vector.model.d_model != model.config().d_model {
             bail!("{} was extracted on a model with d_model {}, this one has {}", spec.file.display(), vector.model.d_model, model.config().d_model);
         }
-        for edit in vector.edits(&Application::add(spec.coef)) {
+        for edit in vector.edits(&Application { preserve_norm, ..Application::add(spec.coef) }) {
             hooks = hooks.edit(edit);
         }
     }

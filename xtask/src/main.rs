@@ -98,6 +98,11 @@ fn test() -> Result<()> {
         .args(["test", "--release", "-p", "analog-core", "--target", "wasm32-unknown-unknown", "--test", "browser"])
         .env("CHROMEDRIVER", "/usr/bin/chromedriver")
         .env("WASM_BINDGEN_TEST_TIMEOUT", "300"))?;
+    // The fused kernels against their references on WebGPU (kernels/webdriver.json, as above).
+    run(cargo()
+        .args(["test", "--release", "-p", "analog-kernels", "--target", "wasm32-unknown-unknown", "--test", "equivalence"])
+        .env("CHROMEDRIVER", "/usr/bin/chromedriver")
+        .env("WASM_BINDGEN_TEST_TIMEOUT", "300"))?;
     trunk_build("target/dist")?;
     app_tests(None)
 }
