@@ -32,6 +32,9 @@ pub struct BenchArgs {
     /// Skip the transformers comparison.
     #[arg(long)]
     no_reference: bool,
+    /// Run the plain-tensor references instead of the fused wgpu kernels (to measure what fusion gains).
+    #[arg(long)]
+    no_fused: bool,
     /// Internal: measure in this process (the parent spawns it so peak RSS covers only the run).
     #[arg(long, hide = true)]
     measure: bool,
@@ -133,6 +136,7 @@ fn tokens(ids: &[i32], device: &analog_core::Device) -> Tensor<2, Int> {
 }
 
 fn measure(args: &BenchArgs) -> Result<Measurement> {
+    analog_kernels::set_enabled(!args.no_fused);
     let device = match args.device {
         BackendKind::Cpu => device::cpu(),
         BackendKind::Wgpu => device::wgpu()?,
@@ -232,6 +236,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         .arg(&args.dir)
         .args(["--prefill", &args.prefill.to_string(), "--decode", &args.decode.to_string(), "--device", &args.device.to_string()])
         .args(args.extraction.then_some("--extraction"))
+        .args(args.no_fused.then_some("--no-fused"))
         .output()?;
     if !out.status.success() {
         anyhow::bail!("measurement failed: {}", String::from_utf8_lossy(&out.stderr));
