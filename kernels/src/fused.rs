@@ -49,7 +49,7 @@ fn empty_like(tensor: &CubeTensor) -> CubeTensor {
     empty_device_dtype(tensor.client.clone(), tensor.device.clone(), tensor.shape(), tensor.dtype)
 }
 
-/// Sum of `value` over the cube's units, returned to every unit.
+/// Launches `steer_kernel`: one cube per row of `x`.
 pub(crate) fn steer(x: Tensor<3>, vectors: Tensor<2>, coefs: Option<Tensor<1>>, span: &Span, preserve_norm: bool) -> Tensor<3> {
     let [batch, seq, d] = x.dims();
     let x = primitive(x.reshape([batch * seq, d]));
@@ -139,6 +139,7 @@ mod cube_kernels {
     use burn_cubecl::cubecl;
     use cubecl::prelude::*;
 
+    /// Sum of `value` over the cube's units, returned to every unit.
     #[cube]
     fn cube_sum<F: Float>(value: F, #[comptime] width: usize) -> F {
         let mut partial = Shared::<[F]>::new_slice(width);
