@@ -101,9 +101,24 @@ pub async fn collect(
     aggregation: Aggregation,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<PairActivations> {
-    let prompts: Vec<&str> = pairs.pairs.iter().flat_map(|p| [p.positive.as_str(), p.negative.as_str()]).collect();
-    let encoded: Vec<Vec<u32>> = prompts.iter().map(|p| model.encode(p)).collect::<Result<_>>()?;
-    collect_ids(&model.model, &encoded, site, aggregation, progress).await
+    collect_ids(&model.model, &encode_pairs(model, pairs)?, site, aggregation, progress).await
+}
+
+/// Every pair's positive then negative prompt as token ids.
+fn encode_pairs(model: &TextModel, pairs: &PairSet) -> Result<Vec<Vec<u32>>> {
+    pairs.pairs.iter().flat_map(|p| [p.positive.as_str(), p.negative.as_str()]).map(|p| model.encode(p)).collect()
+}
+
+/// Refuses prompts longer than the context or with no tokens before any forward pass.
+fn check_prompts(model: &Model, encoded: &[Vec<u32>]) -> Result<()> {
+    let limit = model.config.context_length;
+    if let Some(long) = encoded.iter().find(|ids| ids.len() > limit) {
+        return Err(Error::ContextTooLong { prompt: long.len(), new: 0, needed: long.len(), limit });
+    }
+    if let Some(empty) = encoded.iter().position(Vec::is_empty) {
+        return Err(Error::Sampling(format!("prompt {empty} encodes to no tokens")));
+    }
+    Ok(())
 }
 
 /// [`collect`] on token ids: `encoded` alternates positive and negative prompts.
@@ -115,10 +130,7 @@ pub async fn collect_ids(
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<PairActivations> {
     let n_layers = model.config.n_layers;
-    let limit = model.config.context_length;
-    if let Some(long) = encoded.iter().find(|ids| ids.len() > limit) {
-        return Err(Error::ContextTooLong { prompt: long.len(), new: 0, needed: long.len(), limit });
-    }
+    check_prompts(model, encoded)?;
     let mut rows: Vec<Vec<Vec<f32>>> = vec![Vec::with_capacity(encoded.len()); n_layers];
     for (b, batch) in encoded.chunks(BATCH).enumerate() {
         let mut hooks = Hooks::new().capture_all((0..n_layers).map(|l| site.at(l)));
@@ -180,8 +192,7 @@ pub async fn collect_stats(
     aggregation: Aggregation,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<PairStats> {
-    let encoded: Vec<Vec<u32>> = pairs.pairs.iter().flat_map(|p| [p.positive.as_str(), p.negative.as_str()]).map(|p| model.encode(p)).collect::<Result<_>>()?;
-    collect_stats_ids(&model.model, &encoded, site, aggregation, progress).await
+    collect_stats_ids(&model.model, &encode_pairs(model, pairs)?, site, aggregation, progress).await
 }
 
 /// [`collect_ids`] reduced to [`PairStats`] on the device: the fast path for mean-difference
@@ -194,13 +205,7 @@ pub async fn collect_stats_ids(
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<PairStats> {
     let (n_layers, d) = (model.config.n_layers, model.config.d_model);
-    let limit = model.config.context_length;
-    if let Some(long) = encoded.iter().find(|ids| ids.len() > limit) {
-        return Err(Error::ContextTooLong { prompt: long.len(), new: 0, needed: long.len(), limit });
-    }
-    if let Some(empty) = encoded.iter().position(Vec::is_empty) {
-        return Err(Error::Sampling(format!("prompt {empty} encodes to no tokens")));
-    }
+    check_prompts(model, encoded)?;
     let row_of = match aggregation {
         Aggregation::Last => RowOf::Last,
         Aggregation::Mean => RowOf::Mean,
