@@ -2,7 +2,8 @@
 //! every backend and give logits close to the f32 originals; malformed q8_0 files are refused.
 
 use analog_core::quant::{Q8_SCALES_SUFFIX, WeightFormat, convert};
-use analog_core::{Hooks, TextModel, WeightFiles, device};
+use analog_core::model::{Linear, LinearWeight};
+use analog_core::{GenerateOptions, Hooks, Sampling, TextModel, WeightFiles, device};
 use analog_tests::{DirWeights, backends, fixture_dir, load_dir, max_abs_diff, reference, shared_model};
 
 const FIXTURES: [&str; 5] = ["llama", "qwen2", "gpt2", "gpt_neox", "gpt_neox_sequential"];
@@ -60,8 +61,37 @@ fn a_q8_0_real_model_keeps_its_next_token_choices() {
     assert!(max_abs_diff(&full, &small) < 0.02 * scale, "q8_0 moved a logit by {} (scale {scale})", max_abs_diff(&full, &small));
 }
 
-/// A llama fixture's weights with one tensor's q8_0 scales replaced by `edit`.
-fn tampered(edit: impl Fn(&mut Vec<(String, safetensors::Dtype, Vec<usize>, Vec<u8>)>)) -> Result<TextModel, analog_core::Error> {
+fn linears(model: &TextModel) -> Vec<&Linear> {
+    model.model.blocks.iter().flat_map(|b| [&b.attn.q, &b.attn.k, &b.attn.v, &b.attn.o, &b.mlp.up, &b.mlp.down]).collect()
+}
+
+#[test]
+fn q8_0_weights_stay_quantised_on_wgpu_and_agree_with_the_cpu() {
+    let [(_, cpu), (_, wgpu)] = <[_; 2]>::try_from(backends()).unwrap_or_else(|_| unreachable!("cpu and wgpu"));
+    for name in FIXTURES {
+        let dir = fixture_dir(name);
+        let (q8, _) = converted(&dir, WeightFormat::Q8_0);
+        let load = |device| TextModel::from_bytes(&read(&dir, "config.json"), &WeightFiles::Single(&q8), &read(&dir, "tokenizer.json"), device).unwrap();
+        let (on_cpu, on_gpu) = (load(&cpu), load(&wgpu));
+        // The CPU dequantises at load; wgpu keeps every linear weight that needs no reordering in
+        // q8_0 (GPT-2 and GPT-NeoX split their fused q/k/v projection, so those are f32).
+        assert!(linears(&on_cpu).iter().all(|l| matches!(l.weight, LinearWeight::F32(_))), "{name}");
+        let kept = linears(&on_gpu).iter().filter(|l| matches!(l.weight, LinearWeight::Q8(_))).count();
+        let expected = if matches!(name, "llama" | "qwen2") { 6 } else { 3 } * on_gpu.config().n_layers;
+        assert_eq!(kept, expected, "{name}: q8_0 linear weights on wgpu");
+        // The prompt's prefill dequantises into a matmul; each decoded token runs the q8_0 matrix-vector kernel.
+        let ids = reference(name).input_ids;
+        let (a, b) = (last_logits(&on_cpu, &ids), last_logits(&on_gpu, &ids));
+        let scale = a.iter().fold(1.0f32, |m, x| m.max(x.abs()));
+        assert!(max_abs_diff(&a, &b) < 1e-4 * scale, "{name}: CPU and wgpu q8_0 logits differ by {}", max_abs_diff(&a, &b));
+        let options = GenerateOptions { max_new_tokens: 12, sampling: Sampling::default(), stop_at_eos: false };
+        let run = |m: &TextModel| pollster::block_on(m.generate(&ids, &options, &mut Hooks::new(), &mut |_| true)).unwrap().ids;
+        assert_eq!(run(&on_cpu), run(&on_gpu), "{name}: greedy ids");
+    }
+}
+
+/// A llama fixture's weights with one tensor's q8_0 scales replaced by `edit`, loaded on `device`.
+fn tampered(device: &analog_core::Device, edit: impl Fn(&mut Vec<(String, safetensors::Dtype, Vec<usize>, Vec<u8>)>)) -> Result<TextModel, analog_core::Error> {
     let dir = fixture_dir("llama");
     let (q8, _) = converted(&dir, WeightFormat::Q8_0);
     let parsed = safetensors::SafeTensors::deserialize(&q8).unwrap();
@@ -71,35 +101,41 @@ fn tampered(edit: impl Fn(&mut Vec<(String, safetensors::Dtype, Vec<usize>, Vec<
     let views: Vec<(String, safetensors::tensor::TensorView<'_>)> =
         tensors.iter().map(|(n, d, s, b)| (n.clone(), safetensors::tensor::TensorView::new(*d, s.clone(), b).unwrap())).collect();
     let bytes = safetensors::serialize(views, None).unwrap();
-    TextModel::from_bytes(&read(&dir, "config.json"), &WeightFiles::Single(&bytes), &read(&dir, "tokenizer.json"), &device::cpu())
+    TextModel::from_bytes(&read(&dir, "config.json"), &WeightFiles::Single(&bytes), &read(&dir, "tokenizer.json"), device)
 }
 
 #[test]
 fn malformed_q8_0_files_are_refused_with_the_tensor_named() {
-    let scales_of = |t: &(String, safetensors::Dtype, Vec<usize>, Vec<u8>)| t.0.ends_with(Q8_SCALES_SUFFIX);
-    // Too few scales for the values.
-    let err = tampered(|ts| {
-        let s = ts.iter_mut().find(|t| scales_of(t)).unwrap();
-        s.2 = vec![s.2[0] - 1];
-        s.3.truncate(s.3.len() - 2);
-    })
-    .err()
-    .expect("short scales refused")
-    .to_string();
-    assert!(err.contains("q8_0 tensor") && err.contains("scales"), "{err}");
-    // Scales without their tensor.
-    let err = tampered(|ts| ts.push(("model.nothing.weight.q8_0_scales".into(), safetensors::Dtype::F16, vec![1], vec![0, 60]))).err().expect("orphan refused").to_string();
-    assert!(err.contains("model.nothing.weight"), "{err}");
-    // I8 values without scales.
-    let err = tampered(|ts| ts.retain(|t| !scales_of(t))).err().expect("bare I8 refused").to_string();
-    assert!(err.contains("dtype I8"), "{err}");
-    // A non-finite scale.
-    let err = tampered(|ts| {
-        let s = ts.iter_mut().find(|t| scales_of(t)).unwrap();
-        s.3[0..2].copy_from_slice(&half::f16::INFINITY.to_le_bytes());
-    })
-    .err()
-    .expect("infinite scale refused")
-    .to_string();
-    assert!(err.contains("NaN or infinite"), "{err}");
+    // On wgpu linear weights stay q8_0 and take another reading path: both must refuse.
+    for (backend, device) in backends() {
+        let tampered = |edit: &dyn Fn(&mut Vec<(String, safetensors::Dtype, Vec<usize>, Vec<u8>)>)| tampered(&device, edit);
+        let scales_of = |t: &(String, safetensors::Dtype, Vec<usize>, Vec<u8>)| t.0.ends_with(Q8_SCALES_SUFFIX);
+        // Too few scales for the values.
+        let err = tampered(&|ts| {
+            for s in ts.iter_mut().filter(|t| scales_of(t)) {
+                s.2 = vec![s.2[0] - 1];
+                s.3.truncate(s.3.len() - 2);
+            }
+        })
+        .err()
+        .expect("short scales refused")
+        .to_string();
+        assert!(err.contains("q8_0 tensor") && err.contains("scales"), "{backend}: {err}");
+        // Scales without their tensor.
+        let err = tampered(&|ts| ts.push(("model.nothing.weight.q8_0_scales".into(), safetensors::Dtype::F16, vec![1], vec![0, 60]))).err().expect("orphan refused").to_string();
+        assert!(err.contains("model.nothing.weight"), "{backend}: {err}");
+        // I8 values without scales.
+        let err = tampered(&|ts| ts.retain(|t| !scales_of(t))).err().expect("bare I8 refused").to_string();
+        assert!(err.contains("dtype I8"), "{backend}: {err}");
+        // A non-finite scale.
+        let err = tampered(&|ts| {
+            for s in ts.iter_mut().filter(|t| scales_of(t)) {
+                s.3[0..2].copy_from_slice(&half::f16::INFINITY.to_le_bytes());
+            }
+        })
+        .err()
+        .expect("infinite scale refused")
+        .to_string();
+        assert!(err.contains("NaN or infinite"), "{backend}: {err}");
+    }
 }

@@ -10,6 +10,8 @@ use burn::tensor::module::{attention, embedding, linear};
 use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
+use analog_kernels::Q8Matrix;
+
 use crate::config::{Activation, ModelConfig, NormKind, PositionEncoding, Rope, RopeScaling};
 use crate::error::{Error, Result};
 use crate::hooks::{HookPoint, Hooks};
@@ -28,25 +30,59 @@ fn take_opt<const D: usize>(weights: &mut HostWeights, name: &str, present: bool
     present.then(|| take(weights, name, device)).transpose()
 }
 
+/// A linear layer's weight `[d_in, d_out]` on the device.
+#[derive(Module, Debug)]
+pub enum LinearWeight {
+    F32(Param<Tensor<2>>),
+    /// q8_0, dequantised on the fly by the fused kernels (wgpu only; never trained).
+    Q8(Q8Weight),
+}
+
+/// A q8_0 weight as a module: no trainable parameters.
+#[derive(Module, Debug)]
+pub struct Q8Weight {
+    #[module(skip)]
+    pub matrix: Q8Matrix,
+}
+
+impl LinearWeight {
+    /// The weight in f32 (dequantised when it is q8_0).
+    pub fn val(&self) -> Tensor<2> {
+        match self {
+            Self::F32(weight) => weight.val(),
+            Self::Q8(weight) => weight.matrix.dequantize(),
+        }
+    }
+}
+
 /// A dense layer `x @ weight + bias` with `weight: [d_in, d_out]`.
 #[derive(Module, Debug)]
 pub struct Linear {
-    pub weight: Param<Tensor<2>>,
+    pub weight: LinearWeight,
     pub bias: Option<Param<Tensor<1>>>,
 }
 
 impl Linear {
     fn load(weights: &mut HostWeights, prefix: &str, bias: bool, device: &Device) -> Result<Self> {
-        Ok(Self {
-            weight: take(weights, &format!("{prefix}.weight"), device)?,
-            bias: take_opt(weights, &format!("{prefix}.bias"), bias, device)?,
-        })
+        let name = format!("{prefix}.weight");
+        let weight = match weights.take_q8(&name) {
+            Some(q8) => LinearWeight::Q8(Q8Weight {
+                matrix: Q8Matrix::new(&q8.quants, &q8.scales, q8.shape, q8.transposed, device)
+                    .map_err(|reason| Error::Safetensors { file: "model.safetensors".into(), reason: format!("`{name}`: {reason}") })?,
+            }),
+            None => LinearWeight::F32(take(weights, &name, device)?),
+        };
+        Ok(Self { weight, bias: take_opt(weights, &format!("{prefix}.bias"), bias, device)? })
     }
 
     /// # Shapes
     /// `[batch, pos, d_in]` → `[batch, pos, d_out]`
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        linear(x, self.weight.val(), self.bias.as_ref().map(Param::val))
+        let bias = self.bias.as_ref().map(Param::val);
+        match &self.weight {
+            LinearWeight::F32(weight) => linear(x, weight.val(), bias),
+            LinearWeight::Q8(weight) => analog_kernels::q8_linear(x, &weight.matrix, bias),
+        }
     }
 }
 
@@ -341,7 +377,8 @@ impl Model {
     /// Loads a model from the bytes of `config.json` and its weights (no tokenizer needed).
     pub fn from_bytes(config_json: &[u8], weights: &crate::weights::WeightFiles<'_>, device: &Device) -> Result<Self> {
         let config = ModelConfig::from_hf_json(config_json)?;
-        let host = crate::weight_map::load(&config, weights)?;
+        // Devices with the fused kernels keep q8_0 linear weights quantised (a quarter of the memory).
+        let host = crate::weight_map::load(&config, weights, analog_kernels::fused_on(device))?;
         Self::from_weights(config, host, device)
     }
 

@@ -71,6 +71,12 @@ pub fn dequantize_q8_0(quants: &[i8], scales: &[f16]) -> Vec<f32> {
 
 /// Reads a q8_0 tensor (its `I8` values and `F16` scales) back to f32, checking dtypes and sizes.
 pub(crate) fn q8_0_to_f32(name: &str, quants: &TensorView<'_>, scales: &TensorView<'_>) -> Result<Vec<f32>> {
+    let (q, s) = q8_0_parts(name, quants, scales)?;
+    Ok(dequantize_q8_0(&q, &s))
+}
+
+/// A q8_0 tensor's values and scales as stored, checking dtypes and sizes.
+pub(crate) fn q8_0_parts(name: &str, quants: &TensorView<'_>, scales: &TensorView<'_>) -> Result<(Vec<i8>, Vec<f16>)> {
     let numel = quants.shape().iter().product::<usize>();
     let bad = |reason: String| Error::Safetensors { file: "model.safetensors".into(), reason: format!("q8_0 tensor `{name}`: {reason}") };
     if quants.dtype() != Dtype::I8 {
@@ -84,7 +90,7 @@ pub(crate) fn q8_0_to_f32(name: &str, quants: &TensorView<'_>, scales: &TensorVi
     }
     let q: Vec<i8> = quants.data().iter().map(|&b| b as i8).collect();
     let s: Vec<f16> = scales.data().chunks_exact(2).map(|b| f16::from_le_bytes([b[0], b[1]])).collect();
-    Ok(dequantize_q8_0(&q, &s))
+    Ok((q, s))
 }
 
 /// Rewrites a checkpoint (single or sharded) as one `model.safetensors` in `format`, keeping HF

@@ -16,6 +16,16 @@ pub(crate) struct HostTensor {
     pub data: Vec<f32>,
 }
 
+/// A linear layer's weight kept in q8_0 as the file stores it, for devices that dequantise on the
+/// fly: internally `[in, out]`, stored `[out, in]` when `transposed` (an `nn.Linear` weight).
+#[derive(Debug, Clone)]
+pub(crate) struct HostQ8 {
+    pub shape: [usize; 2],
+    pub quants: Vec<i8>,
+    pub scales: Vec<f32>,
+    pub transposed: bool,
+}
+
 /// How an HF tensor becomes internal tensors.
 #[derive(Debug, Clone, Copy)]
 enum Transform {
@@ -196,6 +206,8 @@ fn normalise_name(architecture: Architecture, name: &str) -> String {
 /// The internal weights of a model, and its parameter count as transformers reports it.
 pub(crate) struct HostWeights {
     pub tensors: BTreeMap<String, HostTensor>,
+    /// Linear weights left in q8_0 (only when [`load`] was asked to keep them).
+    pub q8: BTreeMap<String, HostQ8>,
     pub n_params: usize,
 }
 
@@ -203,15 +215,22 @@ impl HostWeights {
     pub(crate) fn take(&mut self, name: &str) -> Result<HostTensor> {
         self.tensors.remove(name).ok_or_else(|| Error::MissingTensor { name: name.to_string(), expected: Shape(vec![]) })
     }
+
+    pub(crate) fn take_q8(&mut self, name: &str) -> Option<HostQ8> {
+        self.q8.remove(name)
+    }
 }
 
-/// Reads every tensor the config calls for, checking names, shapes and values.
-pub(crate) fn load(config: &ModelConfig, files: &WeightFiles<'_>) -> Result<HostWeights> {
+/// Reads every tensor the config calls for, checking names, shapes and values. With `keep_q8`,
+/// q8_0 weights of linear layers that need no reordering stay quantised (see [`HostQ8`]); every
+/// other tensor is f32.
+pub(crate) fn load(config: &ModelConfig, files: &WeightFiles<'_>, keep_q8: bool) -> Result<HostWeights> {
     let table_in = TensorTable::parse(files)?;
     let by_name: BTreeMap<String, String> =
         table_in.names().map(|(name, _)| (normalise_name(config.architecture, name), name.to_string())).collect();
     let mut used = BTreeSet::new();
     let mut tensors = BTreeMap::new();
+    let mut q8 = BTreeMap::new();
     let mut n_params = 0;
 
     for rule in table(config.architecture) {
@@ -231,10 +250,15 @@ pub(crate) fn load(config: &ModelConfig, files: &WeightFiles<'_>) -> Result<Host
             if shape != expected.as_slice() {
                 return Err(Error::ShapeMismatch { name: original.clone(), expected: Shape(expected), found: Shape(shape.to_vec()) });
             }
-            let data = table_in.values(original)?;
-            n_params += data.len();
             used.insert(original.clone());
             let targets: Vec<String> = rule.to.iter().map(|t| fill(t)).collect();
+            if keep_q8 && let Some(kept) = keep_quantised(rule.transform, &targets, &expected, table_in.q8_0(original)?) {
+                n_params += kept.quants.len();
+                q8.insert(targets[0].clone(), kept);
+                continue;
+            }
+            let data = table_in.values(original)?;
+            n_params += data.len();
             for (target, tensor) in targets.into_iter().zip(apply(rule.transform, config, &expected, data)) {
                 tensors.insert(target, tensor);
             }
@@ -247,7 +271,19 @@ pub(crate) fn load(config: &ModelConfig, files: &WeightFiles<'_>) -> Result<Host
             return Err(Error::UnexpectedTensor { name: name.to_string(), shape, architecture: config.architecture.model_type().into() });
         }
     }
-    Ok(HostWeights { tensors, n_params })
+    Ok(HostWeights { tensors, q8, n_params })
+}
+
+/// A q8_0 tensor that maps to one linear weight by keeping or transposing it, kept as stored.
+fn keep_quantised(transform: Transform, targets: &[String], shape: &[usize], stored: Option<(Vec<i8>, Vec<f32>)>) -> Option<HostQ8> {
+    let (quants, scales) = stored?;
+    let linear = matches!(targets, [t] if t.starts_with("blocks.") && t.ends_with(".weight"));
+    let &[rows, cols] = shape else { return None };
+    match transform {
+        Keep if linear => Some(HostQ8 { shape: [rows, cols], quants, scales, transposed: false }),
+        Transpose if linear => Some(HostQ8 { shape: [cols, rows], quants, scales, transposed: true }),
+        _ => None,
+    }
 }
 
 fn transpose(data: &[f32], rows: usize, cols: usize) -> Vec<f32> {
@@ -333,7 +369,7 @@ mod tests {
 
     fn load_err(tensors: &[(String, Vec<usize>)], fill: f32) -> String {
         let config = ModelConfig::from_hf_json(CONFIG).unwrap();
-        match load(&config, &WeightFiles::Single(&serialize(tensors, fill))) {
+        match load(&config, &WeightFiles::Single(&serialize(tensors, fill)), false) {
             Ok(_) => "loaded".into(),
             Err(e) => e.to_string(),
         }
@@ -342,7 +378,7 @@ mod tests {
     #[test]
     fn every_parameter_is_loaded_with_its_shape_and_split() {
         let config = ModelConfig::from_hf_json(CONFIG).unwrap();
-        let weights = load(&config, &WeightFiles::Single(&serialize(&gpt2_tensors(), 0.0))).unwrap();
+        let weights = load(&config, &WeightFiles::Single(&serialize(&gpt2_tensors(), 0.0)), false).unwrap();
         let shapes: BTreeMap<&str, &[usize]> = weights.tensors.iter().map(|(k, v)| (k.as_str(), v.shape.as_slice())).collect();
         assert_eq!(shapes["blocks.0.attn.k.weight"], &[4, 4]);
         assert_eq!(shapes["blocks.0.mlp.up.weight"], &[4, 16]);
@@ -380,9 +416,9 @@ mod tests {
             a.iter().map(|(n, _)| (n.clone(), "a.safetensors")).chain(b.iter().map(|(n, _)| (n.clone(), "b.safetensors"))).collect();
         let index = serde_json::to_vec(&serde_json::json!({ "weight_map": map })).unwrap();
         let shards = BTreeMap::from([("a.safetensors".to_string(), sa.as_slice()), ("b.safetensors".to_string(), sb.as_slice())]);
-        assert!(load(&config, &WeightFiles::Sharded { index: &index, shards: shards.clone() }).is_ok());
+        assert!(load(&config, &WeightFiles::Sharded { index: &index, shards: shards.clone() }, false).is_ok());
         let only_a = BTreeMap::from([("a.safetensors".to_string(), sa.as_slice())]);
-        let err = load(&config, &WeightFiles::Sharded { index: &index, shards: only_a }).err().unwrap().to_string();
+        let err = load(&config, &WeightFiles::Sharded { index: &index, shards: only_a }, false).err().unwrap().to_string();
         assert!(err.contains("shard `b.safetensors` is named in the index but was not provided"), "{err}");
     }
 }

@@ -10,7 +10,7 @@ use safetensors::{Dtype, SafeTensors, tensor::TensorView};
 use serde::Deserialize;
 
 use crate::error::{Error, Result, Shape};
-use crate::quant::{Q8_SCALES_SUFFIX, q8_0_to_f32};
+use crate::quant::{Q8_SCALES_SUFFIX, q8_0_parts, q8_0_to_f32};
 
 /// The weight files of a checkpoint, as bytes.
 pub enum WeightFiles<'a> {
@@ -104,6 +104,20 @@ impl<'a> TensorTable<'a> {
             return Err(Error::NonFiniteWeights { name: name.to_string() });
         }
         Ok(values)
+    }
+
+    /// A q8_0 tensor's values and scales as stored, without dequantising; `None` when the tensor
+    /// is not q8_0. Rejects non-finite scales.
+    pub(crate) fn q8_0(&self, name: &str) -> Result<Option<(Vec<i8>, Vec<f32>)>> {
+        let (Some(view), Some(scales)) = (self.tensors.get(name), self.q8_scales.get(name)) else {
+            return Ok(None);
+        };
+        let (quants, scales) = q8_0_parts(name, view, scales)?;
+        let scales: Vec<f32> = scales.iter().map(|s| s.to_f32()).collect();
+        if scales.iter().any(|s| !s.is_finite()) {
+            return Err(Error::NonFiniteWeights { name: name.to_string() });
+        }
+        Ok(Some((quants, scales)))
     }
 }
 

@@ -13,11 +13,18 @@ use burn_cubecl::ops::numeric::empty_device_dtype;
 use burn_cubecl::tensor::CubeTensor;
 use burn_cubecl::CubeBackend;
 
-use self::cube_kernels::{class_stats_kernel, norm_kernel, steer_kernel};
-use crate::{RowOf, Span};
+use self::cube_kernels::{class_stats_kernel, dequantize_kernel, norm_kernel, q8_gemv_kernel, steer_kernel};
+use crate::{Q8Matrix, RowOf, Span};
 
 /// Units per cube: a power of two (the tree sum halves it), within WebGPU's guaranteed 256.
 const WIDTH: usize = 256;
+
+/// Cubes WebGPU guarantees along one axis of a launch.
+pub(crate) const MAX_CUBES: usize = 65_535;
+/// Rows (tokens) up to which [`q8_gemv`] beats dequantising the matrix for a matmul.
+pub(crate) const GEMV_MAX_ROWS: usize = 4;
+/// Units per cube of the matrix-vector kernel: one cube sums one output over a few hundred inputs.
+const GEMV_WIDTH: usize = 64;
 
 pub(crate) fn supports(device: &Device) -> bool {
     matches!(device.as_dispatch(), DispatchDevice::Cube(_))
@@ -34,7 +41,10 @@ fn primitive<const D: usize>(tensor: Tensor<D>) -> CubeTensor {
 
 fn int_primitive(values: &[usize], device: &Device) -> CubeTensor {
     let data: Vec<i32> = values.iter().map(|&v| i32::try_from(v).unwrap_or(i32::MAX)).collect();
-    let tensor = Tensor::<1, Int>::from_data(TensorData::new(data, [values.len()]), device);
+    int_tensor_primitive(Tensor::<1, Int>::from_data(TensorData::new(data, [values.len()]), device))
+}
+
+fn int_tensor_primitive(tensor: Tensor<1, Int>) -> CubeTensor {
     match tensor.try_into_primitive::<CubeBackend>() {
         Ok(cube) => into_contiguous(cube),
         Err(e) => unreachable!("fused kernel called off the cube backend: {e:?}"),
@@ -133,6 +143,58 @@ pub(crate) fn accumulate(sums: Tensor<2>, norm_sums: Tensor<1>, acts: Tensor<3>,
         dtypes,
     );
     (wrap(sums), wrap(norm_sums))
+}
+
+/// Launches `dequantize_kernel`: one unit per value, on a 2-D grid when one axis is not enough.
+pub(crate) fn dequantize(weight: &Q8Matrix) -> Tensor<2> {
+    let words = int_tensor_primitive(weight.words.clone());
+    let scales = primitive(weight.scales.clone());
+    let numel = weight.rows * weight.cols;
+    let out = empty_device_dtype(scales.client.clone(), scales.device.clone(), [weight.rows, weight.cols].into(), scales.dtype);
+    let cubes = numel.div_ceil(WIDTH);
+    let (x, y) = (cubes.clamp(1, MAX_CUBES), cubes.div_ceil(MAX_CUBES).max(1));
+    let dtypes = [dtype_to_storage_type(scales.dtype), dtype_to_storage_type(words.dtype)];
+    dequantize_kernel::launch(
+        &out.client,
+        CubeCount::Static(x as u32, y as u32, 1),
+        CubeDim::new_1d(WIDTH as u32),
+        words.into_tensor_arg(),
+        scales.into_tensor_arg(),
+        out.clone().into_tensor_arg(),
+        weight.rows as u32,
+        weight.cols as u32,
+        weight.transposed,
+        dtypes,
+    );
+    wrap(out)
+}
+
+/// Launches `q8_gemv_kernel`: one cube per (row, output). Callers keep `cols` within
+/// [`MAX_CUBES`] and the rows within [`GEMV_MAX_ROWS`].
+pub(crate) fn q8_gemv(x: Tensor<3>, weight: &Q8Matrix, bias: Option<Tensor<1>>) -> Tensor<3> {
+    let [batch, seq, d_in] = x.dims();
+    let x = primitive(x.reshape([batch * seq, d_in]));
+    let words = int_tensor_primitive(weight.words.clone());
+    let scales = primitive(weight.scales.clone());
+    let has_bias = bias.is_some();
+    let bias = bias.map(primitive).unwrap_or_else(|| scales.clone());
+    let out = empty_device_dtype(x.client.clone(), x.device.clone(), [batch * seq, weight.cols].into(), x.dtype);
+    let dtypes = [dtype_to_storage_type(x.dtype), dtype_to_storage_type(words.dtype)];
+    q8_gemv_kernel::launch(
+        &x.client,
+        CubeCount::Static(weight.cols as u32, (batch * seq) as u32, 1),
+        CubeDim::new_1d(GEMV_WIDTH as u32),
+        x.clone().into_tensor_arg(),
+        words.into_tensor_arg(),
+        scales.into_tensor_arg(),
+        bias.into_tensor_arg(),
+        out.clone().into_tensor_arg(),
+        weight.transposed,
+        has_bias,
+        GEMV_WIDTH,
+        dtypes,
+    );
+    wrap::<2>(out).reshape([batch, seq, weight.cols])
 }
 
 mod cube_kernels {
@@ -308,5 +370,74 @@ mod cube_kernels {
         }
     }
 
-}
 
+    /// Value `flat` (storage order) of a q8_0 matrix: byte `flat % 4` of its word, sign-extended,
+    /// times its block's scale. Masking after the shift reads the byte whether the shift is
+    /// arithmetic or logical.
+    #[cube]
+    fn q8_value<F: Float, I: Int>(words: &Tensor<I>, scales: &Tensor<F>, flat: usize) -> F {
+        let shift = I::cast_from(((flat % 4) * 8) as u32);
+        let mut byte = (words[flat / 4] >> shift) & I::new(255);
+        if byte >= I::new(128) {
+            byte -= I::new(256);
+        }
+        F::cast_from(byte) * scales[flat / 32]
+    }
+
+    /// Storage index of value `(r, c)` of a `[rows, cols]` matrix stored as `[cols, rows]` when
+    /// `transposed`.
+    #[cube]
+    fn storage_index(r: usize, c: usize, rows: usize, cols: usize, #[comptime] transposed: bool) -> usize {
+        if transposed { c * rows + r } else { r * cols + c }
+    }
+
+    #[cube(launch)]
+    pub fn dequantize_kernel<F: Float, I: Int>(
+        words: &Tensor<I>,   // [rows * cols / 4]
+        scales: &Tensor<F>,  // [rows * cols / 32]
+        out: &mut Tensor<F>, // [rows, cols]
+        rows: u32,
+        cols: u32,
+        #[comptime] transposed: bool,
+        #[define(F, I)] _dtypes: [ElemType; 2],
+    ) {
+        let (rows, cols) = (rows as usize, cols as usize);
+        let i = ABSOLUTE_POS;
+        if i < rows * cols {
+            let (r, c) = (i / cols, i % cols);
+            out[i] = q8_value::<F, I>(words, scales, storage_index(r, c, rows, cols, transposed));
+        }
+    }
+
+    #[cube(launch)]
+    #[allow(clippy::too_many_arguments)]
+    pub fn q8_gemv_kernel<F: Float, I: Int>(
+        x: &Tensor<F>,       // [n, rows]
+        words: &Tensor<I>,   // [rows * cols / 4]
+        scales: &Tensor<F>,  // [rows * cols / 32]
+        bias: &Tensor<F>,    // [cols], read only with has_bias
+        out: &mut Tensor<F>, // [n, cols]
+        #[comptime] transposed: bool,
+        #[comptime] has_bias: bool,
+        #[comptime] width: usize,
+        #[define(F, I)] _dtypes: [ElemType; 2],
+    ) {
+        let c = CUBE_POS_X as usize;
+        let n = CUBE_POS_Y as usize;
+        let rows = x.shape(1);
+        let cols = out.shape(1);
+        let mut partial = F::new(0.0);
+        let mut r = UNIT_POS_X as usize;
+        while r < rows {
+            partial += x[n * rows + r] * q8_value::<F, I>(words, scales, storage_index(r, c, rows, cols, transposed));
+            r += CUBE_DIM_X as usize;
+        }
+        let mut total = cube_sum::<F>(partial, width);
+        if has_bias {
+            total += bias[c];
+        }
+        if UNIT_POS_X == 0 {
+            out[n * cols + c] = total;
+        }
+    }
+}

@@ -10,11 +10,14 @@
 //! - [`rms_norm`], [`layer_norm`]: one pass over each row instead of five to seven dispatches.
 //! - [`ClassStats`]: per-class running sums of aggregated activations and of their norms, kept on
 //!   the device across batches so extraction reads back one small table at the end.
+//! - [`Q8Matrix`], [`q8_linear`]: weights resident in q8_0 (a quarter of the f32 bytes),
+//!   dequantised where they are used: inside a matrix-vector product for decoding, into a
+//!   transient f32 matrix for longer inputs.
 
 use std::ops::Range;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use burn::tensor::{Device, Tensor};
+use burn::tensor::{Device, Int, Tensor, TensorData};
 
 #[cfg(feature = "wgpu")]
 mod fused;
@@ -150,4 +153,77 @@ impl ClassStats {
         let (sums, norm_sums) = reference::accumulate(self.sums, self.norm_sums, acts, lengths, classes, row_of);
         Self { sums, norm_sums, counts: self.counts }
     }
+}
+
+/// Values per q8_0 block (one scale each).
+pub const Q8_BLOCK: usize = 32;
+
+/// A `[rows, cols]` weight matrix resident on the device in q8_0: `i8` values in blocks of
+/// [`Q8_BLOCK`] with one `f32` scale per block, dequantised only where it is used.
+#[derive(Debug, Clone)]
+pub struct Q8Matrix {
+    /// The `i8` values in storage order, four to an `i32` word (little-endian): WebGPU has no
+    /// 8-bit storage type.
+    pub words: Tensor<1, Int>,
+    /// One scale per block of [`Q8_BLOCK`] values in storage order.
+    pub scales: Tensor<1>,
+    pub rows: usize,
+    pub cols: usize,
+    /// Storage is `[cols, rows]` (as an HF `nn.Linear` weight `[out, in]` is), not `[rows, cols]`.
+    pub transposed: bool,
+}
+
+impl Q8Matrix {
+    /// Uploads q8_0 values and scales; blocks run along the storage order.
+    ///
+    /// # Errors
+    /// If `quants` does not hold `rows · cols` values in whole blocks, or `scales` one per block.
+    pub fn new(quants: &[i8], scales: &[f32], [rows, cols]: [usize; 2], transposed: bool, device: &Device) -> Result<Self, String> {
+        let numel = rows * cols;
+        if quants.len() != numel || numel % Q8_BLOCK != 0 || scales.len() != numel / Q8_BLOCK {
+            return Err(format!(
+                "a [{rows}, {cols}] q8_0 matrix needs {numel} values in blocks of {Q8_BLOCK} and one scale per block; got {} values and {} scales",
+                quants.len(),
+                scales.len()
+            ));
+        }
+        let words: Vec<i32> = quants.chunks_exact(4).map(|q| i32::from_le_bytes([q[0] as u8, q[1] as u8, q[2] as u8, q[3] as u8])).collect();
+        Ok(Self {
+            words: Tensor::from_data(TensorData::new(words, [numel / 4]), device),
+            scales: Tensor::from_data(TensorData::new(scales.to_vec(), [scales.len()]), device),
+            rows,
+            cols,
+            transposed,
+        })
+    }
+
+    /// The matrix in f32.
+    ///
+    /// # Shapes
+    /// `[rows, cols]`
+    pub fn dequantize(&self) -> Tensor<2> {
+        #[cfg(feature = "wgpu")]
+        if fused_on(&self.scales.device()) {
+            return fused::dequantize(self);
+        }
+        reference::dequantize(self)
+    }
+}
+
+/// `x @ weight + bias` with a q8_0 `weight`. On the cube backend a few rows (decoding) go through
+/// one matrix-vector kernel that reads the 8-bit values directly; more rows dequantise the matrix
+/// into a transient f32 copy for burn's matmul.
+///
+/// # Shapes
+/// `x: [batch, pos, rows]`, `bias: [cols]` → `[batch, pos, cols]`
+pub fn q8_linear(x: Tensor<3>, weight: &Q8Matrix, bias: Option<Tensor<1>>) -> Tensor<3> {
+    #[cfg(feature = "wgpu")]
+    if fused_on(&x.device()) {
+        let [batch, pos, _] = x.dims();
+        if batch * pos <= fused::GEMV_MAX_ROWS && weight.cols <= fused::MAX_CUBES {
+            return fused::q8_gemv(x, weight, bias);
+        }
+        return burn::tensor::module::linear(x, fused::dequantize(weight), bias);
+    }
+    reference::q8_linear(x, weight, bias)
 }

@@ -2,9 +2,10 @@
 //! runs on the CPU backend, and what the fused kernels are tested against.
 
 use burn::tensor::module::layer_norm as burn_layer_norm;
-use burn::tensor::{Tensor, TensorData};
+use burn::tensor::module::linear;
+use burn::tensor::{Int, Tensor, TensorData};
 
-use crate::{RowOf, Span};
+use crate::{Q8_BLOCK, Q8Matrix, RowOf, Span};
 
 /// See [`crate::steer`].
 pub fn steer(x: Tensor<3>, vectors: Tensor<2>, coefs: Option<Tensor<1>>, span: &Span, preserve_norm: bool) -> Tensor<3> {
@@ -67,4 +68,25 @@ pub fn accumulate(sums: Tensor<2>, norm_sums: Tensor<1>, acts: Tensor<3>, length
     }
     let one_hot = Tensor::<2>::from_data(TensorData::new(one_hot, [n_classes, batch]), &device);
     (sums + one_hot.clone().matmul(rows), norm_sums + one_hot.matmul(norms).reshape([n_classes]))
+}
+
+/// See [`Q8Matrix::dequantize`].
+pub fn dequantize(weight: &Q8Matrix) -> Tensor<2> {
+    let numel = weight.rows * weight.cols;
+    let words = weight.words.clone();
+    // Byte k of each word, as 0..=255, then back to a signed value.
+    let bytes: Vec<Tensor<1, Int>> = (0..4).map(|k| words.clone().bitwise_right_shift_scalar(8 * k).bitwise_and_scalar(255)).collect();
+    let bytes = Tensor::stack::<2>(bytes, 1).reshape([numel]);
+    let signed = bytes.clone() - bytes.greater_equal_elem(128).int() * 256;
+    let blocks = signed.float().reshape([numel / Q8_BLOCK, Q8_BLOCK]) * weight.scales.clone().reshape([numel / Q8_BLOCK, 1]);
+    if weight.transposed {
+        blocks.reshape([weight.cols, weight.rows]).transpose()
+    } else {
+        blocks.reshape([weight.rows, weight.cols])
+    }
+}
+
+/// See [`crate::q8_linear`].
+pub fn q8_linear(x: Tensor<3>, weight: &Q8Matrix, bias: Option<Tensor<1>>) -> Tensor<3> {
+    linear(x, dequantize(weight), bias)
 }

@@ -3,7 +3,7 @@
 //! WebGPU (`cargo xtask test`). The reference itself is checked against arithmetic by hand on
 //! burn's CPU backend.
 
-use analog_kernels::{ClassStats, RowOf, Span, reference};
+use analog_kernels::{ClassStats, Q8Matrix, RowOf, Span, reference};
 use burn::tensor::{Device, Tensor, TensorData};
 
 #[cfg(target_arch = "wasm32")]
@@ -97,6 +97,37 @@ async fn statistics_match(device: &Device) {
     }
 }
 
+/// A q8_0 matrix with every byte value represented (-128 included) and varied scales.
+fn q8_matrix(rows: usize, cols: usize, transposed: bool, seed: u64, device: &Device) -> (Q8Matrix, Vec<i8>, Vec<f32>) {
+    let quants: Vec<i8> = values(rows * cols, seed).iter().map(|v| (v * 128.0).floor().clamp(-128.0, 127.0) as i8).collect();
+    let scales: Vec<f32> = values(rows * cols / 32, seed + 1).iter().map(|v| v.abs() * 0.05 + 0.001).collect();
+    let matrix = Q8Matrix::new(&quants, &scales, [rows, cols], transposed, device).expect("a well-formed q8_0 matrix");
+    (matrix, quants, scales)
+}
+
+async fn q8_matches(device: &Device) {
+    // Shapes of linear layers (576 → 1536 is SmolLM2-135M's MLP), in both storage orders.
+    for (i, [rows, cols]) in [[64, 96], [576, 300], [96, 1536]].into_iter().enumerate() {
+        for transposed in [false, true] {
+            let seed = 3000 + i as u64 * 10;
+            let (w, _, _) = q8_matrix(rows, cols, transposed, seed, device);
+            let what = format!("q8_0 [{rows}, {cols}] transposed={transposed}");
+            assert_close(&format!("dequantize {what}"), w.dequantize(), reference::dequantize(&w), 0.0).await;
+            let bias = tensor([cols], seed + 2, device);
+            // 1 and 3 rows take the matrix-vector kernel, 9 the dequantise-then-matmul path.
+            for (batch, pos) in [(1, 1), (1, 3), (3, 3)] {
+                let x = tensor([batch, pos, rows], seed + 3, device);
+                for bias in [None, Some(bias.clone())] {
+                    let case = format!("q8_linear {what} x=[{batch}, {pos}] bias={}", bias.is_some());
+                    let fused = analog_kernels::q8_linear(x.clone(), &w, bias.clone());
+                    // Sums of hundreds of products in another order: f32 rounding, relative to the output.
+                    assert_close(&case, fused, reference::q8_linear(x.clone(), &w, bias), 1e-4).await;
+                }
+            }
+        }
+    }
+}
+
 #[cfg(not(target_arch = "wasm32"))]
 fn wgpu() -> Device {
     static WGPU: std::sync::OnceLock<Device> = std::sync::OnceLock::new();
@@ -123,6 +154,12 @@ fn fused_statistics_match_the_reference_on_wgpu() {
     pollster::block_on(statistics_match(&wgpu()));
 }
 
+#[cfg(not(target_arch = "wasm32"))]
+#[test]
+fn q8_0_kernels_match_the_reference_on_wgpu() {
+    pollster::block_on(q8_matches(&wgpu()));
+}
+
 #[cfg(target_arch = "wasm32")]
 #[wasm_bindgen_test]
 async fn fused_kernels_match_the_reference_on_webgpu() {
@@ -131,6 +168,7 @@ async fn fused_kernels_match_the_reference_on_webgpu() {
     steering_matches(&device).await;
     norms_match(&device).await;
     statistics_match(&device).await;
+    q8_matches(&device).await;
 }
 
 /// The reference against hand arithmetic, on burn's CPU backend (where it is what runs).
@@ -159,3 +197,28 @@ fn reference_does_the_arithmetic() {
     assert_eq!(pollster::block_on(read(mean.sums)), vec![2.0, 4.0]);
 }
 
+
+/// The q8_0 reference against dequantising on the host, on burn's CPU backend.
+#[cfg(not(target_arch = "wasm32"))]
+#[test]
+fn reference_dequantizes_like_the_host() {
+    let device = Device::flex();
+    for transposed in [false, true] {
+        let (w, quants, scales) = q8_matrix(32, 12, transposed, 7, &device);
+        let host: Vec<f32> = quants.iter().enumerate().map(|(i, &q)| f32::from(q) * scales[i / 32]).collect();
+        let got = pollster::block_on(read(reference::dequantize(&w)));
+        for r in 0..32 {
+            for c in 0..12 {
+                let stored = if transposed { c * 32 + r } else { r * 12 + c };
+                assert_eq!(got[r * 12 + c], host[stored], "({r}, {c}) transposed={transposed}");
+            }
+        }
+    }
+    assert!(quants_cover_the_byte_range());
+    assert!(Q8Matrix::new(&[0; 64], &[1.0], [8, 8], false, &device).unwrap_err().contains("one scale per block"));
+}
+
+fn quants_cover_the_byte_range() -> bool {
+    let quants: Vec<i8> = values(4096, 0).iter().map(|v| (v * 128.0).floor().clamp(-128.0, 127.0) as i8).collect();
+    quants.contains(&-128) && quants.contains(&127) && quants.contains(&0)
+}
