@@ -32,6 +32,7 @@ fn take_opt<const D: usize>(weights: &mut HostWeights, name: &str, present: bool
 
 /// A linear layer's weight `[d_in, d_out]` on the device.
 #[derive(Module, Debug)]
+#[allow(clippy::large_enum_variant)] // one per layer, never moved in a hot loop
 pub enum LinearWeight {
     F32(Param<Tensor<2>>),
     /// q8_0, dequantised on the fly by the fused kernels (wgpu only; never trained).

@@ -240,7 +240,7 @@ mod cube_kernels {
         #[comptime] width: usize,
         #[define(F)] _dtype: ElemType,
     ) {
-        let row = CUBE_POS as usize;
+        let row = CUBE_POS;
         let d = x.shape(1);
         let k = vectors.shape(0);
         let pos = offset + (row as u32) % seq;
@@ -293,7 +293,7 @@ mod cube_kernels {
         #[comptime] width: usize,
         #[define(F)] _dtype: ElemType,
     ) {
-        let row = CUBE_POS as usize;
+        let row = CUBE_POS;
         let d = x.shape(1);
         let base = row * d;
         let n = F::cast_from(d as u32);
