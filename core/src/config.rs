@@ -139,10 +139,7 @@ impl ModelConfig {
         struct Probe {
             model_type: Option<String>,
         }
-        let probe: Probe = serde_json::from_slice(bytes).map_err(|e| Error::ConfigJson {
-            model_type: "?".into(),
-            reason: e.to_string(),
-        })?;
+        let probe: Probe = serde_json::from_slice(bytes).map_err(|e| Error::ConfigNotJson(e.to_string()))?;
         let model_type = probe.model_type.ok_or(Error::InvalidConfig {
             field: "model_type",
             reason: "is missing".into(),
@@ -539,7 +536,7 @@ mod tests {
             (br#"{"model_type":"mamba"}"#, "unsupported model_type `mamba`"),
             (br#"{"model_type":"gpt2","vocab_size":0,"n_embd":8,"n_layer":1,"n_head":2,"n_positions":8}"#, "vocab_size"),
             (br#"{"model_type":"llama","vocab_size":10,"hidden_size":30,"intermediate_size":8,"num_hidden_layers":1,"num_attention_heads":4}"#, "must divide hidden_size"),
-            (b"not json", "not valid JSON"),
+            (b"not json", "config.json is not JSON"),
         ];
         for (json, expected) in cases {
             let err = ModelConfig::from_hf_json(json).unwrap_err().to_string();

@@ -15,7 +15,9 @@ impl fmt::Display for Shape {
 /// Everything that can go wrong while loading or running a model.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("config.json is not valid JSON for a `{model_type}` model: {reason}")]
+    #[error("config.json is not JSON: {0}")]
+    ConfigNotJson(String),
+    #[error("config.json does not describe a `{model_type}` model: {reason}")]
     ConfigJson { model_type: String, reason: String },
     #[error("config.json: `{field}` {reason}")]
     InvalidConfig { field: &'static str, reason: String },

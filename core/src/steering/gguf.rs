@@ -133,7 +133,11 @@ impl<'a> Reader<'a> {
         let n = self.u64()?;
         let left = (self.bytes.len() - self.pos) as u64;
         if n.saturating_mul(unit.max(1) as u64) > left {
-            return Err(bad(format!("a length of {n} at byte {} exceeds the file", self.pos - 8)));
+            return Err(bad(format!(
+                "byte {}: a count of {n} (at least {} bytes each) exceeds the {left} bytes left in the file",
+                self.pos - 8,
+                unit.max(1)
+            )));
         }
         Ok(n as usize)
     }
@@ -321,7 +325,7 @@ mod tests {
         }
         let mut huge = bytes.clone();
         huge[8..16].copy_from_slice(&u64::MAX.to_le_bytes()); // tensor count
-        assert!(import(&huge).unwrap_err().to_string().contains("exceeds the file"));
+        assert!(import(&huge).unwrap_err().to_string().contains("bytes left in the file"));
         let mut wrong = bytes;
         wrong[0] = b'X';
         assert!(import(&wrong).unwrap_err().to_string().contains("bad magic"));
