@@ -24,10 +24,14 @@ fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-fn site() -> u16 {
+fn dist() -> PathBuf {
     let dist = std::env::var("ANALOG_DIST").map(PathBuf::from).unwrap_or_else(|_| root().join("target/dist"));
     assert!(dist.join("index.html").is_file(), "{} has no index.html: build the site (cargo xtask test does)", dist.display());
-    serve(vec![("/fixtures", root().join("tests/fixtures")), ("", dist)])
+    dist
+}
+
+fn site() -> u16 {
+    serve(vec![("/fixtures", root().join("tests/fixtures")), ("", dist())])
 }
 
 fn shots() -> PathBuf {
@@ -134,6 +138,49 @@ fn the_app_works_on_webgpu() {
 #[ignore = "needs the site built by trunk: run by cargo xtask test"]
 fn the_app_works_on_the_cpu_fallback() {
     journey(false);
+}
+
+/// Untrusted strings render as text: a report carrying `<script>` and `onerror` payloads in its
+/// free-text fields (and one whose error message quotes a payload) injects no element and runs
+/// nothing, and the page itself runs under its Content Security Policy with no inline script.
+#[test]
+#[ignore = "needs the site built by trunk: run by cargo xtask test"]
+fn untrusted_report_strings_are_shown_as_text_only() {
+    const PAYLOAD: &str = r#"<img src="x" onerror="window.__pwned = 1"><script>window.__pwned = 2</script>"#;
+    let fixture = root().join("tests/fixtures/reports/valid/fixture-lab.json");
+    let mut report: serde_json::Value = serde_json::from_slice(&std::fs::read(fixture).expect("fixture report")).expect("JSON");
+    report["publisher"]["name"] = json!(PAYLOAD);
+    report["interventions"][0]["concept"] = json!(PAYLOAD);
+    report["provenance"]["hardware"] = json!(PAYLOAD);
+    let hostile = std::env::temp_dir().join(format!("analog-hostile-{}", std::process::id()));
+    std::fs::create_dir_all(&hostile).expect("temp dir");
+    std::fs::write(hostile.join("text.json"), report.to_string()).expect("write report");
+    report["provenance"]["date"] = json!(PAYLOAD);
+    std::fs::write(hostile.join("invalid.json"), report.to_string()).expect("write report");
+    let port = serve(vec![("/hostile", hostile.clone()), ("", dist())]);
+
+    let browser = Browser::start(false);
+    browser.goto(&format!("http://127.0.0.1:{port}/#/reports"));
+    browser.wait_state("model-status", "ready", LOAD);
+    let policy = browser.js("const m = document.querySelector('meta[http-equiv=Content-Security-Policy]'); return m ? m.content : ''", json!([]));
+    let policy = policy.as_str().unwrap_or_default();
+    assert!(policy.contains("script-src 'self' 'wasm-unsafe-eval'") && policy.contains("connect-src 'self' https: blob:"), "policy: {policy:?}");
+    assert_eq!(browser.js("return [...document.scripts].filter(s => !s.src).length", json!([])), json!(0), "inline scripts in the page");
+
+    let injected = "return window.__pwned === undefined && document.querySelectorAll('main img[src=x], main script').length === 0";
+    browser.set_value("report-url", &format!("http://127.0.0.1:{port}/hostile/text.json"));
+    browser.click("report-load");
+    browser.wait("the report view", "return document.querySelector('[data-testid=report-view]')", json!([]), WORK);
+    assert!(browser.text("report-view").contains(PAYLOAD), "the payload is not shown as text: {}", browser.text("report-view"));
+    assert_eq!(browser.js(injected, json!([])), json!(true), "a payload was injected or ran");
+
+    browser.set_value("report-url", &format!("http://127.0.0.1:{port}/hostile/invalid.json"));
+    browser.click("report-load");
+    browser.wait("the report error", "return document.querySelector('[data-testid=report-error]')", json!([]), WORK);
+    let error = browser.text("report-error");
+    assert!(error.contains("$.provenance.date"), "{error}");
+    assert_eq!(browser.js(injected, json!([])), json!(true), "a payload in an error message was injected or ran");
+    let _ = std::fs::remove_dir_all(&hostile);
 }
 
 /// A benchmark, not a pass/fail test (`cargo xtask bench-app` runs it on the size-optimised site):

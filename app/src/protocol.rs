@@ -131,7 +131,10 @@ impl Event {
 /// Resolves what a visitor types into the model box: an `owner/name` HF repo id or a URL.
 pub fn model_url(input: &str) -> Result<String, String> {
     let input = input.trim();
-    if input.starts_with("https://") || input.starts_with("http://localhost") || input.starts_with("http://127.0.0.1") {
+    let lower = input.to_ascii_lowercase();
+    if lower.starts_with("https://") || lower.starts_with("http://") {
+        // https anywhere, plain http only on this machine; no credentials, no look-alike hosts.
+        analog_core::report::check_url(input)?;
         return Ok(if input.ends_with('/') { input.to_string() } else { format!("{input}/") });
     }
     let parts: Vec<&str> = input.split('/').collect();
@@ -151,7 +154,7 @@ mod tests {
         assert_eq!(model_url("HuggingFaceTB/SmolLM2-135M").unwrap(), "https://huggingface.co/HuggingFaceTB/SmolLM2-135M/resolve/main/");
         assert_eq!(model_url(" https://example.org/m ").unwrap(), "https://example.org/m/");
         assert_eq!(model_url("http://127.0.0.1:8080/models/a/").unwrap(), "http://127.0.0.1:8080/models/a/");
-        for bad in ["", "a/b/c", "javascript:alert(1)", "http://example.org/x", "../etc", "a/.."] {
+        for bad in ["", "a/b/c", "javascript:alert(1)", "http://example.org/x", "../etc", "a/..", "http://localhost.evil.org/m", "http://localhost:1@evil.org/m"] {
             assert!(model_url(bad).is_err(), "{bad}");
         }
     }

@@ -8,6 +8,7 @@ mod files;
 mod lab;
 mod report;
 mod steer;
+mod soak;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -127,6 +128,9 @@ enum Command {
     Report(report::ReportArgs),
     /// The reference lab: corpus, tokenizer, frontier training, analog distillation.
     Lab(lab::LabArgs),
+    /// Many sequential generate + steer runs with resident memory sampled after each (a leak
+    /// benchmark: memory must stay flat after the warm-up).
+    Soak(soak::SoakArgs),
 }
 
 fn load(args: &ModelArgs) -> Result<TextModel> {
@@ -259,6 +263,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Bench(args) => bench::run(args)?,
         Command::Report(args) => report::run(args)?,
         Command::Lab(args) => lab::run(args)?,
+        Command::Soak(args) => soak::run(args)?,
     }
     Ok(())
 }

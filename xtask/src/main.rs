@@ -163,7 +163,8 @@ fn bench_app() -> Result<()> {
 /// Every speed benchmark in one run on this machine (BENCHMARKS.md): native decode and prefill of
 /// a SmolLM2-135M-shaped model and of the default analog (as f32, which transformers can read)
 /// beside transformers when Python has it, with the memory-bandwidth bound; extraction of 100
-/// pairs × all layers beside PyTorch; then the app's benchmarks in headless Chromium and the
+/// pairs × all layers beside PyTorch; 1,000 generate + steer runs with resident memory sampled
+/// (`analog soak`); then the app's benchmarks in headless Chromium and the
 /// published wasm sizes.
 fn bench() -> Result<()> {
     let analog = |args: &[&str]| run(cargo().args(["run", "--release", "-p", "analog-cli", "--"]).args(args));
@@ -171,6 +172,7 @@ fn bench() -> Result<()> {
     analog(&["convert", "--model", "public/models/story-analog", "--out", "target/bench/story-analog-f32", "--format", "f32"])?;
     analog(&["bench", "--dir", "target/bench/story-analog-f32", "--prefill", "16", "--decode", "200"])?;
     analog(&["bench", "--extraction"])?;
+    analog(&["soak", "--model", "public/models/story-analog"])?;
     bench_app()
 }
 
@@ -178,12 +180,50 @@ fn serve() -> Result<()> {
     tools()?;
     fetch()?;
     eprintln!("xtask: serving Analog Explorer with the default analog at http://127.0.0.1:8080/ (Ctrl+C stops)");
-    run(Command::new("trunk").args(["serve", "--release"]))
+    // The autoreload script Trunk would inject is inline: the page's policy refuses it.
+    run(Command::new("trunk").args(["serve", "--release", "--no-autoreload"]))
+}
+
+/// The page's Content Security Policy: scripts only from the site (plus compiling its own wasm),
+/// fetches only to the site, https and blob URLs, nothing embedded, no base or form targets.
+/// Styles allow inline `style` attributes (the charts size bars with them); no inline script.
+const CSP: &str = "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; worker-src 'self'; connect-src 'self' https: blob:; img-src 'self' data: blob:; style-src 'self' 'unsafe-inline'; object-src 'none'; base-uri 'none'; form-action 'none'";
+
+/// Trunk's post-build hook (Trunk.toml): moves the inline module script Trunk writes into the
+/// page to a file of its own and adds the Content Security Policy, so the page runs no inline
+/// script. Works on the staging directory Trunk names in `TRUNK_STAGING_DIR`.
+fn csp() -> Result<()> {
+    let staging = std::path::PathBuf::from(std::env::var("TRUNK_STAGING_DIR").context("TRUNK_STAGING_DIR (run by Trunk's post_build hook)")?);
+    for entry in std::fs::read_dir(&staging)?.flatten() {
+        let path = entry.path();
+        if path.extension().is_none_or(|e| e != "html") {
+            continue;
+        }
+        let html = std::fs::read_to_string(&path)?;
+        let open = r#"<script type="module">"#;
+        let Some(start) = html.find(open) else { bail!("{}: Trunk's module script is missing", path.display()) };
+        let Some(len) = html[start..].find("</script>") else { bail!("{}: unterminated script", path.display()) };
+        let body = &html[start + open.len()..start + len];
+        let mut hasher = std::hash::DefaultHasher::new();
+        std::hash::Hash::hash(body, &mut hasher);
+        let boot = format!("boot-{:016x}.js", std::hash::Hasher::finish(&hasher));
+        std::fs::write(staging.join(&boot), body.trim())?;
+        let mut page = format!("{}<script type=\"module\" src=\"./{boot}\"></script>{}", &html[..start], &html[start + len + "</script>".len()..]);
+        if page.match_indices("<script").any(|(i, _)| !page[i..].split('>').next().unwrap_or_default().contains("src=")) {
+            bail!("{}: an inline script is left in the page", path.display());
+        }
+        let charset = r#"<meta charset="utf-8" />"#;
+        let Some(at) = page.find(charset) else { bail!("{}: no charset meta to put the policy after", path.display()) };
+        page.insert_str(at + charset.len(), &format!("\n  <meta http-equiv=\"Content-Security-Policy\" content=\"{CSP}\" />"));
+        std::fs::write(&path, page)?;
+    }
+    Ok(())
 }
 
 fn main() -> Result<()> {
     let task = std::env::args().nth(1).unwrap_or_default();
     match task.as_str() {
+        "csp" => csp(),
         "test" => test(),
         "serve" => serve(),
         "dist" => dist(),
@@ -194,6 +234,6 @@ fn main() -> Result<()> {
             trunk_build("target/dist")?;
             app_tests(Some("docs/screenshots"))
         }
-        _ => bail!("usage: cargo xtask test|serve|dist|bench|bench-app|screenshots"),
+        _ => bail!("usage: cargo xtask test|serve|dist|bench|bench-app|screenshots (csp: Trunk's post-build hook)"),
     }
 }

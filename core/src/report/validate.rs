@@ -164,12 +164,23 @@ pub fn check_url(url: &str) -> Result<(), String> {
         return Err("expected a URL without spaces or control characters".into());
     }
     let lower = url.to_ascii_lowercase();
-    if let Some(rest) = lower.strip_prefix("https://") {
-        return if rest.is_empty() { Err("the URL has no host".into()) } else { Ok(()) };
+    // Credentials in a URL (`user@host`) only serve to disguise the host: refused everywhere.
+    let authority = |rest: &str| rest.split(['/', '?', '#']).next().unwrap_or_default().to_string();
+    if let Some(rest) = lower.strip_prefix("https://").or_else(|| lower.strip_prefix("http://")) {
+        let host = authority(rest);
+        if host.is_empty() {
+            return Err("the URL has no host".into());
+        }
+        if host.contains('@') {
+            return Err(format!("URLs with credentials (`user@host`) are refused (found {:?})", truncate(url)));
+        }
+    }
+    if lower.starts_with("https://") {
+        return Ok(());
     }
     if let Some(rest) = lower.strip_prefix("http://") {
-        let host = rest.split(['/', '?', '#']).next().unwrap_or_default();
-        let host = host.rsplit_once(':').map_or(host, |(h, _)| h);
+        let host = authority(rest);
+        let host = host.rsplit_once(':').map_or(host.as_str(), |(h, _)| h);
         return if matches!(host, "localhost" | "127.0.0.1" | "[::1]") {
             Ok(())
         } else {
