@@ -252,9 +252,12 @@ pub(crate) fn load(config: &ModelConfig, files: &WeightFiles<'_>, keep_q8: bool)
             }
             used.insert(original.clone());
             let targets: Vec<String> = rule.to.iter().map(|t| fill(t)).collect();
-            if keep_q8 && let Some(kept) = keep_quantised(rule.transform, &targets, &expected, table_in.q8_0(original)?) {
-                n_params += kept.quants.len();
-                q8.insert(targets[0].clone(), kept);
+            if keep_q8
+                && let Some((shape, transposed)) = quantisable_linear(rule.transform, &targets, &expected)
+                && let Some((quants, scales)) = table_in.q8_0(original)?
+            {
+                n_params += quants.len();
+                q8.insert(targets[0].clone(), HostQ8 { shape, quants, scales, transposed });
                 continue;
             }
             let data = table_in.values(original)?;
@@ -274,14 +277,13 @@ pub(crate) fn load(config: &ModelConfig, files: &WeightFiles<'_>, keep_q8: bool)
     Ok(HostWeights { tensors, q8, n_params })
 }
 
-/// A q8_0 tensor that maps to one linear weight by keeping or transposing it, kept as stored.
-fn keep_quantised(transform: Transform, targets: &[String], shape: &[usize], stored: Option<(Vec<i8>, Vec<f32>)>) -> Option<HostQ8> {
-    let (quants, scales) = stored?;
+/// Where a tensor is one linear weight as stored (`Keep`) or transposed, its internal shape and
+/// whether storage is transposed: such a tensor can stay q8_0 with its blocks in file order.
+fn quantisable_linear(transform: Transform, targets: &[String], shape: &[usize]) -> Option<([usize; 2], bool)> {
     let linear = matches!(targets, [t] if t.starts_with("blocks.") && t.ends_with(".weight"));
-    let &[rows, cols] = shape else { return None };
-    match transform {
-        Keep if linear => Some(HostQ8 { shape: [rows, cols], quants, scales, transposed: false }),
-        Transpose if linear => Some(HostQ8 { shape: [cols, rows], quants, scales, transposed: true }),
+    match (transform, shape) {
+        (Keep, &[rows, cols]) if linear => Some(([rows, cols], false)),
+        (Transpose, &[rows, cols]) if linear => Some(([cols, rows], true)),
         _ => None,
     }
 }
