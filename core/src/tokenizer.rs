@@ -9,6 +9,7 @@ pub struct Tokenizer {
 
 impl Tokenizer {
     pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
+        check_before_tokenizers(bytes)?;
         let inner = tokenizers::Tokenizer::from_bytes(bytes).map_err(|e| Error::Tokenizer(e.to_string()))?;
         Ok(Self { inner })
     }
@@ -76,5 +77,44 @@ impl StreamDecoder {
         let delta = text[self.emitted.len()..].to_string();
         self.emitted = text;
         Ok(delta)
+    }
+}
+
+/// Refuses what `tokenizers` 0.23 would panic on instead of returning an error (found by
+/// `fuzz/`): a JSON syntax error inside `decoder` (its deserializer `expect`s), and a
+/// `Precompiled` normalizer whose fields do not parse (an `expect` too). A panic in the browser's
+/// worker would take the page's model down with it.
+fn check_before_tokenizers(bytes: &[u8]) -> Result<()> {
+    let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| Error::Tokenizer(format!("not JSON: {e}")))?;
+    check_precompiled(&value)
+}
+
+fn check_precompiled(value: &serde_json::Value) -> Result<()> {
+    match value {
+        serde_json::Value::Object(map) => {
+            if map.get("type").and_then(serde_json::Value::as_str) == Some("Precompiled") {
+                serde_json::from_value::<tokenizers::normalizers::Precompiled>(value.clone())
+                    .map_err(|e| Error::Tokenizer(format!("a Precompiled normalizer does not parse: {e}")))?;
+            }
+            map.values().try_for_each(check_precompiled)
+        }
+        serde_json::Value::Array(items) => items.iter().try_for_each(check_precompiled),
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Inputs on which `tokenizers` itself panics: each must be an error here.
+    #[test]
+    fn inputs_that_panic_inside_tokenizers_are_errors() {
+        let broken_decoder = br#"{"version":"1.0","decoder":{"type":"ByteLevel" "add_prefix_space":true},"model":{"type":"BPE","vocab":{},"merges":[]}}"#;
+        let err = Tokenizer::from_bytes(broken_decoder).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(err.contains("not JSON"), "{err}");
+        let precompiled = br#"{"version":"1.0","normalizer":{"type":"Precompiled"},"model":{"type":"BPE","vocab":{},"merges":[]}}"#;
+        let err = Tokenizer::from_bytes(precompiled).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(err.contains("Precompiled normalizer does not parse"), "{err}");
     }
 }
