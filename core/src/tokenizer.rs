@@ -81,26 +81,49 @@ impl StreamDecoder {
 }
 
 /// Refuses what `tokenizers` 0.23 would panic on instead of returning an error (found by
-/// `fuzz/`): a JSON syntax error inside `decoder` (its deserializer `expect`s), and a
-/// `Precompiled` normalizer whose fields do not parse (an `expect` too). A panic in the browser's
-/// worker would take the page's model down with it.
+/// `fuzz/`): a JSON syntax error inside `decoder` (its deserializer `expect`s), a `Precompiled`
+/// normalizer whose fields do not parse (an `expect` too), and a `TemplateProcessing`
+/// post-processor naming a special token it does not define (a map lookup that panics at encode
+/// time). A panic in the browser's worker would take the page's model down with it.
 fn check_before_tokenizers(bytes: &[u8]) -> Result<()> {
     let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| Error::Tokenizer(format!("not JSON: {e}")))?;
-    check_precompiled(&value)
+    check_components(&value)
 }
 
-fn check_precompiled(value: &serde_json::Value) -> Result<()> {
+fn check_components(value: &serde_json::Value) -> Result<()> {
+    use serde_json::Value;
     match value {
-        serde_json::Value::Object(map) => {
-            if map.get("type").and_then(serde_json::Value::as_str) == Some("Precompiled") {
-                serde_json::from_value::<tokenizers::normalizers::Precompiled>(value.clone())
-                    .map_err(|e| Error::Tokenizer(format!("a Precompiled normalizer does not parse: {e}")))?;
+        Value::Object(map) => {
+            match map.get("type").and_then(Value::as_str) {
+                Some("Precompiled") => {
+                    serde_json::from_value::<tokenizers::normalizers::Precompiled>(value.clone())
+                        .map_err(|e| Error::Tokenizer(format!("a Precompiled normalizer does not parse: {e}")))?;
+                }
+                Some("TemplateProcessing") => check_template(map)?,
+                _ => {}
             }
-            map.values().try_for_each(check_precompiled)
+            map.values().try_for_each(check_components)
         }
-        serde_json::Value::Array(items) => items.iter().try_for_each(check_precompiled),
+        Value::Array(items) => items.iter().try_for_each(check_components),
         _ => Ok(()),
     }
+}
+
+/// Every `{"SpecialToken": {"id": …}}` of the `single` and `pair` templates is a key of
+/// `special_tokens`.
+fn check_template(map: &serde_json::Map<String, serde_json::Value>) -> Result<()> {
+    let defined = map.get("special_tokens").and_then(serde_json::Value::as_object);
+    for template in ["single", "pair"] {
+        let pieces = map.get(template).and_then(serde_json::Value::as_array).map_or(&[][..], Vec::as_slice);
+        for piece in pieces {
+            if let Some(id) = piece.get("SpecialToken").and_then(|t| t.get("id")).and_then(serde_json::Value::as_str)
+                && !defined.is_some_and(|d| d.contains_key(id))
+            {
+                return Err(Error::Tokenizer(format!("the {template} template uses special token `{id}`, which `special_tokens` does not define")));
+            }
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -116,5 +139,8 @@ mod tests {
         let precompiled = br#"{"version":"1.0","normalizer":{"type":"Precompiled"},"model":{"type":"BPE","vocab":{},"merges":[]}}"#;
         let err = Tokenizer::from_bytes(precompiled).err().map(|e| e.to_string()).unwrap_or_default();
         assert!(err.contains("Precompiled normalizer does not parse"), "{err}");
+        let template = br#"{"version":"1.0","post_processor":{"type":"TemplateProcessing","single":[{"SpecialToken":{"id":"<s>","type_id":0}},{"Sequence":{"id":"A","type_id":0}}],"pair":[],"special_tokens":{}},"model":{"type":"BPE","vocab":{},"merges":[]}}"#;
+        let err = Tokenizer::from_bytes(template).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(err.contains("special token `<s>`"), "{err}");
     }
 }
