@@ -82,9 +82,11 @@ impl StreamDecoder {
 
 /// Refuses what `tokenizers` 0.23 would panic on instead of returning an error (found by
 /// `fuzz/`): a JSON syntax error inside `decoder` (its deserializer `expect`s), a `Precompiled`
-/// normalizer whose fields do not parse (an `expect` too), and a `TemplateProcessing`
+/// normalizer whose fields do not parse (an `expect` too), a `TemplateProcessing`
 /// post-processor naming a special token it does not define (a map lookup that panics at encode
-/// time). A panic in the browser's worker would take the page's model down with it.
+/// time), and BPE merges whose second token lacks the continuing-subword prefix (a slice out of
+/// range while building the model). A panic in the browser's worker would take the page's model
+/// down with it.
 fn check_before_tokenizers(bytes: &[u8]) -> Result<()> {
     let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| Error::Tokenizer(format!("not JSON: {e}")))?;
     check_components(&value)
@@ -100,6 +102,7 @@ fn check_components(value: &serde_json::Value) -> Result<()> {
                         .map_err(|e| Error::Tokenizer(format!("a Precompiled normalizer does not parse: {e}")))?;
                 }
                 Some("TemplateProcessing") => check_template(map)?,
+                Some("BPE") => check_bpe_merges(map)?,
                 _ => {}
             }
             map.values().try_for_each(check_components)
@@ -107,6 +110,26 @@ fn check_components(value: &serde_json::Value) -> Result<()> {
         Value::Array(items) => items.iter().try_for_each(check_components),
         _ => Ok(()),
     }
+}
+
+/// With a `continuing_subword_prefix`, the second token of every merge starts with it: `tokenizers`
+/// cuts the prefix off by length, unchecked, and then trusts the rest to be UTF-8.
+fn check_bpe_merges(map: &serde_json::Map<String, serde_json::Value>) -> Result<()> {
+    let Some(prefix) = map.get("continuing_subword_prefix").and_then(serde_json::Value::as_str) else { return Ok(()) };
+    let merges = map.get("merges").and_then(serde_json::Value::as_array).map_or(&[][..], Vec::as_slice);
+    for merge in merges {
+        let second = match merge {
+            serde_json::Value::String(pair) => pair.split_once(' ').map(|(_, b)| b),
+            serde_json::Value::Array(pair) => pair.get(1).and_then(serde_json::Value::as_str),
+            _ => None,
+        };
+        if let Some(second) = second
+            && !second.starts_with(prefix)
+        {
+            return Err(Error::Tokenizer(format!("the BPE merge {merge} does not continue with the prefix {prefix:?}")));
+        }
+    }
+    Ok(())
 }
 
 /// Every `{"SpecialToken": {"id": …}}` of the `single` and `pair` templates is a key of
@@ -142,5 +165,8 @@ mod tests {
         let template = br#"{"version":"1.0","post_processor":{"type":"TemplateProcessing","single":[{"SpecialToken":{"id":"<s>","type_id":0}},{"Sequence":{"id":"A","type_id":0}}],"pair":[],"special_tokens":{}},"model":{"type":"BPE","vocab":{},"merges":[]}}"#;
         let err = Tokenizer::from_bytes(template).err().map(|e| e.to_string()).unwrap_or_default();
         assert!(err.contains("special token `<s>`"), "{err}");
+        let merges = br#"{"version":"1.0","model":{"type":"BPE","continuing_subword_prefix":"@@","vocab":{"a":0,"b":1,"ab":2},"merges":["a b"]}}"#;
+        let err = Tokenizer::from_bytes(merges).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(err.contains("does not continue with the prefix"), "{err}");
     }
 }
