@@ -99,6 +99,18 @@ fn vector_files_are_deterministic_and_validated() {
     let bad = r#"{"format":"analog-steering-vector/v1","model":{"id":"x","weights_sha256":"0","d_model":4},"hook":"resid_post","method":"pca","aggregation":"last","pairs":{"sha256":"0","n_pairs":2},"directions":{"0":{"norm":1,"mean_resid_norm":1,"direction":[1,2,3]}}}"#;
     let err = analog_core::steering::SteeringVector::from_json(bad.as_bytes()).unwrap_err().to_string();
     assert!(err.contains("layer 0 has 3 dimensions, but d_model is 4"), "{err}");
+
+    // A vector from another model is refused before any hook is built.
+    let v = steering_vector(&acts, Method::MeanDiff, &[0, 1], identity(&m), &pairs).unwrap();
+    let d_model = m.config().d_model;
+    assert!(v.check_fits(d_model, 2).is_ok());
+    let err = v.check_fits(d_model + 16, 2).unwrap_err().to_string();
+    assert!(err.contains(&format!("extracted on a model with d_model {d_model}, this one has {}", d_model + 16)), "{err}");
+    let err = v.check_fits(d_model, 1).unwrap_err().to_string();
+    assert!(err.contains("names layer 1, but the model has 1 layers"), "{err}");
+    assert!(v.select_layers(&[1]).check_layer(1).is_ok());
+    let err = v.select_layers(&[1]).check_layer(0).unwrap_err().to_string();
+    assert!(err.contains("no direction at layer 0 (it has layers 1)"), "{err}");
 }
 
 #[test]

@@ -42,9 +42,8 @@ pub fn steering_hooks(model: &TextModel, specs: &[SteerSpec], preserve_norm: boo
     let mut hooks = Hooks::new();
     for spec in specs {
         let vector = read_vector(&spec.file)?;
-        if vector.model.d_model != model.config().d_model {
-            bail!("{} was extracted on a model with d_model {}, this one has {}", spec.file.display(), vector.model.d_model, model.config().d_model);
-        }
+        let config = model.config();
+        vector.check_fits(config.d_model, config.n_layers).with_context(|| format!("{}", spec.file.display()))?;
         for edit in vector.edits(&Application { preserve_norm, ..Application::add(spec.coef) }) {
             hooks = hooks.edit(edit);
         }

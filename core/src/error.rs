@@ -59,6 +59,8 @@ pub enum Error {
     VectorDimension { hook: String, expected: usize, found: usize },
     #[error("invalid steering vector: {0}")]
     Vector(String),
+    #[error("this vector does not fit the model: {0}")]
+    VectorMismatch(String),
     #[error(transparent)]
     Pairs(#[from] crate::steering::PairError),
     #[error("transfer report: {0}")]

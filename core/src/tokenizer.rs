@@ -84,8 +84,8 @@ impl StreamDecoder {
 /// `fuzz/`): a JSON syntax error inside `decoder` (its deserializer `expect`s), a `Precompiled`
 /// normalizer whose fields do not parse (an `expect` too), a `TemplateProcessing`
 /// post-processor naming a special token it does not define (a map lookup that panics at encode
-/// time), and BPE merges whose second token lacks the continuing-subword prefix (a slice out of
-/// range while building the model). A panic in the browser's worker would take the page's model
+/// time), and BPE merges that do not join two tokens into a vocabulary token (slices out of range
+/// while building the model). A panic in the browser's worker would take the page's model
 /// down with it.
 fn check_before_tokenizers(bytes: &[u8]) -> Result<()> {
     let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| Error::Tokenizer(format!("not JSON: {e}")))?;
@@ -112,21 +112,28 @@ fn check_components(value: &serde_json::Value) -> Result<()> {
     }
 }
 
-/// With a `continuing_subword_prefix`, the second token of every merge starts with it: `tokenizers`
-/// cuts the prefix off by length, unchecked, and then trusts the rest to be UTF-8.
+/// Every merge joins two vocabulary tokens into a third (with a `continuing_subword_prefix`, the
+/// second token starts with it and the prefix is dropped). `tokenizers` writes the joined token
+/// into a buffer as long as the longest vocabulary entry and cuts the prefix off by length, both
+/// unchecked, before it looks the result up.
 fn check_bpe_merges(map: &serde_json::Map<String, serde_json::Value>) -> Result<()> {
-    let Some(prefix) = map.get("continuing_subword_prefix").and_then(serde_json::Value::as_str) else { return Ok(()) };
+    let prefix = map.get("continuing_subword_prefix").and_then(serde_json::Value::as_str).unwrap_or_default();
+    let Some(vocab) = map.get("vocab").and_then(serde_json::Value::as_object) else { return Ok(()) };
     let merges = map.get("merges").and_then(serde_json::Value::as_array).map_or(&[][..], Vec::as_slice);
     for merge in merges {
-        let second = match merge {
-            serde_json::Value::String(pair) => pair.split_once(' ').map(|(_, b)| b),
-            serde_json::Value::Array(pair) => pair.get(1).and_then(serde_json::Value::as_str),
+        let pair = match merge {
+            serde_json::Value::String(pair) => pair.split_once(' '),
+            serde_json::Value::Array(pair) => pair.first().and_then(serde_json::Value::as_str).zip(pair.get(1).and_then(serde_json::Value::as_str)),
             _ => None,
         };
-        if let Some(second) = second
-            && !second.starts_with(prefix)
-        {
+        // Malformed entries are left to `tokenizers`, which reports them.
+        let Some((first, second)) = pair else { continue };
+        let Some(rest) = second.strip_prefix(prefix) else {
             return Err(Error::Tokenizer(format!("the BPE merge {merge} does not continue with the prefix {prefix:?}")));
+        };
+        let joined = format!("{first}{rest}");
+        if !vocab.contains_key(&joined) {
+            return Err(Error::Tokenizer(format!("the BPE merge {merge} makes {joined:?}, which is not in the vocabulary")));
         }
     }
     Ok(())
@@ -168,5 +175,10 @@ mod tests {
         let merges = br#"{"version":"1.0","model":{"type":"BPE","continuing_subword_prefix":"@@","vocab":{"a":0,"b":1,"ab":2},"merges":["a b"]}}"#;
         let err = Tokenizer::from_bytes(merges).err().map(|e| e.to_string()).unwrap_or_default();
         assert!(err.contains("does not continue with the prefix"), "{err}");
+        let merges = br#"{"version":"1.0","model":{"type":"BPE","vocab":{"a":0,"bc":1},"merges":["a bc"]}}"#;
+        let err = Tokenizer::from_bytes(merges).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(err.contains(r#"makes "abc", which is not in the vocabulary"#), "{err}");
+        let fine = br#"{"version":"1.0","model":{"type":"BPE","vocab":{"a":0,"b":1,"ab":2},"merges":["a b"]}}"#;
+        assert!(Tokenizer::from_bytes(fine).is_ok());
     }
 }

@@ -148,6 +148,27 @@ impl SteeringVector {
         Ok(v)
     }
 
+    /// Checks that the vector can steer a model of this width and depth: a vector from another
+    /// model is refused with both sizes named, before any hook is built.
+    pub fn check_fits(&self, d_model: usize, n_layers: usize) -> Result<()> {
+        if self.model.d_model != d_model {
+            return Err(Error::VectorMismatch(format!("it was extracted on a model with d_model {}, this one has {d_model}", self.model.d_model)));
+        }
+        if let Some(layer) = self.directions.keys().find(|&&l| l >= n_layers) {
+            return Err(Error::VectorMismatch(format!("it names layer {layer}, but the model has {n_layers} layers")));
+        }
+        Ok(())
+    }
+
+    /// Checks that the vector has a direction at `layer` (the one chosen to steer at).
+    pub fn check_layer(&self, layer: usize) -> Result<()> {
+        if self.directions.contains_key(&layer) {
+            return Ok(());
+        }
+        let layers: Vec<String> = self.directions.keys().map(ToString::to_string).collect();
+        Err(Error::VectorMismatch(format!("it has no direction at layer {layer} (it has layers {})", layers.join(", "))))
+    }
+
     /// Pretty JSON with sorted keys; the same vector always gives the same bytes.
     pub fn to_json(&self) -> String {
         // Every field is a plain number, string or sorted map: serialisation cannot fail.
