@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-/// Serves `roots` (URL prefix → directory) on 127.0.0.1 until the process ends.
+/// Serves `roots` (URL prefix → directory, the first that has the file wins) on 127.0.0.1 until
+/// the process ends.
 pub fn serve(roots: Vec<(&'static str, PathBuf)>) -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind a port");
     let port = listener.local_addr().expect("local address").port();
@@ -48,12 +49,15 @@ fn respond(mut stream: TcpStream, roots: &[(&str, PathBuf)]) -> std::io::Result<
         }
     }
     let path = request.split_whitespace().nth(1).unwrap_or("/").split(['?', '#']).next().unwrap_or("/").to_string();
+    // The first root whose prefix matches and that has the file (later roots overlay earlier ones
+    // that lack it).
     let file = roots.iter().find_map(|(prefix, dir)| {
         let rest = path.strip_prefix(prefix)?;
         let rest = if rest.is_empty() || rest.ends_with('/') { format!("{rest}index.html") } else { rest.to_string() };
-        (!rest.contains("..")).then(|| dir.join(rest.trim_start_matches('/')))
+        let file = (!rest.contains("..")).then(|| dir.join(rest.trim_start_matches('/')))?;
+        std::fs::read(&file).ok().map(|b| (file, b))
     });
-    match file.and_then(|f| std::fs::read(&f).ok().map(|b| (f, b))) {
+    match file {
         Some((f, body)) => {
             write!(stream, "HTTP/1.1 200 OK\r\nContent-Type: {}\r\nContent-Length: {}\r\nCache-Control: no-cache\r\nConnection: close\r\n\r\n", mime(&f), body.len())?;
             stream.write_all(&body)
@@ -201,6 +205,19 @@ impl Browser {
 
     pub fn count(&self, id: &str) -> usize {
         self.js("return document.querySelectorAll(`[data-testid=\"${arguments[0]}\"]`).length;", json!([id])).as_u64().unwrap_or(0) as usize
+    }
+
+    /// Picks `path` in the file input `[data-testid=id]` (as a visitor choosing a file does).
+    pub fn upload(&self, id: &str, path: &Path) {
+        let element = self.call("POST", &format!("{}/element", self.base), Some(json!({ "using": "css selector", "value": format!("[data-testid=\"{id}\"]") })));
+        let element = element.as_object().and_then(|o| o.values().next()).and_then(Value::as_str).expect("an element id").to_string();
+        let path = path.canonicalize().unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        self.call("POST", &format!("{}/element/{element}/value", self.base), Some(json!({ "text": path.display().to_string() })));
+    }
+
+    /// Runs a Chrome DevTools Protocol command on the page (chromedriver's `goog/cdp/execute`).
+    pub fn cdp(&self, command: &str, params: Value) -> Value {
+        self.call("POST", &format!("{}/goog/cdp/execute", self.base), Some(json!({ "cmd": command, "params": params })))
     }
 
     /// Saves a PNG of the viewport.

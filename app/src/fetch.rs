@@ -109,6 +109,7 @@ pub async fn model_file(
     url: &str,
     name: &str,
     sha256: Option<&str>,
+    recorded_by: &str,
     progress: &mut dyn FnMut(&str, u64, Option<u64>, Option<f64>),
 ) -> Result<Fetched, String> {
     let cache = open_cache(scope).await;
@@ -127,7 +128,7 @@ pub async fn model_file(
     if let Some(want) = sha256 {
         let got = sha256_hex(&bytes);
         if got != want {
-            return Err(format!("{name} from {url} has sha256 {got}, but the catalog records {want}: refusing it"));
+            return Err(format!("{name} from {url} has sha256 {got}, but {recorded_by} records {want}: refusing it"));
         }
     }
     if let Some(cache) = &cache

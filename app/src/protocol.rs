@@ -16,8 +16,15 @@ pub type Job = u32;
 pub enum ModelSource {
     /// A directory URL holding `config.json`, `model.safetensors` and `tokenizer.json`
     /// (an HF repo resolves to `https://huggingface.co/<repo>/resolve/main/`). `sha256` maps file
-    /// names to the digests the catalog records; files it names are checked.
-    Url { base: String, label: String, sha256: Vec<(String, String)> },
+    /// names to recorded digests; files it names are checked. `recorded_by` says who recorded
+    /// them ("the catalog", "the report `…`"), for the messages.
+    Url {
+        base: String,
+        label: String,
+        sha256: Vec<(String, String)>,
+        #[serde(default)]
+        recorded_by: String,
+    },
     /// Files the visitor picked or dropped; they arrive beside the message in this order.
     Files { names: Vec<String> },
 }
@@ -69,6 +76,9 @@ pub struct ModelInfo {
     pub context_length: usize,
     pub weights_sha256: String,
     pub bytes: u64,
+    /// What was checked against recorded digests, e.g. "model.safetensors matches the sha256 the
+    /// catalog records"; `None` when nothing recorded a digest (local files, a bare URL).
+    pub verified: Option<String>,
 }
 
 /// One layer of the residual-stream view.

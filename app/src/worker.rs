@@ -137,12 +137,13 @@ impl Worker {
             }
             Request::Load { job, source } => self.load(job, source, files).await,
             Request::Generate { job, prompt, options, steer } => {
-                let mut hooks = steering_hooks(&steer);
+                let mut hooks = steering_hooks(&self.model()?.info, &steer)?;
                 self.generate(job, 0, &prompt, &options, &mut hooks).await
             }
             Request::Compare { job, prompt, options, steer } => {
+                let mut steered = steering_hooks(&self.model()?.info, std::slice::from_ref(&steer))?;
                 self.generate(job, 0, &prompt, &options, &mut Hooks::new()).await?;
-                self.generate(job, 1, &prompt, &options, &mut steering_hooks(std::slice::from_ref(&steer))).await
+                self.generate(job, 1, &prompt, &options, &mut steered).await
             }
             Request::Inspect { job, prompt } => {
                 let loaded = self.model()?;
@@ -173,6 +174,8 @@ impl Worker {
                     positions: Positions::ALL,
                     normalise: steer.normalise,
                 };
+                steer.vector.check_fits(loaded.info.d_model, loaded.info.n_layers).map_err(errors)?;
+                steer.vector.check_layer(steer.layer).map_err(errors)?;
                 let vector = steer.vector.select_layers(&[steer.layer]);
                 let scope = self.scope.clone();
                 let rows = metrics::evaluate(&loaded.model, &vector, &coefs, &spec, &mut |done, total| {
@@ -225,8 +228,12 @@ impl Worker {
     }
 
     async fn load(&mut self, job: Job, source: ModelSource, files: Vec<web_sys::File>) -> JobResult {
-        let (label, config, weights, tokenizer, from_cache) = match source {
-            ModelSource::Url { base, label, sha256 } => {
+        // The old model goes first: a switch never holds two models' weights at once.
+        self.model = None;
+        let (label, config, weights, tokenizer, from_cache, verified) = match source {
+            ModelSource::Url { base, label, sha256, recorded_by } => {
+                let checked: Vec<&str> = ["config.json", "tokenizer.json", "model.safetensors"].into_iter().filter(|name| sha256.iter().any(|(n, _)| n == name)).collect();
+                let verified = (!checked.is_empty()).then(|| format!("sha256 of {} verified against {recorded_by}", checked.join(", ")));
                 let expected = |name: &str| sha256.iter().find(|(n, _)| n == name).map(|(_, s)| s.clone());
                 let scope = self.scope.clone();
                 let mut progress = |what: &str, done: u64, total: Option<u64>, rate: Option<f64>| {
@@ -234,14 +241,14 @@ impl Worker {
                 };
                 let mut cached = true;
                 let mut get = async |name: &str, progress: &mut dyn FnMut(&str, u64, Option<u64>, Option<f64>)| -> Result<Vec<u8>, Vec<String>> {
-                    let Fetched { bytes, from_cache } = fetch::model_file(&self.scope, &format!("{base}{name}"), name, expected(name).as_deref(), progress).await.map_err(errors)?;
+                    let Fetched { bytes, from_cache } = fetch::model_file(&self.scope, &format!("{base}{name}"), name, expected(name).as_deref(), &recorded_by, progress).await.map_err(errors)?;
                     cached &= from_cache;
                     Ok(bytes)
                 };
                 let config = get("config.json", &mut progress).await?;
                 let tokenizer = get("tokenizer.json", &mut progress).await?;
                 let weights = get("model.safetensors", &mut progress).await?;
-                (label, config, weights, tokenizer, cached)
+                (label, config, weights, tokenizer, cached, verified)
             }
             ModelSource::Files { names } => {
                 let mut by_name = std::collections::HashMap::new();
@@ -252,7 +259,7 @@ impl Worker {
                 let config = take("config.json")?;
                 let weights = take("model.safetensors")?;
                 let tokenizer = take("tokenizer.json")?;
-                ("local files".to_string(), config, weights, tokenizer, false)
+                ("local files".to_string(), config, weights, tokenizer, false, None)
             }
         };
         self.send(&Event::Progress { job, what: "building the model".into(), done: 0, total: None, bytes_per_s: None });
@@ -270,6 +277,7 @@ impl Worker {
             context_length: c.context_length,
             weights_sha256: sha,
             bytes: weights.len() as u64,
+            verified,
         };
         self.model = Some(Loaded { model, info: info.clone() });
         self.send(&Event::Loaded { job, info, from_cache });
@@ -367,11 +375,17 @@ impl Worker {
     }
 }
 
-fn steering_hooks(steer: &[Steer]) -> Hooks {
-    steer
-        .iter()
-        .flat_map(|s| s.vector.select_layers(&[s.layer]).edits(&Application { coef: s.coef, positions: Positions::ALL, normalise: s.normalise, ablate: false, preserve_norm: false }))
-        .fold(Hooks::new(), Hooks::edit)
+/// The hooks that add each vector at its chosen layer; a vector from another model, or one with
+/// no direction at the chosen layer, is an error (steering would silently change nothing).
+fn steering_hooks(model: &ModelInfo, steer: &[Steer]) -> Result<Hooks, Vec<String>> {
+    let mut hooks = Hooks::new();
+    for s in steer {
+        s.vector.check_fits(model.d_model, model.n_layers).map_err(errors)?;
+        s.vector.check_layer(s.layer).map_err(errors)?;
+        let how = Application { coef: s.coef, positions: Positions::ALL, normalise: s.normalise, ablate: false, preserve_norm: false };
+        hooks = s.vector.select_layers(&[s.layer]).edits(&how).into_iter().fold(hooks, Hooks::edit);
+    }
+    Ok(hooks)
 }
 
 /// WebGPU when the browser offers an adapter (and the page allows it), else burn's CPU backend;

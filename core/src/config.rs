@@ -131,6 +131,7 @@ const MAX_DIM: usize = 1 << 16;
 const MAX_VOCAB: usize = 1 << 22;
 const MAX_LAYERS: usize = 1024;
 const MAX_CONTEXT: usize = 1 << 24;
+const MAX_MLP: usize = 1 << 20;
 
 impl ModelConfig {
     /// Parses and validates an HF `config.json`.
@@ -139,7 +140,9 @@ impl ModelConfig {
         struct Probe {
             model_type: Option<String>,
         }
-        let probe: Probe = serde_json::from_slice(bytes).map_err(|e| Error::ConfigNotJson(e.to_string()))?;
+        let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| Error::ConfigNotJson(e.to_string()))?;
+        check_sizes(&value)?;
+        let probe: Probe = serde_json::from_value(value).map_err(|e| Error::ConfigNotJson(e.to_string()))?;
         let model_type = probe.model_type.ok_or(Error::InvalidConfig {
             field: "model_type",
             reason: "is missing".into(),
@@ -180,7 +183,7 @@ impl ModelConfig {
         bounded("num_attention_heads", self.n_heads, MAX_DIM)?;
         bounded("num_key_value_heads", self.n_kv_heads, MAX_DIM)?;
         bounded("head_dim", self.head_dim, MAX_DIM)?;
-        bounded("intermediate_size", self.d_mlp, 1 << 20)?;
+        bounded("intermediate_size", self.d_mlp, MAX_MLP)?;
         bounded("max_position_embeddings", self.context_length, MAX_CONTEXT)?;
         if self.n_heads % self.n_kv_heads != 0 {
             return Err(Error::InvalidConfig {
@@ -223,6 +226,34 @@ fn token_ids(ids: Option<TokenIds>) -> Vec<u32> {
         Some(TokenIds::One(id)) => vec![id],
         Some(TokenIds::Many(ids)) => ids,
     }
+}
+
+/// Bounds the size fields as written, before they become `usize`: on wasm32 a size beyond 2³²
+/// would otherwise fail as "expected usize" without naming the field, natively it names it.
+fn check_sizes(value: &serde_json::Value) -> Result<()> {
+    const SIZES: [(&str, usize); 13] = [
+        ("vocab_size", MAX_VOCAB),
+        ("hidden_size", MAX_DIM),
+        ("n_embd", MAX_DIM),
+        ("num_hidden_layers", MAX_LAYERS),
+        ("n_layer", MAX_LAYERS),
+        ("num_attention_heads", MAX_DIM),
+        ("n_head", MAX_DIM),
+        ("num_key_value_heads", MAX_DIM),
+        ("head_dim", MAX_DIM),
+        ("intermediate_size", MAX_MLP),
+        ("n_inner", MAX_MLP),
+        ("max_position_embeddings", MAX_CONTEXT),
+        ("n_positions", MAX_CONTEXT),
+    ];
+    for (field, max) in SIZES {
+        if let Some(size) = value.get(field).and_then(serde_json::Value::as_u64)
+            && size > max as u64
+        {
+            return Err(Error::InvalidConfig { field, reason: format!("is {size}; expected 1..={max}") });
+        }
+    }
+    Ok(())
 }
 
 /// `rope_scaling` (transformers 4) or `rope_parameters` (transformers 5).
@@ -502,6 +533,13 @@ impl TryFrom<NeoxHfConfig> for ModelConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn absurd_sizes_are_named_before_they_become_usize() {
+        let json = br#"{"model_type":"gpt2","vocab_size":100,"n_embd":32,"n_layer":2,"n_head":4,"n_positions":1000000000000000}"#;
+        let err = ModelConfig::from_hf_json(json).unwrap_err().to_string();
+        assert!(err.contains("`n_positions` is 1000000000000000; expected 1..=16777216"), "{err}");
+    }
 
     #[test]
     fn llama_config_with_gqa_and_explicit_head_dim() {

@@ -96,14 +96,19 @@ fn check_components(value: &serde_json::Value) -> Result<()> {
     use serde_json::Value;
     match value {
         Value::Object(map) => {
-            match map.get("type").and_then(Value::as_str) {
-                Some("Precompiled") => {
-                    serde_json::from_value::<tokenizers::normalizers::Precompiled>(value.clone())
-                        .map_err(|e| Error::Tokenizer(format!("a Precompiled normalizer does not parse: {e}")))?;
-                }
-                Some("TemplateProcessing") => check_template(map)?,
-                Some("BPE") => check_bpe_merges(map)?,
-                _ => {}
+            // By shape, not by `type`: `tokenizers` also accepts components without their tag.
+            let kind = map.get("type").and_then(Value::as_str);
+            if kind == Some("Precompiled") || map.contains_key("precompiled_charsmap") {
+                let mut tagged = map.clone();
+                tagged.insert("type".into(), Value::from("Precompiled"));
+                serde_json::from_value::<tokenizers::normalizers::Precompiled>(Value::Object(tagged))
+                    .map_err(|e| Error::Tokenizer(format!("a Precompiled normalizer does not parse: {e}")))?;
+            }
+            if kind == Some("TemplateProcessing") || (map.contains_key("single") && map.contains_key("special_tokens")) {
+                check_template(map)?;
+            }
+            if map.get("vocab").is_some_and(Value::is_object) && map.get("merges").is_some_and(Value::is_array) {
+                check_bpe_merges(map)?;
             }
             map.values().try_for_each(check_components)
         }
@@ -140,17 +145,28 @@ fn check_bpe_merges(map: &serde_json::Map<String, serde_json::Value>) -> Result<
 }
 
 /// Every `{"SpecialToken": {"id": …}}` of the `single` and `pair` templates is a key of
-/// `special_tokens`.
+/// `special_tokens`, the `single` template reads no second sequence, and each special token has
+/// as many `tokens` as `ids` (`tokenizers` indexes all three unchecked at encode time).
 fn check_template(map: &serde_json::Map<String, serde_json::Value>) -> Result<()> {
-    let defined = map.get("special_tokens").and_then(serde_json::Value::as_object);
+    use serde_json::Value;
+    let defined = map.get("special_tokens").and_then(Value::as_object);
     for template in ["single", "pair"] {
-        let pieces = map.get(template).and_then(serde_json::Value::as_array).map_or(&[][..], Vec::as_slice);
+        let pieces = map.get(template).and_then(Value::as_array).map_or(&[][..], Vec::as_slice);
         for piece in pieces {
-            if let Some(id) = piece.get("SpecialToken").and_then(|t| t.get("id")).and_then(serde_json::Value::as_str)
+            if let Some(id) = piece.get("SpecialToken").and_then(|t| t.get("id")).and_then(Value::as_str)
                 && !defined.is_some_and(|d| d.contains_key(id))
             {
                 return Err(Error::Tokenizer(format!("the {template} template uses special token `{id}`, which `special_tokens` does not define")));
             }
+            if template == "single" && piece.get("Sequence").and_then(|s| s.get("id")).and_then(Value::as_str) == Some("B") {
+                return Err(Error::Tokenizer("the single template reads sequence B, which a single text does not have".into()));
+            }
+        }
+    }
+    for (id, token) in defined.into_iter().flatten() {
+        let count = |field: &str| token.get(field).and_then(Value::as_array).map(Vec::len);
+        if count("ids") != count("tokens") {
+            return Err(Error::Tokenizer(format!("special token `{id}` has {} ids but {} tokens", count("ids").unwrap_or(0), count("tokens").unwrap_or(0))));
         }
     }
     Ok(())
@@ -172,12 +188,21 @@ mod tests {
         let template = br#"{"version":"1.0","post_processor":{"type":"TemplateProcessing","single":[{"SpecialToken":{"id":"<s>","type_id":0}},{"Sequence":{"id":"A","type_id":0}}],"pair":[],"special_tokens":{}},"model":{"type":"BPE","vocab":{},"merges":[]}}"#;
         let err = Tokenizer::from_bytes(template).err().map(|e| e.to_string()).unwrap_or_default();
         assert!(err.contains("special token `<s>`"), "{err}");
+        let second = br#"{"version":"1.0","post_processor":{"type":"TemplateProcessing","single":[{"Sequence":{"id":"B","type_id":0}}],"pair":[],"special_tokens":{}},"model":{"type":"BPE","vocab":{},"merges":[]}}"#;
+        let err = Tokenizer::from_bytes(second).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(err.contains("reads sequence B"), "{err}");
+        let lengths = br#"{"version":"1.0","post_processor":{"type":"TemplateProcessing","single":[],"pair":[],"special_tokens":{"<s>":{"id":"<s>","ids":[1,2],"tokens":["<s>"]}}},"model":{"type":"BPE","vocab":{},"merges":[]}}"#;
+        let err = Tokenizer::from_bytes(lengths).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(err.contains("has 2 ids but 1 tokens"), "{err}");
         let merges = br#"{"version":"1.0","model":{"type":"BPE","continuing_subword_prefix":"@@","vocab":{"a":0,"b":1,"ab":2},"merges":["a b"]}}"#;
         let err = Tokenizer::from_bytes(merges).err().map(|e| e.to_string()).unwrap_or_default();
         assert!(err.contains("does not continue with the prefix"), "{err}");
         let merges = br#"{"version":"1.0","model":{"type":"BPE","vocab":{"a":0,"bc":1},"merges":["a bc"]}}"#;
         let err = Tokenizer::from_bytes(merges).err().map(|e| e.to_string()).unwrap_or_default();
         assert!(err.contains(r#"makes "abc", which is not in the vocabulary"#), "{err}");
+        let untagged = br#"{"version":"1.0","model":{"vocab":{"a":0,"bc":1},"merges":[["a","bc"]]}}"#;
+        let err = Tokenizer::from_bytes(untagged).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(err.contains("which is not in the vocabulary"), "{err}");
         let fine = br#"{"version":"1.0","model":{"type":"BPE","vocab":{"a":0,"b":1,"ab":2},"merges":["a b"]}}"#;
         assert!(Tokenizer::from_bytes(fine).is_ok());
     }

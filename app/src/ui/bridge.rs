@@ -58,7 +58,7 @@ fn spawn() {
     on_message.forget();
     let on_error = Closure::<dyn FnMut(web_sys::Event)>::new(|_| {
         // A panic or an out-of-memory kills the worker's wasm instance: start a fresh one and say so.
-        fail_everything("the model worker stopped (it ran out of memory or crashed); it was restarted, load the model again");
+        fail_everything("the model worker stopped (it ran out of memory or crashed); a fresh one was started: try again to reload the model");
         BRIDGE.with_borrow_mut(|b| {
             if let Some(w) = b.worker.take() {
                 w.terminate();

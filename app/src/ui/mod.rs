@@ -133,6 +133,8 @@ pub struct AppState {
     pub saved: RwSignal<store::Saved>,
     /// A problem with saving (e.g. storage quota), shown with an offer to export.
     pub storage_error: RwSignal<Option<String>>,
+    /// Stored work this version could not read, kept aside and offered as a download.
+    pub unreadable_saved: RwSignal<Option<String>>,
 }
 
 pub fn state() -> AppState {
@@ -153,6 +155,7 @@ pub fn start() {
 #[component]
 fn App() -> impl IntoView {
     let url = store::UrlState::read();
+    let (saved, unreadable) = store::Saved::load();
     let state = AppState {
         backend: RwSignal::new(None),
         model: RwSignal::new(ModelStatus::Loading { what: "starting the worker".into(), done: 0, total: None, bytes_per_s: None }),
@@ -163,14 +166,16 @@ fn App() -> impl IntoView {
         pair_set: RwSignal::new(url.pairs.clone().unwrap_or_else(|| "sentiment".into())),
         layer: RwSignal::new(url.layer.unwrap_or(0)),
         coef: RwSignal::new(url.coef.unwrap_or(0.5)),
-        saved: RwSignal::new(store::Saved::load()),
+        saved: RwSignal::new(saved),
         storage_error: RwSignal::new(None),
+        unreadable_saved: RwSignal::new(unreadable),
     };
     provide_context(state);
     bridge::start(state, url.webgpu);
     models::load_catalog_then_model(state);
     store::mirror_to_url(state);
     store::persist(state);
+    store::follow_other_tabs(state);
 
     let tabs = move || {
         Tab::ALL
@@ -211,16 +216,29 @@ fn App() -> impl IntoView {
 #[component]
 fn StorageWarning() -> impl IntoView {
     let state = state();
-    move || {
+    let failed = move || {
         state.storage_error.get().map(|e| {
             view! {
                 <div class="warning" role="alert" data-testid="storage-error">
                     {format!("Your work could not be saved in this browser: {e}. ")}
-                    <button on:click=move |_| store::export_all(state)>"Export everything as a file"</button>
+                    <button data-testid="storage-export" on:click=move |_| store::export_all(state)>"Export everything as a file"</button>
                 </div>
             }
         })
-    }
+    };
+    let unreadable = move || {
+        state.unreadable_saved.get().map(|text| {
+            view! {
+                <div class="warning" role="alert" data-testid="storage-unreadable">
+                    "The work saved in this browser could not be read (it is damaged, or a newer version wrote it). It was kept aside, untouched: "
+                    <button on:click=move |_| store::download("analog-explorer-unreadable.json", "application/json", text.as_bytes())>"Download it"</button>
+                    " "
+                    <button on:click=move |_| state.unreadable_saved.set(None)>"Dismiss"</button>
+                </div>
+            }
+        })
+    };
+    (failed, unreadable)
 }
 
 /// Bytes as B/kB/MB/GB.

@@ -42,10 +42,11 @@ pub fn load_ref(state: AppState, reference: &str) {
             base: format!("{}{}", base_url(), m.path),
             label: m.id.clone(),
             sha256: m.files.iter().map(|f| (f.name.clone(), f.sha256.clone())).collect(),
+            recorded_by: "the catalog".into(),
         }
     } else {
         match model_url(reference) {
-            Ok(base) => ModelSource::Url { base, label: reference.trim().to_string(), sha256: Vec::new() },
+            Ok(base) => ModelSource::Url { base, label: reference.trim().to_string(), sha256: Vec::new(), recorded_by: String::new() },
             Err(e) => {
                 state.model.set(ModelStatus::Error(e));
                 return;
@@ -56,6 +57,19 @@ pub fn load_ref(state: AppState, reference: &str) {
     load(state, source, Vec::new());
 }
 
+/// Loads the analog a transfer report names from its `url`, refusing weights whose sha256 is not
+/// the one the report records.
+pub fn load_report_analog(state: AppState, base: String, id: &str, weights_sha256: &str, report_id: &str) {
+    let source = ModelSource::Url {
+        base,
+        label: id.to_string(),
+        sha256: vec![("model.safetensors".into(), weights_sha256.to_string())],
+        recorded_by: format!("the report `{report_id}`"),
+    };
+    state.model_ref.set(id.to_string());
+    load(state, source, Vec::new());
+}
+
 /// Local files: `config.json`, `model.safetensors`, `tokenizer.json`.
 pub fn load_files(state: AppState, files: Vec<web_sys::File>) {
     let names = files.iter().map(web_sys::File::name).collect();
@@ -63,7 +77,20 @@ pub fn load_files(state: AppState, files: Vec<web_sys::File>) {
     load(state, ModelSource::Files { names }, files);
 }
 
+thread_local! {
+    /// The last load asked for, for "Try again" after a failure or a worker crash.
+    static LAST_LOAD: std::cell::RefCell<Option<(ModelSource, Vec<web_sys::File>)>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Repeats the last load (after a network error or a restarted worker).
+fn retry(state: AppState) {
+    if let Some((source, files)) = LAST_LOAD.with_borrow(Clone::clone) {
+        load(state, source, files);
+    }
+}
+
 fn load(state: AppState, source: ModelSource, files: Vec<web_sys::File>) {
+    LAST_LOAD.set(Some((source.clone(), files.clone())));
     state.model.set(ModelStatus::Loading { what: "starting".into(), done: 0, total: None, bytes_per_s: None });
     send(
         |job| Request::Load { job, source },
@@ -134,7 +161,7 @@ pub fn ModelPicker() -> impl IntoView {
                 <input type="text" data-testid="model-url" placeholder="HF repo id (owner/name) or https URL of a model folder"
                     prop:value=custom on:input=move |ev| set_custom.set(event_target_value(&ev))
                     on:keydown=move |ev: leptos::ev::KeyboardEvent| if ev.key() == "Enter" { load_ref(state, &custom.get_untracked()) }/>
-                <button on:click=move |_| load_ref(state, &custom.get_untracked())>"Load"</button>
+                <button data-testid="model-load" on:click=move |_| load_ref(state, &custom.get_untracked())>"Load"</button>
                 <label class="file-button">"Local files…"
                     <input type="file" multiple data-testid="model-files" accept=".json,.safetensors"
                         on:change=move |ev| {
@@ -168,18 +195,26 @@ fn Status() -> impl IntoView {
         ModelStatus::Ready { info, from_cache } => {
             let memory = human_bytes(info.n_params as f64 * 4.0);
             let text = format!(
-                "{} · {} · {} parameters · {} layers · d_model {} · context {} · ≈{memory} in memory{}",
+                "{} · {} · {} parameters · {} layers · d_model {} · context {} · ≈{memory} in memory{}{}",
                 info.label,
                 info.architecture,
                 human_params(info.n_params as u64),
                 info.n_layers,
                 info.d_model,
                 info.context_length,
-                if from_cache { " · loaded from this browser's cache" } else { "" }
+                if from_cache { " · loaded from this browser's cache" } else { "" },
+                info.verified.map(|v| format!(" · {v}")).unwrap_or_default(),
             );
             view! { <span>{text}</span> }.into_any()
         }
-        ModelStatus::Error(e) => view! { <span class="error">{e}</span> }.into_any(),
+        ModelStatus::Error(e) => {
+            let can_retry = LAST_LOAD.with_borrow(Option::is_some);
+            view! {
+                <span class="error">{e}</span>
+                {can_retry.then(|| view! { <button data-testid="model-retry" on:click=move |_| retry(state)>"Try again"</button> })}
+            }
+            .into_any()
+        }
     };
     view! {
         <div class="status" data-testid="model-status" data-state=move || state.model.with(|m| m.state()) role="status" aria-live="polite">

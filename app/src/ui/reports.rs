@@ -7,9 +7,10 @@ use serde_json::Value;
 
 use super::bridge::{done, send};
 use super::charts::{LineChart, Series};
+use super::models::load_report_analog;
 use super::store::download;
-use super::{base_url, state};
-use crate::protocol::{Event, Request};
+use super::{ModelStatus, base_url, state};
+use crate::protocol::{Event, Request, model_url};
 
 /// What the view shows.
 #[derive(Debug, Clone, PartialEq)]
@@ -35,7 +36,12 @@ pub fn Reports() -> impl IntoView {
     let shown = RwSignal::new(Shown::Nothing);
     let export_error = RwSignal::new(None::<String>);
 
+    // The report last opened (its URL, and its text when it came from a file), to open it again
+    // once the analog it names is loaded.
+    let opened: RwSignal<Option<(String, Option<String>)>> = RwSignal::new(None);
+    let reopen_when_loaded = RwSignal::new(false);
     let open = move |target: String, body: Option<String>| {
+        opened.set(Some((target.clone(), body.clone())));
         shown.set(Shown::Loading("fetching and validating".into()));
         send(
             |job| Request::Report { job, url: target, text: body },
@@ -60,6 +66,47 @@ pub fn Reports() -> impl IntoView {
                 _ => {}
             },
         );
+    };
+    Effect::new(move |_| match state.model.get() {
+        ModelStatus::Ready { .. } if reopen_when_loaded.get_untracked() => {
+            reopen_when_loaded.set(false);
+            if let Some((target, body)) = opened.get_untracked() {
+                open(target, body);
+            }
+        }
+        ModelStatus::Error(_) => reopen_when_loaded.set(false),
+        _ => {}
+    });
+    // The report's own analog, when it names a URL and is not the loaded model: loaded with the
+    // weights' sha256 checked against the report.
+    let analog_offer = move || {
+        let Shown::Report { report, .. } = shown.get() else { return None };
+        let analog = &report["analog"];
+        let (Some(url), Some(sha)) = (analog["url"].as_str(), analog["weights_sha256"].as_str()) else { return None };
+        let loaded = state.model.with(|m| match m {
+            ModelStatus::Ready { info, .. } => info.weights_sha256 == sha,
+            _ => false,
+        });
+        if loaded {
+            return None;
+        }
+        let base = opened.get().map(|(target, _)| target).unwrap_or_else(base_url);
+        let resolved = web_sys::Url::new_with_base(url, &base).map(|u| u.href()).map_err(|_| format!("the report's analog URL `{url}` is not a URL"));
+        let resolved = resolved.and_then(|u| model_url(&u));
+        let (id, sha, report_id) = (text(&analog["id"]), sha.to_string(), text(&report["id"]));
+        Some(match resolved {
+            Ok(base) => view! {
+                <p class="offer">
+                    <button data-testid="report-load-analog" on:click=move |_| {
+                        reopen_when_loaded.set(true);
+                        load_report_analog(state, base.clone(), &id, &sha, &report_id);
+                    }>{format!("Load the report's analog, {id}")}</button>
+                    " — its weights are checked against the sha256 the report records."
+                </p>
+            }
+            .into_any(),
+            Err(e) => view! { <p class="error" data-testid="report-analog-error">{e}</p> }.into_any(),
+        })
     };
     let open_file = move |ev: leptos::ev::Event| {
         leptos::task::spawn_local(async move {
@@ -142,6 +189,7 @@ pub fn Reports() -> impl IntoView {
                 }.into_any(),
                 Shown::Report { report, comparison, note } => view! { <ReportView report=report comparison=comparison note=note/> }.into_any(),
             }}
+            {analog_offer}
             <h3>"Your own measurements"</h3>
             <p class="hint">"Saved coefficient sweeps become a valid v1 measurement report of the loaded analog, ready to send to the lab."</p>
             <button data-testid="export-report" on:click=export>"Export my measurements as a report"</button>

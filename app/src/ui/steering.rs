@@ -282,7 +282,12 @@ pub fn Studio() -> impl IntoView {
         leptos::task::spawn_local(async move {
             let Some((name, bytes)) = read_picked(&ev).await else { return };
             let parsed = if name.ends_with(".gguf") { analog_core::steering::gguf::import(&bytes) } else { SteeringVector::from_json(&bytes) };
-            match parsed {
+            // A vector from another model is refused now, not at the first generation.
+            let fits = |v: SteeringVector| match state.model.get_untracked() {
+                ModelStatus::Ready { info, .. } => v.check_fits(info.d_model, info.n_layers).map(|()| v),
+                _ => Ok(v),
+            };
+            match parsed.and_then(fits) {
                 Ok(v) => {
                     vector.set(Some(v));
                     sweep.set(Vec::new());
@@ -344,7 +349,7 @@ pub fn Studio() -> impl IntoView {
                         </table>
                         <div class="buttons">
                             <button on:click=move |_| rows.update(|r| r.push(Pair { positive: String::new(), negative: String::new(), label: None }))>"Add a pair"</button>
-                            <label class="file-button">"Import JSONL/CSV…"<input type="file" accept=".jsonl,.json,.csv,.txt" on:change=import_pairs/></label>
+                            <label class="file-button">"Import JSONL/CSV…"<input type="file" data-testid="pairs-file" accept=".jsonl,.json,.csv,.txt" on:change=import_pairs/></label>
                             <input type="text" placeholder="name" aria-label="pair set name" prop:value=save_name on:input=move |ev| save_name.set(event_target_value(&ev))/>
                             <button data-testid="save-pairs" on:click=save_pairs>"Save pair set"</button>
                         </div>
@@ -367,7 +372,7 @@ pub fn Studio() -> impl IntoView {
                     </div>
                     <div class="buttons">
                         <button data-testid="extract" class="primary" disabled=move || !ready() || progress.get().is_some() on:click=move |_| extract()>"Extract"</button>
-                        <label class="file-button">"Import vector (JSON/GGUF)…"<input type="file" accept=".json,.gguf" on:change=import_vector/></label>
+                        <label class="file-button">"Import vector (JSON/GGUF)…"<input type="file" data-testid="vector-file" accept=".json,.gguf" on:change=import_vector/></label>
                     </div>
                     {move || progress.get().map(|p| view! { <div class="progress" data-testid="steer-progress" role="status">{p}</div> })}
                     <div data-testid="vector-status" data-state=move || if vector.with(Option::is_some) { "ready" } else { "none" }>
@@ -491,7 +496,7 @@ fn Saved(vector: RwSignal<Option<SteeringVector>>) -> impl IntoView {
             </ul>
             <div class="buttons">
                 <button on:click=move |_| super::store::export_all(state)>"Export everything"</button>
-                <label class="file-button">"Import…"<input type="file" accept=".json" on:change=import_all/></label>
+                <label class="file-button">"Import…"<input type="file" data-testid="saved-import" accept=".json" on:change=import_all/></label>
             </div>
         </section>
     }

@@ -52,9 +52,23 @@ fn storage() -> Option<web_sys::Storage> {
     web_sys::window()?.local_storage().ok()?
 }
 
+/// Where stored text that could not be read is kept, so that saving again does not destroy it.
+const UNREADABLE_KEY: &str = "analog-explorer/v1.unreadable";
+
 impl Saved {
-    pub fn load() -> Self {
-        storage().and_then(|s| s.get_item(KEY).ok().flatten()).and_then(|text| serde_json::from_str(&text).ok()).unwrap_or_default()
+    /// What this browser holds, and the stored text when it cannot be read (damaged, or written
+    /// by a newer version): that text is copied aside before anything overwrites it.
+    pub fn load() -> (Self, Option<String>) {
+        let Some(text) = storage().and_then(|s| s.get_item(KEY).ok().flatten()) else { return (Self::default(), None) };
+        match serde_json::from_str(&text) {
+            Ok(saved) => (saved, None),
+            Err(_) => {
+                if let Some(s) = storage() {
+                    let _ = s.set_item(UNREADABLE_KEY, &text);
+                }
+                (Self::default(), Some(text))
+            }
+        }
     }
 
     /// Parses an export file, naming what is wrong with it.
@@ -94,6 +108,22 @@ pub fn persist(state: AppState) {
         };
         state.storage_error.set(result.err().map(|e| if e.contains("Quota") { "the browser's storage quota is full".to_string() } else { e }));
     });
+}
+
+/// Follows saves made in other tabs of this site, so that one tab's save does not overwrite
+/// another's work.
+pub fn follow_other_tabs(state: AppState) {
+    let Some(window) = web_sys::window() else { return };
+    let on_storage = wasm_bindgen::closure::Closure::<dyn FnMut(web_sys::StorageEvent)>::new(move |event: web_sys::StorageEvent| {
+        if event.key().as_deref() != Some(KEY) {
+            return;
+        }
+        if let Some(saved) = event.new_value().and_then(|text| serde_json::from_str::<Saved>(&text).ok()) {
+            state.saved.set(saved);
+        }
+    });
+    let _ = window.add_event_listener_with_callback("storage", on_storage.as_ref().unchecked_ref());
+    on_storage.forget();
 }
 
 /// Offers `bytes` as a download named `name`.
