@@ -308,6 +308,15 @@ const WORKER_SPY: &str = "(() => { const Native = window.Worker; if (!Native) re
 
 const SAVED_KEY: &str = "analog-explorer/v1";
 
+/// `whenRunning(test, act)`: runs `act` once, in the same task as the DOM change that makes
+/// `test()` true (a poll from the test could miss a short job entirely).
+const WHEN_RUNNING: &str = "function whenRunning(test, act) { \
+    const observer = new MutationObserver(() => { if (test()) { observer.disconnect(); act(); } }); \
+    observer.observe(document.body, {subtree: true, childList: true, attributes: true, characterData: true}); }";
+
+/// A generation has started streaming.
+const GENERATING: &str = "() => document.querySelector('[data-testid=output]').getAttribute('data-state') === 'running'";
+
 fn saved_counts(browser: &Browser) -> (usize, usize, usize) {
     (browser.count("saved-pairs"), browser.count("saved-vector"), browser.count("saved-result"))
 }
@@ -346,9 +355,9 @@ fn saved_work_survives_reloads_a_worker_crash_and_a_full_quota() {
     let before = stored(&browser);
     assert!(before.contains("my mood") && before.contains("coefficient-sweep"), "{before}");
 
-    // Reload in the middle of an extraction (checked and done in one script: no race).
-    browser.click("extract");
-    browser.wait("the extraction to run", "if (!document.querySelector('[data-testid=steer-progress]')) return false; location.reload(); return true;", json!([]), WORK);
+    // Reload in the middle of an extraction: the reload fires the moment its progress shows.
+    browser.js(&format!("window.__stale = 1; {WHEN_RUNNING} whenRunning(() => document.querySelector('[data-testid=steer-progress]'), () => location.reload()); document.querySelector('[data-testid=extract]').click();"), json!([]));
+    browser.wait("the reload", "return window.__stale === undefined && document.readyState === 'complete'", json!([]), LOAD);
     browser.wait_state("model-status", "ready", LOAD);
     browser.wait("the saved work after a reload", "return document.querySelectorAll('[data-testid=saved-result]').length", json!([]), LOAD);
     assert_eq!(saved_counts(&browser), saved, "after a reload mid-extraction");
@@ -357,13 +366,8 @@ fn saved_work_survives_reloads_a_worker_crash_and_a_full_quota() {
     // Reload in the middle of a generation.
     browser.click("tab-play");
     browser.set_value("max-tokens", "250");
-    browser.click("generate");
-    browser.wait(
-        "the generation to run",
-        "const o = document.querySelector('[data-testid=output]'); if (o.getAttribute('data-state') !== 'running' || o.textContent.length < 20) return false; location.reload(); return true;",
-        json!([]),
-        WORK,
-    );
+    browser.js(&format!("window.__stale = 1; {WHEN_RUNNING} whenRunning({GENERATING}, () => location.reload()); document.querySelector('[data-testid=generate]').click();"), json!([]));
+    browser.wait("the reload", "return window.__stale === undefined && document.readyState === 'complete'", json!([]), LOAD);
     browser.wait_state("model-status", "ready", LOAD);
     browser.click("tab-steer");
     browser.wait("the saved work after a reload", "return document.querySelectorAll('[data-testid=saved-result]').length", json!([]), LOAD);
@@ -376,14 +380,13 @@ fn saved_work_survives_reloads_a_worker_crash_and_a_full_quota() {
     let workers = browser.js("return window.__workers.length", json!([])).as_u64().unwrap_or(0);
     assert!(workers >= 1, "the spy saw no worker");
     browser.set_value("max-tokens", "250");
-    browser.click("generate");
-    browser.wait(
-        "the generation to run",
-        "if (document.querySelector('[data-testid=output]').getAttribute('data-state') !== 'running') return false; \
-         const w = window.__workers[window.__workers.length - 1]; w.terminate(); \
-         w.dispatchEvent(new ErrorEvent('error', {message: 'RuntimeError: unreachable'})); return true;",
+    browser.js(
+        &format!(
+            "{WHEN_RUNNING} whenRunning({GENERATING}, () => {{ const w = window.__workers[window.__workers.length - 1]; w.terminate(); \
+             w.dispatchEvent(new ErrorEvent('error', {{message: 'RuntimeError: unreachable'}})); }}); \
+             document.querySelector('[data-testid=generate]').click();"
+        ),
         json!([]),
-        WORK,
     );
     browser.wait_state("model-status", "error", LOAD);
     let status = browser.text("model-status");

@@ -139,3 +139,23 @@ fn malformed_q8_0_files_are_refused_with_the_tensor_named() {
         assert!(err.contains("NaN or infinite"), "{backend}: {err}");
     }
 }
+
+/// The footprint read from the headers is what the tensors take as f32, whatever the stored
+/// format: the same for the f32 original, its f16 and its q8_0 copies.
+#[test]
+fn the_f32_footprint_is_read_from_the_headers() {
+    for name in FIXTURES {
+        let dir = fixture_dir(name);
+        let weights = DirWeights::read(&dir);
+        let original = analog_core::weights::footprint(&weights.files()).unwrap();
+        let model = load_dir(&dir, &device::cpu()).unwrap();
+        let c = model.config();
+        assert_eq!(original.largest_bytes, (c.vocab_size * c.d_model * 4) as u64, "{name}: the largest tensor is an embedding ({})", original.largest);
+        // Tied embeddings are stored once and counted once; untied ones twice.
+        assert!(original.total_bytes >= model.model.n_params as u64 * 4 - original.largest_bytes, "{name}: {original:?}");
+        for format in [WeightFormat::F16, WeightFormat::Q8_0] {
+            let small = convert(&weights.files(), format).unwrap();
+            assert_eq!(analog_core::weights::footprint(&WeightFiles::Single(&small)).unwrap(), original, "{name} as {format:?}");
+        }
+    }
+}

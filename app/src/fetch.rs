@@ -101,6 +101,9 @@ async fn open_cache(scope: &DedicatedWorkerGlobalScope) -> Option<Cache> {
     JsFuture::from(caches.open(CACHE)).await.ok().map(JsCast::unchecked_into)
 }
 
+/// Download progress: what, bytes done, bytes in all (when known), bytes per second.
+pub type Progress<'a> = dyn FnMut(&str, u64, Option<u64>, Option<f64>) + 'a;
+
 /// A model file: from Cache Storage when present (and still matching `sha256`), otherwise
 /// downloaded with progress, checked and cached. Cache failures (quota, private mode) only cost
 /// the next visit a download.
@@ -110,7 +113,7 @@ pub async fn model_file(
     name: &str,
     sha256: Option<&str>,
     recorded_by: &str,
-    progress: &mut dyn FnMut(&str, u64, Option<u64>, Option<f64>),
+    progress: &mut Progress<'_>,
 ) -> Result<Fetched, String> {
     let cache = open_cache(scope).await;
     if let Some(cache) = &cache

@@ -10,6 +10,7 @@ use analog_core::device::BackendKind;
 use analog_core::report::{self, InterventionInputs};
 use analog_core::steering::metrics::{self, EvalSpec};
 use analog_core::steering::{Application, PairSet, VectorModel};
+use analog_core::weights::Footprint;
 use analog_core::{Decoder, Device, GenerateOptions, Hooks, Positions, TextModel, WeightFiles, device};
 use futures::StreamExt;
 use futures::channel::mpsc;
@@ -29,7 +30,12 @@ struct Loaded {
 
 struct Worker {
     scope: DedicatedWorkerGlobalScope,
+    /// The device the loaded model runs on, and its kind (the badge).
     device: Device,
+    backend: BackendKind,
+    /// The WebGPU device, when the browser offers one, and the largest buffer it allows: a model
+    /// with a larger tensor runs on the CPU instead.
+    gpu: Option<(Device, u64)>,
     model: Option<Loaded>,
     cancelled: Rc<RefCell<HashSet<Job>>>,
 }
@@ -69,7 +75,7 @@ pub fn start() {
     on_message.forget();
     post(&scope, &Event::Started);
     wasm_bindgen_futures::spawn_local(async move {
-        let mut worker = Worker { scope, device: device::cpu(), model: None, cancelled };
+        let mut worker = Worker { scope, device: device::cpu(), backend: BackendKind::Cpu, gpu: None, model: None, cancelled };
         while let Some((request, files)) = rx.next().await {
             let job = request_job(&request);
             if let Err(errors) = worker.handle(request, files).await {
@@ -131,7 +137,12 @@ impl Worker {
         match request {
             Request::Init { webgpu } => {
                 let (device, backend, reason) = choose_backend(&self.scope, webgpu).await;
+                if backend == BackendKind::Wgpu {
+                    let limit = gpu_buffer_limit(&self.scope).await.unwrap_or(u64::MAX);
+                    self.gpu = Some((device.clone(), limit));
+                }
                 self.device = device;
+                self.backend = backend;
                 self.send(&Event::Ready { backend, reason });
                 Ok(())
             }
@@ -240,7 +251,7 @@ impl Worker {
                     post(&scope, &Event::Progress { job, what: what.to_string(), done, total, bytes_per_s: rate })
                 };
                 let mut cached = true;
-                let mut get = async |name: &str, progress: &mut dyn FnMut(&str, u64, Option<u64>, Option<f64>)| -> Result<Vec<u8>, Vec<String>> {
+                let mut get = async |name: &str, progress: &mut fetch::Progress<'_>| -> Result<Vec<u8>, Vec<String>> {
                     let Fetched { bytes, from_cache } = fetch::model_file(&self.scope, &format!("{base}{name}"), name, expected(name).as_deref(), &recorded_by, progress).await.map_err(errors)?;
                     cached &= from_cache;
                     Ok(bytes)
@@ -265,6 +276,8 @@ impl Worker {
         self.send(&Event::Progress { job, what: "building the model".into(), done: 0, total: None, bytes_per_s: None });
         yield_now(&self.scope).await;
         let sha = report::sha256_hex(&weights);
+        let footprint = analog_core::weights::footprint(&WeightFiles::Single(&weights)).map_err(errors)?;
+        self.place(&footprint, weights.len() as u64)?;
         let model = TextModel::from_bytes(&config, &WeightFiles::Single(&weights), &tokenizer, &self.device).map_err(errors)?;
         let c = model.config();
         let info = ModelInfo {
@@ -281,6 +294,36 @@ impl Worker {
         };
         self.model = Some(Loaded { model, info: info.clone() });
         self.send(&Event::Loaded { job, info, from_cache });
+        Ok(())
+    }
+
+    /// Picks the device for a model of this footprint: WebGPU when every tensor fits its largest
+    /// buffer, else the CPU (the badge says why), and refuses what the CPU cannot hold in a wasm32
+    /// memory.
+    fn place(&mut self, footprint: &Footprint, file_bytes: u64) -> JobResult {
+        let (device, backend, reason) = match &self.gpu {
+            Some((gpu, limit)) if footprint.largest_bytes <= *limit => (gpu.clone(), BackendKind::Wgpu, "WebGPU adapter found".to_string()),
+            Some((_, limit)) => (
+                device::cpu(),
+                BackendKind::Cpu,
+                format!("`{}` needs {} MB as f32, over this GPU's largest buffer ({} MB): this model runs on the CPU", footprint.largest, footprint.largest_bytes >> 20, limit >> 20),
+            ),
+            None => (self.device.clone(), self.backend, String::new()),
+        };
+        if backend == BackendKind::Cpu && footprint.total_bytes.saturating_add(file_bytes) > WASM_MEMORY_BUDGET {
+            return Err(errors(format!(
+                "this model needs {} MB as f32 plus its {} MB file while loading, more than the {} MB a browser tab's WebAssembly memory can hold{}; pick a smaller model",
+                footprint.total_bytes >> 20,
+                file_bytes >> 20,
+                WASM_MEMORY_BUDGET >> 20,
+                if self.gpu.is_some() { "" } else { " (WebGPU would hold the weights outside it)" },
+            )));
+        }
+        if self.gpu.is_some() && backend != self.backend {
+            self.send(&Event::Ready { backend, reason });
+        }
+        self.device = device;
+        self.backend = backend;
         Ok(())
     }
 
@@ -386,6 +429,22 @@ fn steering_hooks(model: &ModelInfo, steer: &[Steer]) -> Result<Hooks, Vec<Strin
         hooks = s.vector.select_layers(&[s.layer]).edits(&how).into_iter().fold(hooks, Hooks::edit);
     }
     Ok(hooks)
+}
+
+/// What the CPU backend may hold in a wasm32 memory (4 GiB addressable, less the program, the
+/// tokenizer and the activations).
+const WASM_MEMORY_BUDGET: u64 = 3 << 30;
+
+/// The largest buffer WebGPU allows a kernel to read (`maxStorageBufferBindingSize`, bounded by
+/// `maxBufferSize`): burn asks for the adapter's own limits, so those are the ones that apply.
+async fn gpu_buffer_limit(scope: &DedicatedWorkerGlobalScope) -> Option<u64> {
+    let gpu = js_sys::Reflect::get(&scope.navigator(), &JsValue::from_str("gpu")).ok()?;
+    let request: js_sys::Function = js_sys::Reflect::get(&gpu, &JsValue::from_str("requestAdapter")).ok()?.dyn_into().ok()?;
+    let promise: js_sys::Promise = request.call0(&gpu).ok()?.dyn_into().ok()?;
+    let adapter = wasm_bindgen_futures::JsFuture::from(promise).await.ok()?;
+    let limits = js_sys::Reflect::get(&adapter, &JsValue::from_str("limits")).ok()?;
+    let limit = |name: &str| js_sys::Reflect::get(&limits, &JsValue::from_str(name)).ok()?.as_f64();
+    Some(limit("maxStorageBufferBindingSize")?.min(limit("maxBufferSize")?) as u64)
 }
 
 /// WebGPU when the browser offers an adapter (and the page allows it), else burn's CPU backend;

@@ -185,7 +185,7 @@ impl ModelConfig {
         bounded("head_dim", self.head_dim, MAX_DIM)?;
         bounded("intermediate_size", self.d_mlp, MAX_MLP)?;
         bounded("max_position_embeddings", self.context_length, MAX_CONTEXT)?;
-        if self.n_heads % self.n_kv_heads != 0 {
+        if !self.n_heads.is_multiple_of(self.n_kv_heads) {
             return Err(Error::InvalidConfig {
                 field: "num_key_value_heads",
                 reason: format!("({}) must divide num_attention_heads ({})", self.n_kv_heads, self.n_heads),
@@ -380,7 +380,7 @@ impl LlamaHfConfig {
 }
 
 fn exact_head_dim(hidden: usize, heads: usize) -> Result<usize> {
-    if heads == 0 || hidden % heads != 0 {
+    if heads == 0 || !hidden.is_multiple_of(heads) {
         return Err(Error::InvalidConfig {
             field: "num_attention_heads",
             reason: format!("({heads}) must divide hidden_size ({hidden}) when head_dim is not given"),

@@ -27,6 +27,31 @@ pub(crate) struct TensorTable<'a> {
     q8_scales: BTreeMap<String, TensorView<'a>>,
 }
 
+/// What a checkpoint's tensors take once they are f32 (as the CPU holds them, and as the largest
+/// GPU buffer must): read from the headers alone, before any tensor is converted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Footprint {
+    /// The largest tensor's name and its f32 bytes.
+    pub largest: String,
+    pub largest_bytes: u64,
+    /// All tensors together, as f32 (q8_0 scales excluded: they vanish when dequantised).
+    pub total_bytes: u64,
+}
+
+/// The checkpoint's [`Footprint`]; fails like loading would on a malformed file.
+pub fn footprint(files: &WeightFiles<'_>) -> Result<Footprint> {
+    let table = TensorTable::parse(files)?;
+    let mut out = Footprint { largest: String::new(), largest_bytes: 0, total_bytes: 0 };
+    for (name, shape) in table.names() {
+        let bytes = shape.0.iter().fold(4u64, |acc, &d| acc.saturating_mul(d as u64));
+        out.total_bytes = out.total_bytes.saturating_add(bytes);
+        if bytes > out.largest_bytes {
+            out = Footprint { largest: name.to_string(), largest_bytes: bytes, ..out };
+        }
+    }
+    Ok(out)
+}
+
 #[derive(Deserialize)]
 struct ShardIndex {
     weight_map: BTreeMap<String, String>,

@@ -43,10 +43,10 @@ fn locked_wasm_bindgen() -> Result<String> {
     let lock = std::fs::read_to_string(root().join("Cargo.lock")).context("Cargo.lock")?;
     let mut lines = lock.lines();
     while let Some(line) = lines.next() {
-        if line == r#"name = "wasm-bindgen""# {
-            if let Some(v) = lines.next().and_then(|l| l.strip_prefix("version = \"")).and_then(|v| v.strip_suffix('"')) {
-                return Ok(v.to_string());
-            }
+        if line == r#"name = "wasm-bindgen""#
+            && let Some(v) = lines.next().and_then(|l| l.strip_prefix("version = \"")).and_then(|v| v.strip_suffix('"'))
+        {
+            return Ok(v.to_string());
         }
     }
     bail!("Cargo.lock pins no wasm-bindgen")
@@ -58,11 +58,11 @@ fn tools() -> Result<()> {
         run(Command::new("rustup").args(["target", "add", "wasm32-unknown-unknown"]))?;
     }
     let want = locked_wasm_bindgen()?;
-    if !output("wasm-bindgen", &["--version"]).is_some_and(|v| v.split_whitespace().nth(1) == Some(want.as_str())) {
+    if output("wasm-bindgen", &["--version"]).is_none_or(|v| v.split_whitespace().nth(1) != Some(want.as_str())) {
         // Without --locked: the CLI's own lockfile names a crate version the registry lacks.
         run(cargo().args(["install", "wasm-bindgen-cli", "--version", &want, "--force"]))?;
     }
-    if !output("trunk", &["--version"]).is_some_and(|v| v.split_whitespace().nth(1) == Some(TRUNK_VERSION)) {
+    if output("trunk", &["--version"]).is_none_or(|v| v.split_whitespace().nth(1) != Some(TRUNK_VERSION)) {
         run(cargo().args(["install", "trunk", "--version", TRUNK_VERSION, "--locked", "--force"]))?;
     }
     if output("wasm-opt", &["--version"]).is_none() {

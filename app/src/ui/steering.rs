@@ -91,7 +91,11 @@ pub fn Studio() -> impl IntoView {
             rows.set(vec![Pair { positive: String::new(), negative: String::new(), label: None }]);
             return;
         }
-        let Some(d) = datasets.get_untracked().into_iter().find(|d| d.id == id) else { return };
+        // A set the URL names but this browser no longer has (deleted, another browser): the first
+        // built-in one instead of an empty table.
+        let list = datasets.get_untracked();
+        let Some(d) = list.iter().find(|d| d.id == id).or(list.first()).cloned() else { return };
+        state.pair_set.set(d.id.clone());
         target.set(d.target_tokens.first().cloned().unwrap_or_default());
         counter.set(d.counter_tokens.first().cloned().unwrap_or_default());
         lexicon.set(d.lexicon.join(", "));

@@ -58,7 +58,7 @@ fn put_kv(out: &mut Vec<u8>, key: &str, value: &Value) {
 }
 
 fn pad(out: &mut Vec<u8>) {
-    while out.len() % ALIGNMENT != 0 {
+    while !out.len().is_multiple_of(ALIGNMENT) {
         out.push(0);
     }
 }
