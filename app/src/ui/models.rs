@@ -66,8 +66,16 @@ pub fn load_report_analog(state: AppState, base: String, id: &str, weights_sha25
         sha256: vec![("model.safetensors".into(), weights_sha256.to_string())],
         recorded_by: format!("the report `{report_id}`"),
     };
-    state.model_ref.set(id.to_string());
+    // The URL it came from, so that a shared link loads the same files.
+    state.model_ref.set(base_url_of(&source));
     load(state, source, Vec::new());
+}
+
+fn base_url_of(source: &ModelSource) -> String {
+    match source {
+        ModelSource::Url { base, .. } => base.clone(),
+        ModelSource::Files { .. } => String::new(),
+    }
 }
 
 /// Local files: `config.json`, `model.safetensors`, `tokenizer.json`.
@@ -120,6 +128,9 @@ pub fn ModelPicker() -> impl IntoView {
     let (dragging, set_dragging) = signal(false);
     let options = move || {
         let catalog = state.catalog.get().unwrap_or_default();
+        // A model loaded by URL or from files is not in the list: shown as itself, not as a blank.
+        let current = state.model_ref.get();
+        let listed = catalog.models.iter().any(|m| m.id == current) || catalog.hub.iter().any(|h| h.repo == current);
         let own = catalog.models.into_iter().map(|m| {
             let label = format!("{} · {} · {} ({})", m.id, human_params(m.n_params), human_bytes(m.bytes as f64), m.note);
             view! { <option value=m.id.clone()>{label}</option> }
@@ -128,7 +139,12 @@ pub fn ModelPicker() -> impl IntoView {
             let label = format!("{} · {} {} · {}", h.repo, human_params(h.n_params), h.family, h.note);
             view! { <option value=h.repo.clone()>{label}</option> }
         });
-        own.chain(hub).collect_view()
+        let from_files = LAST_LOAD.with_borrow(|last| matches!(last, Some((ModelSource::Files { .. }, _))));
+        let other = (!listed && (!current.is_empty() || from_files)).then(|| {
+            let label = if current.is_empty() { "local files".to_string() } else { current.clone() };
+            view! { <option value=current.clone()>{label}</option> }
+        });
+        (own.chain(hub).collect_view(), other)
     };
     let on_files = move |files: Option<web_sys::FileList>| {
         let Some(list) = files else { return };
