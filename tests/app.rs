@@ -462,6 +462,9 @@ fn a_reports_analog_loads_only_with_the_weights_it_names() {
     // A report recording other weights: the download is refused.
     browser.set_value("report-url", &format!("{base}/under-test/bad.json"));
     browser.click("report-load");
+    browser.wait("the offer to load the report's analog", "return document.querySelector('[data-testid=report-load-analog]')", json!([]), LOAD);
+    browser.js("document.querySelector('[data-testid=report-view]').scrollIntoView({block: 'start'})", json!([]));
+    browser.screenshot(&shots().join("report-analog-offer.png"));
     browser.click("report-load-analog");
     browser.wait_state("model-status", "error", LOAD);
     let status = browser.text("model-status");
