@@ -239,8 +239,6 @@ impl Worker {
     }
 
     async fn load(&mut self, job: Job, source: ModelSource, files: Vec<web_sys::File>) -> JobResult {
-        // The old model goes first: a switch never holds two models' weights at once.
-        self.model = None;
         let (label, config, weights, tokenizer, from_cache, verified) = match source {
             ModelSource::Url { base, label, sha256, recorded_by } => {
                 let checked: Vec<&str> = ["config.json", "tokenizer.json", "model.safetensors"].into_iter().filter(|name| sha256.iter().any(|(n, _)| n == name)).collect();
@@ -275,6 +273,9 @@ impl Worker {
         };
         self.send(&Event::Progress { job, what: "building the model".into(), done: 0, total: None, bytes_per_s: None });
         yield_now(&self.scope).await;
+        // The new files are in (a typo or a network error has left the old model usable); the old
+        // model goes before the new one is built, so a switch never holds two models' tensors.
+        self.model = None;
         let sha = report::sha256_hex(&weights);
         let footprint = analog_core::weights::footprint(&WeightFiles::Single(&weights)).map_err(errors)?;
         self.place(&footprint, weights.len() as u64)?;
