@@ -431,6 +431,12 @@ fn saved_work_survives_reloads_a_worker_crash_and_a_full_quota() {
     browser.wait("the unreadable-data warning", "return document.querySelector('[data-testid=storage-unreadable]')", json!([]), LOAD);
     let kept = browser.js("return localStorage.getItem(arguments[0] + '.unreadable')", json!([SAVED_KEY]));
     assert_eq!(kept.as_str(), Some("{\"format\": \"from the future\", "), "the unreadable data was not kept aside");
+    // Saving over the damaged entry does not lose it: the next visit offers it again.
+    browser.click("tab-steer");
+    browser.wait_state("model-status", "ready", LOAD);
+    browser.js("window.__stale = 1; location.reload()", json!([]));
+    browser.wait("the reload", "return window.__stale === undefined && document.readyState === 'complete'", json!([]), LOAD);
+    browser.wait("the unreadable-data warning again", "return document.querySelector('[data-testid=storage-unreadable]')", json!([]), LOAD);
     browser.screenshot(&shots().join("storage-unreadable.png"));
 }
 

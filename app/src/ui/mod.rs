@@ -233,7 +233,10 @@ fn StorageWarning() -> impl IntoView {
                     "The work saved in this browser could not be read (it is damaged, or a newer version wrote it). It was kept aside, untouched: "
                     <button on:click=move |_| store::download("analog-explorer-unreadable.json", "application/json", text.as_bytes())>"Download it"</button>
                     " "
-                    <button on:click=move |_| state.unreadable_saved.set(None)>"Dismiss"</button>
+                    <button on:click=move |_| {
+                        store::Saved::discard_unreadable();
+                        state.unreadable_saved.set(None);
+                    }>"Discard it"</button>
                 </div>
             }
         })

@@ -56,18 +56,28 @@ fn storage() -> Option<web_sys::Storage> {
 const UNREADABLE_KEY: &str = "analog-explorer/v1.unreadable";
 
 impl Saved {
-    /// What this browser holds, and the stored text when it cannot be read (damaged, or written
-    /// by a newer version): that text is copied aside before anything overwrites it.
+    /// What this browser holds, and stored text that cannot be read (damaged, or written by a
+    /// newer version): that text is copied aside before anything overwrites it, and offered on
+    /// every visit until the visitor discards it.
     pub fn load() -> (Self, Option<String>) {
-        let Some(text) = storage().and_then(|s| s.get_item(KEY).ok().flatten()) else { return (Self::default(), None) };
+        let store = storage();
+        let kept_aside = || store.as_ref().and_then(|s| s.get_item(UNREADABLE_KEY).ok().flatten());
+        let Some(text) = store.as_ref().and_then(|s| s.get_item(KEY).ok().flatten()) else { return (Self::default(), kept_aside()) };
         match serde_json::from_str(&text) {
-            Ok(saved) => (saved, None),
+            Ok(saved) => (saved, kept_aside()),
             Err(_) => {
-                if let Some(s) = storage() {
+                if let Some(s) = &store {
                     let _ = s.set_item(UNREADABLE_KEY, &text);
                 }
                 (Self::default(), Some(text))
             }
+        }
+    }
+
+    /// Forgets the unreadable text kept aside (the visitor chose to discard it).
+    pub fn discard_unreadable() {
+        if let Some(s) = storage() {
+            let _ = s.remove_item(UNREADABLE_KEY);
         }
     }
 
