@@ -321,6 +321,13 @@ fn saved_counts(browser: &Browser) -> (usize, usize, usize) {
     (browser.count("saved-pairs"), browser.count("saved-vector"), browser.count("saved-result"))
 }
 
+/// Runs `script`, which reloads the page (at once or when some job starts), and waits for the
+/// new page: a marker set on the old one must be gone.
+fn reload_after(browser: &Browser, script: &str) {
+    browser.js(&format!("window.__stale = 1; {script}"), json!([]));
+    browser.wait("the reload", "return window.__stale === undefined && document.readyState === 'complete'", json!([]), LOAD);
+}
+
 fn stored(browser: &Browser) -> String {
     browser.js("return localStorage.getItem(arguments[0])", json!([SAVED_KEY])).as_str().unwrap_or_default().to_string()
 }
@@ -343,7 +350,7 @@ fn saved_work_survives_reloads_a_worker_crash_and_a_full_quota() {
     browser.wait("the built-in pair sets", "return document.querySelector('[data-testid=pairs-select]').options.length >= 4", json!([]), LOAD);
     browser.set_value("pairs-select", "story-mood");
     browser.wait("the mood pairs", "return parseInt(document.querySelector('details.pairs summary').textContent) > 4", json!([]), LOAD);
-    browser.js("const e = document.querySelector('[aria-label=\"pair set name\"]'); e.value = 'my mood'; e.dispatchEvent(new Event('input', {bubbles: true}));", json!([]));
+    browser.set_value("pairs-name", "my mood");
     browser.click("save-pairs");
     browser.click("extract");
     browser.wait_state("vector-status", "ready", WORK);
@@ -356,8 +363,7 @@ fn saved_work_survives_reloads_a_worker_crash_and_a_full_quota() {
     assert!(before.contains("my mood") && before.contains("coefficient-sweep"), "{before}");
 
     // Reload in the middle of an extraction: the reload fires the moment its progress shows.
-    browser.js(&format!("window.__stale = 1; {WHEN_RUNNING} whenRunning(() => document.querySelector('[data-testid=steer-progress]'), () => location.reload()); document.querySelector('[data-testid=extract]').click();"), json!([]));
-    browser.wait("the reload", "return window.__stale === undefined && document.readyState === 'complete'", json!([]), LOAD);
+    reload_after(&browser, &format!("{WHEN_RUNNING} whenRunning(() => document.querySelector('[data-testid=steer-progress]'), () => location.reload()); document.querySelector('[data-testid=extract]').click();"));
     browser.wait_state("model-status", "ready", LOAD);
     browser.wait("the saved work after a reload", "return document.querySelectorAll('[data-testid=saved-result]').length", json!([]), LOAD);
     assert_eq!(saved_counts(&browser), saved, "after a reload mid-extraction");
@@ -366,8 +372,7 @@ fn saved_work_survives_reloads_a_worker_crash_and_a_full_quota() {
     // Reload in the middle of a generation.
     browser.click("tab-play");
     browser.set_value("max-tokens", "250");
-    browser.js(&format!("window.__stale = 1; {WHEN_RUNNING} whenRunning({GENERATING}, () => location.reload()); document.querySelector('[data-testid=generate]').click();"), json!([]));
-    browser.wait("the reload", "return window.__stale === undefined && document.readyState === 'complete'", json!([]), LOAD);
+    reload_after(&browser, &format!("{WHEN_RUNNING} whenRunning({GENERATING}, () => location.reload()); document.querySelector('[data-testid=generate]').click();"));
     browser.wait_state("model-status", "ready", LOAD);
     browser.click("tab-steer");
     browser.wait("the saved work after a reload", "return document.querySelectorAll('[data-testid=saved-result]').length", json!([]), LOAD);
@@ -410,7 +415,7 @@ fn saved_work_survives_reloads_a_worker_crash_and_a_full_quota() {
          URL.createObjectURL = (blob) => { blob.text().then(t => { window.__exported = t; }); return create(blob); };",
         json!([]),
     );
-    browser.js("const e = document.querySelector('[aria-label=\"pair set name\"]'); e.value = 'made while full'; e.dispatchEvent(new Event('input', {bubbles: true}));", json!([]));
+    browser.set_value("pairs-name", "made while full");
     browser.click("save-pairs");
     browser.wait("the storage error", "return document.querySelector('[data-testid=storage-error]')", json!([]), LOAD);
     assert!(browser.text("storage-error").contains("quota"), "{}", browser.text("storage-error"));
@@ -419,7 +424,7 @@ fn saved_work_survives_reloads_a_worker_crash_and_a_full_quota() {
     let exported = exported.as_str().unwrap_or_default();
     assert!(exported.contains("made while full") && exported.contains("my mood") && exported.contains("coefficient-sweep"), "export: {exported}");
     browser.js("Storage.prototype.setItem = window.__setItem;", json!([]));
-    browser.js("const e = document.querySelector('[aria-label=\"pair set name\"]'); e.value = 'after the quota'; e.dispatchEvent(new Event('input', {bubbles: true}));", json!([]));
+    browser.set_value("pairs-name", "after the quota");
     browser.click("save-pairs");
     browser.wait("the storage error to clear", "return !document.querySelector('[data-testid=storage-error]')", json!([]), LOAD);
     let after = stored(&browser);
@@ -434,8 +439,7 @@ fn saved_work_survives_reloads_a_worker_crash_and_a_full_quota() {
     // Saving over the damaged entry does not lose it: the next visit offers it again.
     browser.click("tab-steer");
     browser.wait_state("model-status", "ready", LOAD);
-    browser.js("window.__stale = 1; location.reload()", json!([]));
-    browser.wait("the reload", "return window.__stale === undefined && document.readyState === 'complete'", json!([]), LOAD);
+    reload_after(&browser, "location.reload()");
     browser.wait("the unreadable-data warning again", "return document.querySelector('[data-testid=storage-unreadable]')", json!([]), LOAD);
     browser.screenshot(&shots().join("storage-unreadable.png"));
 }

@@ -9,7 +9,7 @@ use std::rc::Rc;
 use analog_core::device::BackendKind;
 use analog_core::report::{self, InterventionInputs};
 use analog_core::steering::metrics::{self, EvalSpec};
-use analog_core::steering::{Application, PairSet, VectorModel};
+use analog_core::steering::{Application, PairSet, SteeringVector, VectorModel};
 use analog_core::weights::Footprint;
 use analog_core::{Decoder, Device, GenerateOptions, Hooks, Positions, TextModel, WeightFiles, device};
 use futures::StreamExt;
@@ -185,9 +185,7 @@ impl Worker {
                     positions: Positions::ALL,
                     normalise: steer.normalise,
                 };
-                steer.vector.check_fits(loaded.info.d_model, loaded.info.n_layers).map_err(errors)?;
-                steer.vector.check_layer(steer.layer).map_err(errors)?;
-                let vector = steer.vector.select_layers(&[steer.layer]);
+                let vector = chosen_layer(&loaded.info, &steer)?;
                 let scope = self.scope.clone();
                 let rows = metrics::evaluate(&loaded.model, &vector, &coefs, &spec, &mut |done, total| {
                     post(&scope, &Event::Progress { job, what: "measuring coefficients".into(), done: done as u64, total: Some(total as u64), bytes_per_s: None })
@@ -303,7 +301,7 @@ impl Worker {
     /// memory.
     fn place(&mut self, footprint: &Footprint, file_bytes: u64) -> JobResult {
         let (device, backend, reason) = match &self.gpu {
-            Some((gpu, limit)) if footprint.largest_bytes <= *limit => (gpu.clone(), BackendKind::Wgpu, "WebGPU adapter found".to_string()),
+            Some((gpu, limit)) if footprint.largest_bytes <= *limit => (gpu.clone(), BackendKind::Wgpu, WEBGPU_FOUND.to_string()),
             Some((_, limit)) => (
                 device::cpu(),
                 BackendKind::Cpu,
@@ -419,18 +417,26 @@ impl Worker {
     }
 }
 
-/// The hooks that add each vector at its chosen layer; a vector from another model, or one with
-/// no direction at the chosen layer, is an error (steering would silently change nothing).
+/// The vector's direction at the layer chosen to steer at; a vector from another model, or one
+/// with no direction at that layer, is an error (steering would silently change nothing).
+fn chosen_layer(model: &ModelInfo, steer: &Steer) -> Result<SteeringVector, Vec<String>> {
+    steer.vector.check_fits(model.d_model, model.n_layers).map_err(errors)?;
+    steer.vector.check_layer(steer.layer).map_err(errors)?;
+    Ok(steer.vector.select_layers(&[steer.layer]))
+}
+
+/// The hooks that add each vector at its chosen layer.
 fn steering_hooks(model: &ModelInfo, steer: &[Steer]) -> Result<Hooks, Vec<String>> {
     let mut hooks = Hooks::new();
     for s in steer {
-        s.vector.check_fits(model.d_model, model.n_layers).map_err(errors)?;
-        s.vector.check_layer(s.layer).map_err(errors)?;
         let how = Application { coef: s.coef, positions: Positions::ALL, normalise: s.normalise, ablate: false, preserve_norm: false };
-        hooks = s.vector.select_layers(&[s.layer]).edits(&how).into_iter().fold(hooks, Hooks::edit);
+        hooks = chosen_layer(model, s)?.edits(&how).into_iter().fold(hooks, Hooks::edit);
     }
     Ok(hooks)
 }
+
+/// The badge's reason when the model runs on WebGPU.
+const WEBGPU_FOUND: &str = "WebGPU adapter found";
 
 /// What the CPU backend may hold in a wasm32 memory (4 GiB addressable, less the program, the
 /// tokenizer and the activations).
@@ -459,7 +465,7 @@ async fn choose_backend(scope: &DedicatedWorkerGlobalScope, allow: bool) -> (Dev
         return (device::cpu(), BackendKind::Cpu, "this browser has no WebGPU".into());
     }
     match device::wgpu_async().await {
-        Ok(device) => (device, BackendKind::Wgpu, "WebGPU adapter found".into()),
+        Ok(device) => (device, BackendKind::Wgpu, WEBGPU_FOUND.into()),
         Err(e) => {
             web_sys::console::warn_1(&format!("WebGPU unavailable: {e}").into());
             (device::cpu(), BackendKind::Cpu, "the browser offers no WebGPU adapter".into())

@@ -170,13 +170,7 @@ impl ModelConfig {
     }
 
     fn validate(&self) -> Result<()> {
-        let bounded = |field: &'static str, value: usize, max: usize| {
-            if value == 0 || value > max {
-                Err(Error::InvalidConfig { field, reason: format!("is {value}; expected 1..={max}") })
-            } else {
-                Ok(())
-            }
-        };
+        let bounded = |field: &'static str, value: usize, max: usize| if value == 0 || value > max { Err(size_out_of_range(field, value as u64, max)) } else { Ok(()) };
         bounded("vocab_size", self.vocab_size, MAX_VOCAB)?;
         bounded("hidden_size", self.d_model, MAX_DIM)?;
         bounded("num_hidden_layers", self.n_layers, MAX_LAYERS)?;
@@ -228,6 +222,10 @@ fn token_ids(ids: Option<TokenIds>) -> Vec<u32> {
     }
 }
 
+fn size_out_of_range(field: &'static str, value: u64, max: usize) -> Error {
+    Error::InvalidConfig { field, reason: format!("is {value}; expected 1..={max}") }
+}
+
 /// Bounds the size fields as written, before they become `usize`: on wasm32 a size beyond 2³²
 /// would otherwise fail as "expected usize" without naming the field, natively it names it.
 fn check_sizes(value: &serde_json::Value) -> Result<()> {
@@ -250,7 +248,7 @@ fn check_sizes(value: &serde_json::Value) -> Result<()> {
         if let Some(size) = value.get(field).and_then(serde_json::Value::as_u64)
             && size > max as u64
         {
-            return Err(Error::InvalidConfig { field, reason: format!("is {size}; expected 1..={max}") });
+            return Err(size_out_of_range(field, size, max));
         }
     }
     Ok(())

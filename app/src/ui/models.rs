@@ -60,22 +60,15 @@ pub fn load_ref(state: AppState, reference: &str) {
 /// Loads the analog a transfer report names from its `url`, refusing weights whose sha256 is not
 /// the one the report records.
 pub fn load_report_analog(state: AppState, base: String, id: &str, weights_sha256: &str, report_id: &str) {
+    // The URL it comes from, so that a shared link loads the same files.
+    state.model_ref.set(base.clone());
     let source = ModelSource::Url {
         base,
         label: id.to_string(),
         sha256: vec![("model.safetensors".into(), weights_sha256.to_string())],
         recorded_by: format!("the report `{report_id}`"),
     };
-    // The URL it came from, so that a shared link loads the same files.
-    state.model_ref.set(base_url_of(&source));
     load(state, source, Vec::new());
-}
-
-fn base_url_of(source: &ModelSource) -> String {
-    match source {
-        ModelSource::Url { base, .. } => base.clone(),
-        ModelSource::Files { .. } => String::new(),
-    }
 }
 
 /// Local files: `config.json`, `model.safetensors`, `tokenizer.json`.

@@ -354,7 +354,7 @@ pub fn Studio() -> impl IntoView {
                         <div class="buttons">
                             <button on:click=move |_| rows.update(|r| r.push(Pair { positive: String::new(), negative: String::new(), label: None }))>"Add a pair"</button>
                             <label class="file-button">"Import JSONL/CSV…"<input type="file" data-testid="pairs-file" accept=".jsonl,.json,.csv,.txt" on:change=import_pairs/></label>
-                            <input type="text" placeholder="name" aria-label="pair set name" prop:value=save_name on:input=move |ev| save_name.set(event_target_value(&ev))/>
+                            <input type="text" placeholder="name" aria-label="pair set name" data-testid="pairs-name" prop:value=save_name on:input=move |ev| save_name.set(event_target_value(&ev))/>
                             <button data-testid="save-pairs" on:click=save_pairs>"Save pair set"</button>
                         </div>
                     </details>
