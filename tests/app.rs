@@ -198,7 +198,8 @@ fn benchmark_first_token_and_decode() {
         browser.goto(&url);
         browser.wait_state("model-status", "ready", LOAD);
         browser.click("generate");
-        let first = browser.wait("the first token", "return document.querySelector('[data-testid=output]').getAttribute('data-first-token-ms')", json!([]), WORK);
+        let first =
+            browser.wait("the first token", "return document.querySelector('[data-testid=output]').getAttribute('data-first-token-ms')", json!([]), WORK);
         browser.wait_state("output", "done", WORK);
         browser.set_value("max-tokens", "200");
         browser.set_value("temperature", "1");
@@ -223,7 +224,8 @@ fn benchmark_first_token_and_decode() {
 #[ignore = "needs the site built by trunk: run by cargo xtask test"]
 fn malformed_inputs_show_an_error_panel() {
     let corpus = root().join("tests/fixtures/malformed");
-    let expected: std::collections::BTreeMap<String, String> = serde_json::from_slice(&std::fs::read(corpus.join("expected.json")).expect("expected.json")).expect("JSON");
+    let expected: std::collections::BTreeMap<String, String> =
+        serde_json::from_slice(&std::fs::read(corpus.join("expected.json")).expect("expected.json")).expect("JSON");
     // Model cases hold only the files they break; the rest comes from the qwen2 fixture (as in
     // `cli/tests/malformed.rs`).
     let mut roots: Vec<(&'static str, PathBuf)> = vec![("/malformed", corpus.clone())];
@@ -363,7 +365,12 @@ fn saved_work_survives_reloads_a_worker_crash_and_a_full_quota() {
     assert!(before.contains("my mood") && before.contains("coefficient-sweep"), "{before}");
 
     // Reload in the middle of an extraction: the reload fires the moment its progress shows.
-    reload_after(&browser, &format!("{WHEN_RUNNING} whenRunning(() => document.querySelector('[data-testid=steer-progress]'), () => location.reload()); document.querySelector('[data-testid=extract]').click();"));
+    reload_after(
+        &browser,
+        &format!(
+            "{WHEN_RUNNING} whenRunning(() => document.querySelector('[data-testid=steer-progress]'), () => location.reload()); document.querySelector('[data-testid=extract]').click();"
+        ),
+    );
     browser.wait_state("model-status", "ready", LOAD);
     browser.wait("the saved work after a reload", "return document.querySelectorAll('[data-testid=saved-result]').length", json!([]), LOAD);
     assert_eq!(saved_counts(&browser), saved, "after a reload mid-extraction");
@@ -372,7 +379,10 @@ fn saved_work_survives_reloads_a_worker_crash_and_a_full_quota() {
     // Reload in the middle of a generation.
     browser.click("tab-play");
     browser.set_value("max-tokens", "250");
-    reload_after(&browser, &format!("{WHEN_RUNNING} whenRunning({GENERATING}, () => location.reload()); document.querySelector('[data-testid=generate]').click();"));
+    reload_after(
+        &browser,
+        &format!("{WHEN_RUNNING} whenRunning({GENERATING}, () => location.reload()); document.querySelector('[data-testid=generate]').click();"),
+    );
     browser.wait_state("model-status", "ready", LOAD);
     browser.click("tab-steer");
     browser.wait("the saved work after a reload", "return document.querySelectorAll('[data-testid=saved-result]').length", json!([]), LOAD);
@@ -467,7 +477,12 @@ fn a_reports_analog_loads_only_with_the_weights_it_names() {
     assert!(browser.text("model-status").contains("verified against the catalog"), "{}", browser.text("model-status"));
     browser.set_value("model-url", &format!("{base}/fixtures/qwen2/"));
     browser.click("model-load");
-    browser.wait("another model", "const e = document.querySelector('[data-testid=model-status]'); return e.getAttribute('data-state') === 'ready' && e.textContent.includes('qwen2')", json!([]), LOAD);
+    browser.wait(
+        "another model",
+        "const e = document.querySelector('[data-testid=model-status]'); return e.getAttribute('data-state') === 'ready' && e.textContent.includes('qwen2')",
+        json!([]),
+        LOAD,
+    );
 
     // A report recording other weights: the download is refused.
     browser.set_value("report-url", &format!("{base}/under-test/bad.json"));

@@ -1,8 +1,8 @@
 //! Smaller weight files: f16 and q8_0 checkpoints written by `analog_core::quant::convert` load on
 //! every backend and give logits close to the f32 originals; malformed q8_0 files are refused.
 
-use analog_core::quant::{Q8_SCALES_SUFFIX, WeightFormat, convert};
 use analog_core::model::{Linear, LinearWeight};
+use analog_core::quant::{Q8_SCALES_SUFFIX, WeightFormat, convert};
 use analog_core::{GenerateOptions, Hooks, Sampling, TextModel, WeightFiles, device};
 use analog_tests::{DirWeights, backends, fixture_dir, load_dir, max_abs_diff, reference, shared_model};
 
@@ -122,7 +122,10 @@ fn malformed_q8_0_files_are_refused_with_the_tensor_named() {
         .to_string();
         assert!(err.contains("q8_0 tensor") && err.contains("scales"), "{backend}: {err}");
         // Scales without their tensor.
-        let err = tampered(&|ts| ts.push(("model.nothing.weight.q8_0_scales".into(), safetensors::Dtype::F16, vec![1], vec![0, 60]))).err().expect("orphan refused").to_string();
+        let err = tampered(&|ts| ts.push(("model.nothing.weight.q8_0_scales".into(), safetensors::Dtype::F16, vec![1], vec![0, 60])))
+            .err()
+            .expect("orphan refused")
+            .to_string();
         assert!(err.contains("model.nothing.weight"), "{backend}: {err}");
         // I8 values without scales.
         let err = tampered(&|ts| ts.retain(|t| !scales_of(t))).err().expect("bare I8 refused").to_string();

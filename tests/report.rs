@@ -92,7 +92,17 @@ fn invalid_reports_are_rejected_at_the_right_path() {
     }
     // The published schema alone catches the structural ones.
     let validator = schema_validator();
-    for name in ["wrong-version", "missing-provenance", "unknown-field", "bad-sha256", "string-for-number", "unknown-method", "empty-interventions", "similarity-out-of-range", "not-an-object"] {
+    for name in [
+        "wrong-version",
+        "missing-provenance",
+        "unknown-field",
+        "bad-sha256",
+        "string-for-number",
+        "unknown-method",
+        "empty-interventions",
+        "similarity-out-of-range",
+        "not-an-object",
+    ] {
         let value: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join(format!("{name}.json"))).unwrap()).unwrap();
         assert!(!validator.is_valid(&value), "{name} passes the JSON Schema");
     }

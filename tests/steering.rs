@@ -74,7 +74,12 @@ fn statistics_on_the_device_equal_the_row_by_row_vector() {
                 let (a, b) = (&rows.directions[layer], &fast.directions[layer]);
                 let diff = max_abs_diff(&a.direction, &b.direction);
                 assert!(diff < 1e-4, "{backend} {aggregation:?} layer {layer}: directions differ by {diff}");
-                assert!((a.mean_resid_norm - b.mean_resid_norm).abs() < 1e-3 * a.mean_resid_norm.max(1.0), "{backend} {aggregation:?} layer {layer}: mean norms {} vs {}", a.mean_resid_norm, b.mean_resid_norm);
+                assert!(
+                    (a.mean_resid_norm - b.mean_resid_norm).abs() < 1e-3 * a.mean_resid_norm.max(1.0),
+                    "{backend} {aggregation:?} layer {layer}: mean norms {} vs {}",
+                    a.mean_resid_norm,
+                    b.mean_resid_norm
+                );
             }
         }
     }
@@ -141,7 +146,14 @@ fn happy_sad_vector_moves_stories260k_monotonically() {
     let rows = pollster::block_on(evaluate(&m, &vector, &coefs, &spec, &mut |_, _| {})).unwrap();
     println!("stories260k happy−sad, layer 3, mean-diff:");
     for r in &rows {
-        println!("  coef {:>5}: logP(happy) − logP(sad) = {:>8.4}  KL {:.4}  ppl {:.3}  | random shift {:>8.4}", r.coef, r.steered.logit_diff.unwrap(), r.steered.kl, r.steered.perplexity.unwrap(), r.random.logit_diff_shift.unwrap());
+        println!(
+            "  coef {:>5}: logP(happy) − logP(sad) = {:>8.4}  KL {:.4}  ppl {:.3}  | random shift {:>8.4}",
+            r.coef,
+            r.steered.logit_diff.unwrap(),
+            r.steered.kl,
+            r.steered.perplexity.unwrap(),
+            r.random.logit_diff_shift.unwrap()
+        );
     }
     let diffs: Vec<f32> = rows.iter().map(|r| r.steered.logit_diff.unwrap()).collect();
     assert!(diffs.windows(2).all(|w| w[1] > w[0]), "logit difference must grow with the coefficient: {diffs:?}");

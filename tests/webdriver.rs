@@ -59,7 +59,12 @@ fn respond(mut stream: TcpStream, roots: &[(&str, PathBuf)]) -> std::io::Result<
     });
     match file {
         Some((f, body)) => {
-            write!(stream, "HTTP/1.1 200 OK\r\nContent-Type: {}\r\nContent-Length: {}\r\nCache-Control: no-cache\r\nConnection: close\r\n\r\n", mime(&f), body.len())?;
+            write!(
+                stream,
+                "HTTP/1.1 200 OK\r\nContent-Type: {}\r\nContent-Length: {}\r\nCache-Control: no-cache\r\nConnection: close\r\n\r\n",
+                mime(&f),
+                body.len()
+            )?;
             stream.write_all(&body)
         }
         None => stream.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 9\r\nConnection: close\r\n\r\nnot found"),
@@ -165,7 +170,8 @@ impl Browser {
                 return v;
             }
             if started.elapsed() > timeout {
-                let errors = self.js("return [...document.querySelectorAll('.error, [data-testid=model-status]')].map(e => e.textContent).join(' | ')", json!([]));
+                let errors =
+                    self.js("return [...document.querySelectorAll('.error, [data-testid=model-status]')].map(e => e.textContent).join(' | ')", json!([]));
                 panic!("timed out after {timeout:?} waiting for {what}; page says: {errors}\nconsole:\n{}", self.console());
             }
             std::thread::sleep(Duration::from_millis(10));
@@ -183,7 +189,12 @@ impl Browser {
     }
 
     pub fn click(&self, id: &str) {
-        self.wait(&format!("{id} to be enabled"), "const e = document.querySelector(`[data-testid=\"${arguments[0]}\"]`); return e && !e.disabled;", json!([id]), Duration::from_secs(60));
+        self.wait(
+            &format!("{id} to be enabled"),
+            "const e = document.querySelector(`[data-testid=\"${arguments[0]}\"]`); return e && !e.disabled;",
+            json!([id]),
+            Duration::from_secs(60),
+        );
         self.js("document.querySelector(`[data-testid=\"${arguments[0]}\"]`).click()", json!([id]));
     }
 
@@ -196,11 +207,17 @@ impl Browser {
     }
 
     pub fn text(&self, id: &str) -> String {
-        self.js("const e = document.querySelector(`[data-testid=\"${arguments[0]}\"]`); return e ? e.textContent : null;", json!([id])).as_str().unwrap_or_default().to_string()
+        self.js("const e = document.querySelector(`[data-testid=\"${arguments[0]}\"]`); return e ? e.textContent : null;", json!([id]))
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
     }
 
     pub fn attr(&self, id: &str, name: &str) -> String {
-        self.js("const e = document.querySelector(`[data-testid=\"${arguments[0]}\"]`); return e ? e.getAttribute(arguments[1]) : null;", json!([id, name])).as_str().unwrap_or_default().to_string()
+        self.js("const e = document.querySelector(`[data-testid=\"${arguments[0]}\"]`); return e ? e.getAttribute(arguments[1]) : null;", json!([id, name]))
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
     }
 
     pub fn count(&self, id: &str) -> usize {
@@ -209,7 +226,8 @@ impl Browser {
 
     /// Picks `path` in the file input `[data-testid=id]` (as a visitor choosing a file does).
     pub fn upload(&self, id: &str, path: &Path) {
-        let element = self.call("POST", &format!("{}/element", self.base), Some(json!({ "using": "css selector", "value": format!("[data-testid=\"{id}\"]") })));
+        let element =
+            self.call("POST", &format!("{}/element", self.base), Some(json!({ "using": "css selector", "value": format!("[data-testid=\"{id}\"]") })));
         let element = element.as_object().and_then(|o| o.values().next()).and_then(Value::as_str).expect("an element id").to_string();
         let path = path.canonicalize().unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         self.call("POST", &format!("{}/element/{element}/value", self.base), Some(json!({ "text": path.display().to_string() })));

@@ -42,7 +42,9 @@ async fn response(scope: &DedicatedWorkerGlobalScope, url: &str, what: &str) -> 
     let timer = scope.set_timeout_with_callback_and_timeout_and_arguments_0(abort.unchecked_ref(), TIMEOUT_MS).unwrap_or(0);
     let result = JsFuture::from(scope.fetch_with_str_and_init(url, &init)).await;
     scope.clear_timeout_with_handle(timer);
-    let response: Response = result.map_err(|e| js_error(&format!("cannot fetch the {what} at {url} (network error or no answer within {} s)", TIMEOUT_MS / 1000), e))?.unchecked_into();
+    let response: Response = result
+        .map_err(|e| js_error(&format!("cannot fetch the {what} at {url} (network error or no answer within {} s)", TIMEOUT_MS / 1000), e))?
+        .unchecked_into();
     if !response.ok() {
         return Err(format!("the {what} at {url}: HTTP {} {}", response.status(), response.status_text()));
     }

@@ -2,8 +2,8 @@
 //! Local files travel beside the JSON as `File` objects (structured clone, no copy into JSON).
 
 use analog_core::GenerateOptions;
-use analog_core::report::Intervention;
 use analog_core::device::BackendKind;
+use analog_core::report::Intervention;
 use analog_core::steering::{Aggregation, Method, SteeringVector, SweepRow};
 use serde::{Deserialize, Serialize};
 
@@ -44,24 +44,69 @@ pub struct Steer {
 #[serde(rename_all = "snake_case")]
 pub enum Request {
     /// Choose the backend: WebGPU when an adapter exists and `webgpu` is allowed, else the CPU.
-    Init { webgpu: bool },
-    Load { job: Job, source: ModelSource },
+    Init {
+        webgpu: bool,
+    },
+    Load {
+        job: Job,
+        source: ModelSource,
+    },
     /// Stream a generation; with `steer`, the vectors are added at every position.
-    Generate { job: Job, prompt: String, options: GenerateOptions, steer: Vec<Steer> },
+    Generate {
+        job: Job,
+        prompt: String,
+        options: GenerateOptions,
+        steer: Vec<Steer>,
+    },
     /// Baseline then steered generation from the same prompt and seed.
-    Compare { job: Job, prompt: String, options: GenerateOptions, steer: Steer },
+    Compare {
+        job: Job,
+        prompt: String,
+        options: GenerateOptions,
+        steer: Steer,
+    },
     /// Per-layer residual norms and the logit lens at the prompt's last token.
-    Inspect { job: Job, prompt: String },
+    Inspect {
+        job: Job,
+        prompt: String,
+    },
     /// Extract a vector at every layer from JSONL/CSV pairs, with the layer sweep.
-    Extract { job: Job, pairs: String, csv: bool, method: Method, aggregation: Aggregation },
+    Extract {
+        job: Job,
+        pairs: String,
+        csv: bool,
+        method: Method,
+        aggregation: Aggregation,
+    },
     /// Metrics per coefficient (logit shift, KL, trigger rate, perplexity, random baseline).
     /// `pairs` (JSONL) is recorded in the measured intervention, ready for a report.
-    Sweep { job: Job, steer: Steer, coefs: Vec<f32>, target: String, counter: String, prompts: Vec<String>, lexicon: Vec<String>, pairs: String, id: String, concept: String },
+    Sweep {
+        job: Job,
+        steer: Steer,
+        coefs: Vec<f32>,
+        target: String,
+        counter: String,
+        prompts: Vec<String>,
+        lexicon: Vec<String>,
+        pairs: String,
+        id: String,
+        concept: String,
+    },
     /// The visitor's measured interventions as a valid v1 `measurement` report of the loaded analog.
-    Export { job: Job, interventions: Vec<Intervention>, publisher: String },
+    Export {
+        job: Job,
+        interventions: Vec<Intervention>,
+        publisher: String,
+    },
     /// Fetch (or take) a transfer report, validate it and compare it with the loaded analog.
-    Report { job: Job, url: String, text: Option<String> },
-    Cancel { job: Job },
+    Report {
+        job: Job,
+        url: String,
+        text: Option<String>,
+    },
+    Cancel {
+        job: Job,
+    },
 }
 
 /// A loaded model, as the page shows it.
@@ -97,24 +142,79 @@ pub enum Event {
     /// The worker listens: messages sent before this would be lost, so the page queues them.
     Started,
     /// The worker runs; which backend it chose and why.
-    Ready { backend: BackendKind, reason: String },
-    Progress { job: Job, what: String, done: u64, total: Option<u64>, bytes_per_s: Option<f64> },
-    Loaded { job: Job, info: ModelInfo, from_cache: bool },
+    Ready {
+        backend: BackendKind,
+        reason: String,
+    },
+    Progress {
+        job: Job,
+        what: String,
+        done: u64,
+        total: Option<u64>,
+        bytes_per_s: Option<f64>,
+    },
+    Loaded {
+        job: Job,
+        info: ModelInfo,
+        from_cache: bool,
+    },
     /// Prompt tokens of a generation (ids and pieces).
-    Prompt { job: Job, stream: u8, ids: Vec<u32>, pieces: Vec<String> },
+    Prompt {
+        job: Job,
+        stream: u8,
+        ids: Vec<u32>,
+        pieces: Vec<String>,
+    },
     /// One generated token; `stream` 0 is the only or baseline output, 1 the steered one.
-    Token { job: Job, stream: u8, id: u32, piece: String, text: String },
-    Generated { job: Job, stream: u8, tokens: usize, seconds: f64, stop: String },
-    Inspected { job: Job, layers: Vec<LayerView> },
-    Extracted { job: Job, vector: SteeringVector, sweep: Vec<SweepRow> },
-    Swept { job: Job, rows: serde_json::Value, intervention: Option<Intervention> },
-    Exported { job: Job, json: String },
+    Token {
+        job: Job,
+        stream: u8,
+        id: u32,
+        piece: String,
+        text: String,
+    },
+    Generated {
+        job: Job,
+        stream: u8,
+        tokens: usize,
+        seconds: f64,
+        stop: String,
+    },
+    Inspected {
+        job: Job,
+        layers: Vec<LayerView>,
+    },
+    Extracted {
+        job: Job,
+        vector: SteeringVector,
+        sweep: Vec<SweepRow>,
+    },
+    Swept {
+        job: Job,
+        rows: serde_json::Value,
+        intervention: Option<Intervention>,
+    },
+    Exported {
+        job: Job,
+        json: String,
+    },
     /// The report is valid; its comparison follows.
-    ReportParsed { job: Job, report: serde_json::Value },
+    ReportParsed {
+        job: Job,
+        report: serde_json::Value,
+    },
     /// The report validated; `comparison` is absent when it cannot be compared with this model.
-    ReportChecked { job: Job, report: serde_json::Value, comparison: Option<serde_json::Value>, note: Option<String> },
+    ReportChecked {
+        job: Job,
+        report: serde_json::Value,
+        comparison: Option<serde_json::Value>,
+        note: Option<String>,
+    },
     /// A job failed; `errors` lists every problem (report validation gives one per JSON path).
-    Failed { job: Job, errors: Vec<String> },
+    Failed {
+        job: Job,
+        errors: Vec<String>,
+    },
 }
 
 impl Event {
@@ -164,7 +264,9 @@ mod tests {
         assert_eq!(model_url("HuggingFaceTB/SmolLM2-135M").unwrap(), "https://huggingface.co/HuggingFaceTB/SmolLM2-135M/resolve/main/");
         assert_eq!(model_url(" https://example.org/m ").unwrap(), "https://example.org/m/");
         assert_eq!(model_url("http://127.0.0.1:8080/models/a/").unwrap(), "http://127.0.0.1:8080/models/a/");
-        for bad in ["", "a/b/c", "javascript:alert(1)", "http://example.org/x", "../etc", "a/..", "http://localhost.evil.org/m", "http://localhost:1@evil.org/m"] {
+        for bad in
+            ["", "a/b/c", "javascript:alert(1)", "http://example.org/x", "../etc", "a/..", "http://localhost.evil.org/m", "http://localhost:1@evil.org/m"]
+        {
             assert!(model_url(bad).is_err(), "{bad}");
         }
     }

@@ -163,7 +163,11 @@ impl Worker {
                 let tokenizer = &loaded.model.tokenizer;
                 let layers = rows
                     .into_iter()
-                    .map(|r| LayerView { layer: r.layer, resid_norm: r.resid_norm, top: r.top.into_iter().map(|(id, p)| (tokenizer.decode(&[id]).unwrap_or_default(), p)).collect() })
+                    .map(|r| LayerView {
+                        layer: r.layer,
+                        resid_norm: r.resid_norm,
+                        top: r.top.into_iter().map(|(id, p)| (tokenizer.decode(&[id]).unwrap_or_default(), p)).collect(),
+                    })
                     .collect();
                 self.send(&Event::Inspected { job, layers });
                 Ok(())
@@ -188,12 +192,16 @@ impl Worker {
                 let vector = chosen_layer(&loaded.info, &steer)?;
                 let scope = self.scope.clone();
                 let rows = metrics::evaluate(&loaded.model, &vector, &coefs, &spec, &mut |done, total| {
-                    post(&scope, &Event::Progress { job, what: "measuring coefficients".into(), done: done as u64, total: Some(total as u64), bytes_per_s: None })
+                    post(
+                        &scope,
+                        &Event::Progress { job, what: "measuring coefficients".into(), done: done as u64, total: Some(total as u64), bytes_per_s: None },
+                    )
                 })
                 .await
                 .map_err(errors)?;
                 let pairs = PairSet::from_jsonl(&pairs).map_err(errors)?;
-                let intervention = report::Intervention::measured(&id, &concept, &pairs, &vector, steer.layer, spec, report::MetricName::LogitDiffShift, &rows).ok();
+                let intervention =
+                    report::Intervention::measured(&id, &concept, &pairs, &vector, steer.layer, spec, report::MetricName::LogitDiffShift, &rows).ok();
                 self.send(&Event::Swept { job, rows: serde_json::to_value(rows).map_err(errors)?, intervention });
                 Ok(())
             }
@@ -239,7 +247,8 @@ impl Worker {
     async fn load(&mut self, job: Job, source: ModelSource, files: Vec<web_sys::File>) -> JobResult {
         let (label, config, weights, tokenizer, from_cache, verified) = match source {
             ModelSource::Url { base, label, sha256, recorded_by } => {
-                let checked: Vec<&str> = ["config.json", "tokenizer.json", "model.safetensors"].into_iter().filter(|name| sha256.iter().any(|(n, _)| n == name)).collect();
+                let checked: Vec<&str> =
+                    ["config.json", "tokenizer.json", "model.safetensors"].into_iter().filter(|name| sha256.iter().any(|(n, _)| n == name)).collect();
                 let verified = (!checked.is_empty()).then(|| format!("sha256 of {} verified against {recorded_by}", checked.join(", ")));
                 let expected = |name: &str| sha256.iter().find(|(n, _)| n == name).map(|(_, s)| s.clone());
                 let scope = self.scope.clone();
@@ -248,7 +257,10 @@ impl Worker {
                 };
                 let mut cached = true;
                 let mut get = async |name: &str, progress: &mut fetch::Progress<'_>| -> Result<Vec<u8>, Vec<String>> {
-                    let Fetched { bytes, from_cache } = fetch::model_file(&self.scope, &format!("{base}{name}"), name, expected(name).as_deref(), &recorded_by, progress).await.map_err(errors)?;
+                    let Fetched { bytes, from_cache } =
+                        fetch::model_file(&self.scope, &format!("{base}{name}"), name, expected(name).as_deref(), &recorded_by, progress)
+                            .await
+                            .map_err(errors)?;
                     cached &= from_cache;
                     Ok(bytes)
                 };
@@ -305,7 +317,12 @@ impl Worker {
             Some((_, limit)) => (
                 device::cpu(),
                 BackendKind::Cpu,
-                format!("`{}` needs {} MB as f32, over this GPU's largest buffer ({} MB): this model runs on the CPU", footprint.largest, footprint.largest_bytes >> 20, limit >> 20),
+                format!(
+                    "`{}` needs {} MB as f32, over this GPU's largest buffer ({} MB): this model runs on the CPU",
+                    footprint.largest,
+                    footprint.largest_bytes >> 20,
+                    limit >> 20
+                ),
             ),
             None => (self.device.clone(), self.backend, String::new()),
         };
@@ -354,7 +371,14 @@ impl Worker {
         Ok(())
     }
 
-    async fn extract(&self, job: Job, text: &str, csv: bool, method: analog_core::steering::Method, aggregation: analog_core::steering::Aggregation) -> JobResult {
+    async fn extract(
+        &self,
+        job: Job,
+        text: &str,
+        csv: bool,
+        method: analog_core::steering::Method,
+        aggregation: analog_core::steering::Aggregation,
+    ) -> JobResult {
         let loaded = self.model()?;
         let pairs = if csv { PairSet::from_csv(text) } else { PairSet::from_jsonl(text) }.map_err(errors)?;
         let scope = self.scope.clone();

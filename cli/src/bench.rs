@@ -7,8 +7,8 @@ use std::process::Command;
 use std::time::Instant;
 
 use analog_core::device::BackendKind;
-use analog_core::steering::extract::{Aggregation, collect_stats_ids};
 use analog_core::steering::HookSite;
+use analog_core::steering::extract::{Aggregation, collect_stats_ids};
 use analog_core::{Hooks, KvCache, Model, WeightFiles, device, read_f32};
 use anyhow::{Context, Result};
 use burn::tensor::{Int, Tensor, TensorData};
@@ -158,7 +158,14 @@ fn measure(args: &BenchArgs) -> Result<Measurement> {
             std::hint::black_box(&stats.mean_diff[l]);
         }
         let seconds = start.elapsed().as_secs_f64();
-        return Ok(Measurement { prefill_tokens_per_s: 0.0, decode_tokens_per_s: 0.0, extraction_pairs_per_s: EXTRACTION_PAIRS as f64 / seconds, peak_rss_bytes: peak_rss(), weight_bytes, copy_bytes_per_s: None });
+        return Ok(Measurement {
+            prefill_tokens_per_s: 0.0,
+            decode_tokens_per_s: 0.0,
+            extraction_pairs_per_s: EXTRACTION_PAIRS as f64 / seconds,
+            peak_rss_bytes: peak_rss(),
+            weight_bytes,
+            copy_bytes_per_s: None,
+        });
     }
     // Any model directory works (`--dir`): token ids stay inside its vocabulary.
     let vocab = model.config.vocab_size as i32;
@@ -217,11 +224,7 @@ fn reference(args: &BenchArgs) -> Result<Measurement> {
 }
 
 fn gib(bytes: u64) -> String {
-    if bytes < 1 << 30 {
-        format!("{:.1} MiB", bytes as f64 / (1u64 << 20) as f64)
-    } else {
-        format!("{:.2} GiB", bytes as f64 / (1u64 << 30) as f64)
-    }
+    if bytes < 1 << 30 { format!("{:.1} MiB", bytes as f64 / (1u64 << 20) as f64) } else { format!("{:.2} GiB", bytes as f64 / (1u64 << 30) as f64) }
 }
 
 pub fn run(args: BenchArgs) -> Result<()> {
@@ -243,7 +246,9 @@ pub fn run(args: BenchArgs) -> Result<()> {
     }
     let ours: Measurement = serde_json::from_slice(&out.stdout)?;
     if args.extraction {
-        println!("Extraction: {EXTRACTION_PAIRS} pairs of {EXTRACTION_TOKENS}-token prompts, last-token activations of all 30 layers, mean difference, SmolLM2-135M-shaped random model");
+        println!(
+            "Extraction: {EXTRACTION_PAIRS} pairs of {EXTRACTION_TOKENS}-token prompts, last-token activations of all 30 layers, mean difference, SmolLM2-135M-shaped random model"
+        );
         println!("{:<34} {:>10}", "engine", "pairs/s");
         println!("{:<34} {:>10.2}", format!("analog ({}, batch 16)", args.device), ours.extraction_pairs_per_s);
         if !args.no_reference {

@@ -3,9 +3,9 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use analog_core::Device;
 use analog_core::{TextModel, WeightFiles};
 use anyhow::{Context, Result, bail};
-use analog_core::Device;
 
 /// The bytes of every file a model directory holds.
 pub struct ModelFiles {
@@ -55,10 +55,7 @@ impl ModelFiles {
     pub fn weight_files(&self) -> WeightFiles<'_> {
         match &self.weights {
             Weights::Single(bytes) => WeightFiles::Single(bytes),
-            Weights::Sharded { index, shards } => WeightFiles::Sharded {
-                index,
-                shards: shards.iter().map(|(k, v)| (k.clone(), v.as_slice())).collect(),
-            },
+            Weights::Sharded { index, shards } => WeightFiles::Sharded { index, shards: shards.iter().map(|(k, v)| (k.clone(), v.as_slice())).collect() },
         }
     }
 
@@ -74,7 +71,6 @@ impl ModelFiles {
         TextModel::from_bytes(&self.config, &self.weight_files(), &self.tokenizer, device)
     }
 }
-
 
 /// sha256 (hex) of a file's bytes.
 pub fn sha256_file(path: &Path) -> Result<String> {

@@ -184,7 +184,12 @@ fn ship(out: &std::path::Path) -> Result<()> {
     for r in &choice.rows {
         eprintln!(
             "{:?}: {} bytes, held-out loss {:.5} (perplexity {:+.3}%), greedy identical {}/{}",
-            r.format, r.bytes, r.held_out_loss, 100.0 * (r.perplexity_ratio - 1.0), r.greedy_identical, r.greedy_prompts
+            r.format,
+            r.bytes,
+            r.held_out_loss,
+            100.0 * (r.perplexity_ratio - 1.0),
+            r.greedy_identical,
+            r.greedy_prompts
         );
     }
     eprintln!("shipping the analog as {:?}", choice.shipped);
@@ -227,7 +232,8 @@ pub fn run(args: LabArgs) -> Result<()> {
             println!("published into {} in {:.0} s", public.display(), started.elapsed().as_secs_f64());
         }
         LabCommand::Publish { out, public, analog_id, frontier_id } => {
-            let report: analog_core::report::TransferReport = analog_core::report::parse(&std::fs::read(out.join("report.json"))?).map_err(|e| anyhow!("{e}"))?;
+            let report: analog_core::report::TransferReport =
+                analog_core::report::parse(&std::fs::read(out.join("report.json"))?).map_err(|e| anyhow!("{e}"))?;
             let settings = pipeline::PublishSettings { public: &public, analog_id: &analog_id, frontier_id: &frontier_id, command: COMMAND };
             pipeline::publish(&out, &settings, &report, &mut |m| eprintln!("{m}")).map_err(|e| anyhow!(e))?;
             println!("published into {}", public.display());
@@ -254,9 +260,12 @@ pub fn run(args: LabArgs) -> Result<()> {
             println!("wrote {} ({} interventions)", report.display(), r.interventions.len());
         }
         LabCommand::Mood { model, datasets, layer, coefs, per_prompt, tokens, aggregation, method, prompt_only, hook, pairs, show, raw } => {
-            let site = serde_json::from_value(serde_json::Value::String(hook.clone())).map_err(|_| anyhow!("--hook `{hook}`: expected resid_pre, attn_out, resid_mid, mlp_out or resid_post"))?;
-            let aggregation = serde_json::from_value(serde_json::Value::String(aggregation.clone())).map_err(|_| anyhow!("--aggregation `{aggregation}`: expected last or mean"))?;
-            let method = serde_json::from_value(serde_json::Value::String(method.clone())).map_err(|_| anyhow!("--method `{method}`: expected mean-diff, pca, pca-center or probe"))?;
+            let site = serde_json::from_value(serde_json::Value::String(hook.clone()))
+                .map_err(|_| anyhow!("--hook `{hook}`: expected resid_pre, attn_out, resid_mid, mlp_out or resid_post"))?;
+            let aggregation = serde_json::from_value(serde_json::Value::String(aggregation.clone()))
+                .map_err(|_| anyhow!("--aggregation `{aggregation}`: expected last or mean"))?;
+            let method = serde_json::from_value(serde_json::Value::String(method.clone()))
+                .map_err(|_| anyhow!("--method `{method}`: expected mean-diff, pca, pca-center or probe"))?;
             let how = pipeline::MoodSteering { pairs: &pairs, site, layer, aggregation, method, prompt_only, normalise: !raw };
             let rows = pipeline::mood_steering(&model, &datasets, how, &crate::steer::parse_coefs(&coefs)?, per_prompt, tokens, &mut |coef, text| {
                 if show {

@@ -7,8 +7,8 @@ mod fetch;
 mod files;
 mod lab;
 mod report;
-mod steer;
 mod soak;
+mod steer;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -178,8 +178,16 @@ fn run(cli: Cli) -> Result<()> {
             } else {
                 println!(
                     "{} model: {} layers, d_model {}, {} heads ({} kv, head_dim {}), d_mlp {}, vocab {}, context {}, {} parameters",
-                    c.architecture.model_type(), c.n_layers, c.d_model, c.n_heads, c.n_kv_heads, c.head_dim, c.d_mlp,
-                    c.vocab_size, c.context_length, m.model.n_params
+                    c.architecture.model_type(),
+                    c.n_layers,
+                    c.d_model,
+                    c.n_heads,
+                    c.n_kv_heads,
+                    c.head_dim,
+                    c.d_mlp,
+                    c.vocab_size,
+                    c.context_length,
+                    m.model.n_params
                 );
             }
         }
@@ -203,11 +211,7 @@ fn run(cli: Cli) -> Result<()> {
             let m = load(&model)?;
             let mut hooks = steer::steering_hooks(&m, &steer, preserve_norm)?;
             let ids = m.encode(&prompt)?;
-            let options = GenerateOptions {
-                max_new_tokens: max_tokens,
-                sampling: Sampling { temperature, top_k, top_p, seed },
-                stop_at_eos: !no_stop,
-            };
+            let options = GenerateOptions { max_new_tokens: max_tokens, sampling: Sampling { temperature, top_k, top_p, seed }, stop_at_eos: !no_stop };
             let mut stdout = std::io::stdout();
             if !json {
                 print!("{prompt}");

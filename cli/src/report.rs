@@ -3,16 +3,18 @@
 
 use std::path::{Path, PathBuf};
 
-use analog_core::report::{self, AnalogModel, Comparison, Intervention, InterventionInputs, MetricName, Outcome, Provenance, Publisher, ReportKind, SCHEMA_VERSION, TransferReport};
+use analog_core::Positions;
+use analog_core::report::{
+    self, AnalogModel, Comparison, Intervention, InterventionInputs, MetricName, Outcome, Provenance, Publisher, ReportKind, SCHEMA_VERSION, TransferReport,
+};
 use analog_core::steering::metrics::{EvalSpec, evaluate};
 use analog_core::steering::{Aggregation, HookSite, Method, collect, steering_vector};
-use analog_core::Positions;
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 
+use crate::ModelArgs;
 use crate::fetch::{Location, MAX_FETCH_BYTES};
 use crate::steer::{NEUTRAL_PROMPTS, NEUTRAL_TEXTS, load_with_identity, parse_coefs, parse_layers, read_pairs};
-use crate::ModelArgs;
 
 #[derive(Args)]
 pub struct ReportArgs {
@@ -134,7 +136,10 @@ fn print_comparison(c: &Comparison) {
     for iv in &c.interventions {
         println!();
         println!("intervention {} — {}", iv.id, iv.concept);
-        println!("vector: cosine(re-extracted, published) = {:.4}; |local| = {:.4}, |published| = {:.4}", iv.vector_cosine, iv.local_vector_norm, iv.reported_vector_norm);
+        println!(
+            "vector: cosine(re-extracted, published) = {:.4}; |local| = {:.4}, |published| = {:.4}",
+            iv.vector_cosine, iv.local_vector_norm, iv.reported_vector_norm
+        );
         println!("effect metric: {}", iv.effect_metric.name());
         println!("{:>8} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10}", "coef", "local", "reported", "diff", "native", "mapped", "random");
         for row in &iv.rows {
@@ -142,7 +147,13 @@ fn print_comparison(c: &Comparison) {
             let diff = e.local.zip(e.reported_analog).map(|(l, r)| l - r);
             println!(
                 "{:>8.3} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10}",
-                row.coef, opt(e.local), opt(e.reported_analog), opt(diff), opt(e.frontier_native), opt(e.frontier_mapped), opt(e.random_baseline)
+                row.coef,
+                opt(e.local),
+                opt(e.reported_analog),
+                opt(diff),
+                opt(e.frontier_native),
+                opt(e.frontier_mapped),
+                opt(e.random_baseline)
             );
         }
         let corr = |c: &analog_core::report::compare::Correlation| format!("Pearson {} / Spearman {} (n = {})", opt64(c.pearson), opt64(c.spearman), c.n);

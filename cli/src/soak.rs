@@ -50,7 +50,12 @@ pub fn run(args: SoakArgs) -> Result<()> {
     let acts = pollster::block_on(collect(&model, &pairs, HookSite::ResidPost, Aggregation::Last, &mut |_, _| {}))?;
     let vector = steering_vector(&acts, Method::MeanDiff, &[layer], identity, &pairs)?;
     let prompts: Vec<Vec<u32>> = pairs.pairs.iter().map(|p| model.encode(&p.positive)).collect::<analog_core::Result<_>>()?;
-    println!("soak: {} runs of generate + steer ({} new tokens, sampled, steering at layer {layer}), {}", args.runs, args.max_tokens, args.model.model.display());
+    println!(
+        "soak: {} runs of generate + steer ({} new tokens, sampled, steering at layer {layer}), {}",
+        args.runs,
+        args.max_tokens,
+        args.model.model.display()
+    );
     println!("{:>6} {:>12} {:>12}", "run", "RSS MiB", "tokens");
     let (mut baseline, mut highest, mut tokens) = (0u64, 0u64, 0usize);
     let start = std::time::Instant::now();
@@ -61,7 +66,11 @@ pub fn run(args: SoakArgs) -> Result<()> {
         for edit in vector.edits(&Application::add(coef)) {
             hooks = hooks.edit(edit);
         }
-        let options = GenerateOptions { max_new_tokens: args.max_tokens, sampling: Sampling { temperature: 1.0, top_k: 0, top_p: 1.0, seed: run as u64 }, stop_at_eos: false };
+        let options = GenerateOptions {
+            max_new_tokens: args.max_tokens,
+            sampling: Sampling { temperature: 1.0, top_k: 0, top_p: 1.0, seed: run as u64 },
+            stop_at_eos: false,
+        };
         let out = pollster::block_on(model.generate(&prompts[run % prompts.len()], &options, &mut hooks, &mut |_| true))?;
         tokens += out.ids.len();
         let now = rss().unwrap_or(0);

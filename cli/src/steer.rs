@@ -197,11 +197,8 @@ pub struct SteerEvalArgs {
     json: bool,
 }
 
-pub const NEUTRAL_PROMPTS: [&str; 3] = [
-    "Once upon a time, there was a little boy named Tim. He",
-    "One day, a girl went to the park with her mom. She",
-    "The dog looked at the big tree and",
-];
+pub const NEUTRAL_PROMPTS: [&str; 3] =
+    ["Once upon a time, there was a little boy named Tim. He", "One day, a girl went to the park with her mom. She", "The dog looked at the big tree and"];
 pub const NEUTRAL_TEXTS: [&str; 2] = [
     "Once upon a time, there was a little girl named Lily. She liked to play in the park with her ball.",
     "Tom and his dog went for a walk. They saw a bird in a tree and a cat on the wall.",
@@ -238,16 +235,29 @@ pub fn steer_eval(args: SteerEvalArgs) -> Result<()> {
     let rows = pollster::block_on(evaluate(&model, &vector, &coefs, &spec, &mut |done, total| eprint!("\rcoefficients: {done}/{total}")))?;
     eprintln!();
     if args.json {
-        return print_json(&json!({ "vector": args.vector.display().to_string(), "hook": vector.site, "layers": vector.directions.keys().collect::<Vec<_>>(), "rows": rows }));
+        return print_json(
+            &json!({ "vector": args.vector.display().to_string(), "hook": vector.site, "layers": vector.directions.keys().collect::<Vec<_>>(), "rows": rows }),
+        );
     }
     let opt = |v: Option<f32>| v.map_or("-".to_string(), |v| format!("{v:.4}"));
-    println!("{:>7} {:>11} {:>9} {:>8} {:>8} {:>9} | random: {:>11} {:>8} {:>8} {:>9}", "coef", "logit diff", "p(target)", "KL", "trigger", "ppl", "logit shift", "KL", "trigger", "ppl");
+    println!(
+        "{:>7} {:>11} {:>9} {:>8} {:>8} {:>9} | random: {:>11} {:>8} {:>8} {:>9}",
+        "coef", "logit diff", "p(target)", "KL", "trigger", "ppl", "logit shift", "KL", "trigger", "ppl"
+    );
     for r in &rows {
         let (s, n) = (&r.steered, &r.random);
         println!(
             "{:>7.3} {:>11} {:>9} {:>8.4} {:>8} {:>9} | random: {:>11} {:>8.4} {:>8} {:>9}",
-            r.coef, opt(s.logit_diff), opt(s.prob_target), s.kl, opt(s.trigger_rate), opt(s.perplexity),
-            opt(n.logit_diff_shift), n.kl, opt(n.trigger_rate), opt(n.perplexity)
+            r.coef,
+            opt(s.logit_diff),
+            opt(s.prob_target),
+            s.kl,
+            opt(s.trigger_rate),
+            opt(s.perplexity),
+            opt(n.logit_diff_shift),
+            n.kl,
+            opt(n.trigger_rate),
+            opt(n.perplexity)
         );
     }
     Ok(())

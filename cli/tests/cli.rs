@@ -60,7 +60,21 @@ fn logits_generate_and_activations_match_the_reference() {
 #[test]
 fn sampling_is_reproducible_with_a_seed() {
     let dir = fixture("gpt2");
-    let args = ["generate", "--model", dir.to_str().unwrap(), "--prompt", "The cat", "--max-tokens", "12", "--temperature", "1.0", "--seed", "5", "--no-stop", "--json"];
+    let args = [
+        "generate",
+        "--model",
+        dir.to_str().unwrap(),
+        "--prompt",
+        "The cat",
+        "--max-tokens",
+        "12",
+        "--temperature",
+        "1.0",
+        "--seed",
+        "5",
+        "--no-stop",
+        "--json",
+    ];
     assert_eq!(json(&args)["ids"], json(&args)["ids"]);
 }
 
@@ -124,7 +138,25 @@ fn extract_sweep_steer_and_export_round_trip() {
     assert_eq!(logits(&["--steer", &zero]), base, "coefficient 0 changes nothing");
     assert_ne!(logits(&["--steer", &two]), base, "coefficient 2 changes the logits");
 
-    let eval = json(&["steer-eval", "--model", dir, "--vector", vector, "--coefs=-2,0,2", "--target", " cat", "--counter", " dog", "--lexicon", "cat", "--samples", "1", "--sample-tokens", "4", "--json"]);
+    let eval = json(&[
+        "steer-eval",
+        "--model",
+        dir,
+        "--vector",
+        vector,
+        "--coefs=-2,0,2",
+        "--target",
+        " cat",
+        "--counter",
+        " dog",
+        "--lexicon",
+        "cat",
+        "--samples",
+        "1",
+        "--sample-tokens",
+        "4",
+        "--json",
+    ]);
     let rows = eval["rows"].as_array().unwrap();
     assert_eq!(rows.len(), 3);
     assert_eq!(rows[1]["steered"]["kl"], 0.0);
@@ -191,8 +223,23 @@ fn report_export_then_compare_through_a_local_server() {
     let pairs = repo_file("public/datasets/sentiment.jsonl");
     let report_path = tmp.join("measured.json");
     let out = analog(&[
-        "report", "export", "--model", dir, "--pairs", pairs.to_str().unwrap(), "--layer", "1", "--coefs=-2,0,2", "--samples", "1",
-        "--sample-tokens", "4", "--id", "gpt2-fixture", "--out", report_path.to_str().unwrap(),
+        "report",
+        "export",
+        "--model",
+        dir,
+        "--pairs",
+        pairs.to_str().unwrap(),
+        "--layer",
+        "1",
+        "--coefs=-2,0,2",
+        "--samples",
+        "1",
+        "--sample-tokens",
+        "4",
+        "--id",
+        "gpt2-fixture",
+        "--out",
+        report_path.to_str().unwrap(),
     ]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(analog(&["report", "validate", report_path.to_str().unwrap()]).status.success());

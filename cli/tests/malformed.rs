@@ -32,7 +32,9 @@ fn command(case: &str, path: &Path, scratch: &Path) -> Vec<String> {
     let path_s = path.display().to_string();
     let out = scratch.join("out.json").display().to_string();
     let args: Vec<&str> = match case.split('/').next() {
-        Some("model") => return ["logits", "--model", &model_dir(path, scratch).display().to_string(), "--prompt", "Once upon a time"].map(String::from).to_vec(),
+        Some("model") => {
+            return ["logits", "--model", &model_dir(path, scratch).display().to_string(), "--prompt", "Once upon a time"].map(String::from).to_vec();
+        }
         Some("report") => vec!["report", "validate", &path_s],
         Some("pairs") => vec!["extract", "--model", &qwen2, "--pairs", &path_s, "--layer", "1", "--out", &out],
         Some("vector") => return ["logits", "--model", &qwen2, "--prompt", "Once upon a time", "--steer", &format!("{path_s}:4")].map(String::from).to_vec(),

@@ -143,10 +143,7 @@ impl ModelConfig {
         let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| Error::ConfigNotJson(e.to_string()))?;
         check_sizes(&value)?;
         let probe: Probe = serde_json::from_value(value).map_err(|e| Error::ConfigNotJson(e.to_string()))?;
-        let model_type = probe.model_type.ok_or(Error::InvalidConfig {
-            field: "model_type",
-            reason: "is missing".into(),
-        })?;
+        let model_type = probe.model_type.ok_or(Error::InvalidConfig { field: "model_type", reason: "is missing".into() })?;
         let parse_err = |e: serde_json::Error| Error::ConfigJson { model_type: model_type.clone(), reason: e.to_string() };
         let config = match model_type.as_str() {
             "llama" => serde_json::from_slice::<LlamaHfConfig>(bytes).map_err(parse_err)?.into_config(Architecture::Llama)?,
@@ -170,7 +167,8 @@ impl ModelConfig {
     }
 
     fn validate(&self) -> Result<()> {
-        let bounded = |field: &'static str, value: usize, max: usize| if value == 0 || value > max { Err(size_out_of_range(field, value as u64, max)) } else { Ok(()) };
+        let bounded =
+            |field: &'static str, value: usize, max: usize| if value == 0 || value > max { Err(size_out_of_range(field, value as u64, max)) } else { Ok(()) };
         bounded("vocab_size", self.vocab_size, MAX_VOCAB)?;
         bounded("hidden_size", self.d_model, MAX_DIM)?;
         bounded("num_hidden_layers", self.n_layers, MAX_LAYERS)?;
@@ -269,9 +267,7 @@ struct RopeParameters {
 
 impl RopeParameters {
     fn scaling(&self) -> Result<Option<RopeScaling>> {
-        let need = |v: Option<f64>, field: &'static str| {
-            v.ok_or(Error::InvalidConfig { field, reason: "is required by this rope_type".into() })
-        };
+        let need = |v: Option<f64>, field: &'static str| v.ok_or(Error::InvalidConfig { field, reason: "is required by this rope_type".into() });
         Ok(match self.rope_type.as_deref() {
             None | Some("default") => None,
             Some("linear") => Some(RopeScaling::Linear { factor: need(self.factor, "rope_scaling.factor")? }),
@@ -279,16 +275,12 @@ impl RopeParameters {
                 factor: need(self.factor, "rope_scaling.factor")?,
                 low_freq_factor: need(self.low_freq_factor, "rope_scaling.low_freq_factor")?,
                 high_freq_factor: need(self.high_freq_factor, "rope_scaling.high_freq_factor")?,
-                original_context: self.original_max_position_embeddings.ok_or(Error::InvalidConfig {
-                    field: "rope_scaling.original_max_position_embeddings",
-                    reason: "is required by llama3 scaling".into(),
-                })?,
+                original_context: self
+                    .original_max_position_embeddings
+                    .ok_or(Error::InvalidConfig { field: "rope_scaling.original_max_position_embeddings", reason: "is required by llama3 scaling".into() })?,
             }),
             Some(other) => {
-                return Err(Error::InvalidConfig {
-                    field: "rope_scaling",
-                    reason: format!("rope_type `{other}` is not supported (default, linear, llama3)"),
-                });
+                return Err(Error::InvalidConfig { field: "rope_scaling", reason: format!("rope_type `{other}` is not supported (default, linear, llama3)") });
             }
         })
     }
@@ -571,7 +563,10 @@ mod tests {
         let cases: [(&[u8], &str); 4] = [
             (br#"{"model_type":"mamba"}"#, "unsupported model_type `mamba`"),
             (br#"{"model_type":"gpt2","vocab_size":0,"n_embd":8,"n_layer":1,"n_head":2,"n_positions":8}"#, "vocab_size"),
-            (br#"{"model_type":"llama","vocab_size":10,"hidden_size":30,"intermediate_size":8,"num_hidden_layers":1,"num_attention_heads":4}"#, "must divide hidden_size"),
+            (
+                br#"{"model_type":"llama","vocab_size":10,"hidden_size":30,"intermediate_size":8,"num_hidden_layers":1,"num_attention_heads":4}"#,
+                "must divide hidden_size",
+            ),
             (b"not json", "config.json is not JSON"),
         ];
         for (json, expected) in cases {

@@ -21,9 +21,7 @@ pub enum Error {
     ConfigJson { model_type: String, reason: String },
     #[error("config.json: `{field}` {reason}")]
     InvalidConfig { field: &'static str, reason: String },
-    #[error(
-        "unsupported model_type `{0}`: analog supports llama, qwen2, gpt2 and gpt_neox (Llama/SmolLM2, Qwen2, GPT-2, Pythia)"
-    )]
+    #[error("unsupported model_type `{0}`: analog supports llama, qwen2, gpt2 and gpt_neox (Llama/SmolLM2, Qwen2, GPT-2, Pythia)")]
     UnsupportedArchitecture(String),
     #[error("`{file}` is not a valid safetensors file: {reason}")]
     Safetensors { file: String, reason: String },

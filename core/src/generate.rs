@@ -66,8 +66,7 @@ impl Sampler {
         if self.settings.temperature == 0.0 {
             return argmax(logits);
         }
-        let mut candidates: Vec<(u32, f32)> =
-            logits.iter().enumerate().map(|(i, &l)| (i as u32, l / self.settings.temperature)).collect();
+        let mut candidates: Vec<(u32, f32)> = logits.iter().enumerate().map(|(i, &l)| (i as u32, l / self.settings.temperature)).collect();
         candidates.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
         if self.settings.top_k > 0 {
             candidates.truncate(self.settings.top_k);
@@ -185,8 +184,7 @@ impl TextModel {
     /// Last-position logits of each row, in one batched prefill: `rows.len()` vectors of `vocab`.
     pub async fn last_logits(&self, rows: &[Vec<u32>], hooks: &mut Hooks) -> Result<Vec<Vec<f32>>> {
         let hidden = self.prefill(rows, hooks)?;
-        let last: Vec<Tensor<3>> =
-            rows.iter().enumerate().map(|(i, row)| hidden.clone().slice([i..i + 1, row.len() - 1..row.len()])).collect();
+        let last: Vec<Tensor<3>> = rows.iter().enumerate().map(|(i, row)| hidden.clone().slice([i..i + 1, row.len() - 1..row.len()])).collect();
         let logits = self.model.unembed(Tensor::cat(last, 0));
         let vocab = self.config().vocab_size;
         Ok(read_f32(logits).await?.chunks_exact(vocab).map(<[f32]>::to_vec).collect())

@@ -38,9 +38,8 @@ pub enum HookPoint {
 impl HookPoint {
     /// All hook points of a model with `n_layers` blocks, in forward order.
     pub fn all(n_layers: usize) -> Vec<HookPoint> {
-        let mut points: Vec<HookPoint> = (0..n_layers)
-            .flat_map(|l| [Self::ResidPre(l), Self::AttnOut(l), Self::ResidMid(l), Self::MlpOut(l), Self::ResidPost(l)])
-            .collect();
+        let mut points: Vec<HookPoint> =
+            (0..n_layers).flat_map(|l| [Self::ResidPre(l), Self::AttnOut(l), Self::ResidMid(l), Self::MlpOut(l), Self::ResidPost(l)]).collect();
         points.push(Self::FinalNormalized);
         points
     }

@@ -28,6 +28,7 @@ pub mod tokenizer;
 mod weight_map;
 pub mod weights;
 
+pub use burn::tensor::Device;
 pub use config::{Architecture, ModelConfig};
 pub use error::{Error, Result};
 pub use generate::{Decoder, GenerateOptions, Generation, Sampler, Sampling, StopReason, TextModel, TokenEvent, read_f32};
@@ -35,4 +36,3 @@ pub use hooks::{Edit, EditOp, HookPoint, Hooks, Positions};
 pub use model::{KvCache, Model};
 pub use tokenizer::Tokenizer;
 pub use weights::WeightFiles;
-pub use burn::tensor::Device;

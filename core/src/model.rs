@@ -170,11 +170,7 @@ impl RotaryTables {
             }
         }
         let shape = [len, 2 * half];
-        Self {
-            cos: Tensor::from_data(TensorData::new(cos, shape), device),
-            sin: Tensor::from_data(TensorData::new(sin, shape), device),
-            rotary_dim: 2 * half,
-        }
+        Self { cos: Tensor::from_data(TensorData::new(cos, shape), device), sin: Tensor::from_data(TensorData::new(sin, shape), device), rotary_dim: 2 * half }
     }
 
     /// Rotates the leading `rotary_dim` features of every head.

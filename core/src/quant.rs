@@ -119,7 +119,9 @@ pub fn convert(files: &WeightFiles<'_>, format: WeightFormat) -> Result<Vec<u8>>
     let views = out
         .iter()
         .map(|(name, (dtype, shape, data))| {
-            TensorView::new(*dtype, shape.clone(), data).map(|v| (name.clone(), v)).map_err(|e| Error::Safetensors { file: "model.safetensors".into(), reason: e.to_string() })
+            TensorView::new(*dtype, shape.clone(), data)
+                .map(|v| (name.clone(), v))
+                .map_err(|e| Error::Safetensors { file: "model.safetensors".into(), reason: e.to_string() })
         })
         .collect::<Result<Vec<_>>>()?;
     // One metadata key (transformers requires it): safetensors writes a map's keys in hash order,

@@ -149,7 +149,13 @@ const GPT2: &[Rule] = &[
     rule("transformer.h.{l}.ln_1.weight", &["blocks.{l}.ln1.weight"], Keep, d, always),
     rule("transformer.h.{l}.ln_1.bias", &["blocks.{l}.ln1.bias"], Keep, d, always),
     // Conv1D weights are already `[in, out]`.
-    rule("transformer.h.{l}.attn.c_attn.weight", &["blocks.{l}.attn.q.weight", "blocks.{l}.attn.k.weight", "blocks.{l}.attn.v.weight"], SplitLast3, d_3d, always),
+    rule(
+        "transformer.h.{l}.attn.c_attn.weight",
+        &["blocks.{l}.attn.q.weight", "blocks.{l}.attn.k.weight", "blocks.{l}.attn.v.weight"],
+        SplitLast3,
+        d_3d,
+        always,
+    ),
     rule("transformer.h.{l}.attn.c_attn.bias", &["blocks.{l}.attn.q.bias", "blocks.{l}.attn.k.bias", "blocks.{l}.attn.v.bias"], SplitLast3, three_d, always),
     rule("transformer.h.{l}.attn.c_proj.weight", &["blocks.{l}.attn.o.weight"], Keep, d_q, always),
     rule("transformer.h.{l}.attn.c_proj.bias", &["blocks.{l}.attn.o.bias"], Keep, d, always),
@@ -168,8 +174,20 @@ const GPT_NEOX: &[Rule] = &[
     rule("gpt_neox.embed_in.weight", &["embed"], Keep, vocab_d, always),
     rule("gpt_neox.layers.{l}.input_layernorm.weight", &["blocks.{l}.ln1.weight"], Keep, d, always),
     rule("gpt_neox.layers.{l}.input_layernorm.bias", &["blocks.{l}.ln1.bias"], Keep, d, always),
-    rule("gpt_neox.layers.{l}.attention.query_key_value.weight", &["blocks.{l}.attn.q.weight", "blocks.{l}.attn.k.weight", "blocks.{l}.attn.v.weight"], NeoxQkv, three_d_d, always),
-    rule("gpt_neox.layers.{l}.attention.query_key_value.bias", &["blocks.{l}.attn.q.bias", "blocks.{l}.attn.k.bias", "blocks.{l}.attn.v.bias"], NeoxQkv, three_d, qkv_bias),
+    rule(
+        "gpt_neox.layers.{l}.attention.query_key_value.weight",
+        &["blocks.{l}.attn.q.weight", "blocks.{l}.attn.k.weight", "blocks.{l}.attn.v.weight"],
+        NeoxQkv,
+        three_d_d,
+        always,
+    ),
+    rule(
+        "gpt_neox.layers.{l}.attention.query_key_value.bias",
+        &["blocks.{l}.attn.q.bias", "blocks.{l}.attn.k.bias", "blocks.{l}.attn.v.bias"],
+        NeoxQkv,
+        three_d,
+        qkv_bias,
+    ),
     rule("gpt_neox.layers.{l}.attention.dense.weight", &["blocks.{l}.attn.o.weight"], Transpose, d_q, always),
     rule("gpt_neox.layers.{l}.attention.dense.bias", &["blocks.{l}.attn.o.bias"], Keep, d, out_bias),
     rule("gpt_neox.layers.{l}.post_attention_layernorm.weight", &["blocks.{l}.ln2.weight"], Keep, d, always),
@@ -226,8 +244,7 @@ impl HostWeights {
 /// other tensor is f32.
 pub(crate) fn load(config: &ModelConfig, files: &WeightFiles<'_>, keep_q8: bool) -> Result<HostWeights> {
     let table_in = TensorTable::parse(files)?;
-    let by_name: BTreeMap<String, String> =
-        table_in.names().map(|(name, _)| (normalise_name(config.architecture, name), name.to_string())).collect();
+    let by_name: BTreeMap<String, String> = table_in.names().map(|(name, _)| (normalise_name(config.architecture, name), name.to_string())).collect();
     let mut used = BTreeSet::new();
     let mut tensors = BTreeMap::new();
     let mut q8 = BTreeMap::new();
@@ -237,15 +254,12 @@ pub(crate) fn load(config: &ModelConfig, files: &WeightFiles<'_>, keep_q8: bool)
         if !(rule.when)(config) {
             continue;
         }
-        let layers: Vec<Option<usize>> =
-            if rule.hf.contains("{l}") { (0..config.n_layers).map(Some).collect() } else { vec![None] };
+        let layers: Vec<Option<usize>> = if rule.hf.contains("{l}") { (0..config.n_layers).map(Some).collect() } else { vec![None] };
         for layer in layers {
             let fill = |s: &str| layer.map_or_else(|| s.to_string(), |l| s.replace("{l}", &l.to_string()));
             let hf_name = fill(rule.hf);
             let expected = (rule.shape)(config);
-            let original = by_name
-                .get(&hf_name)
-                .ok_or_else(|| Error::MissingTensor { name: hf_name.clone(), expected: Shape(expected.clone()) })?;
+            let original = by_name.get(&hf_name).ok_or_else(|| Error::MissingTensor { name: hf_name.clone(), expected: Shape(expected.clone()) })?;
             let shape = table_in.shape(original).ok_or_else(|| Error::MissingTensor { name: hf_name.clone(), expected: Shape(expected.clone()) })?;
             if shape != expected.as_slice() {
                 return Err(Error::ShapeMismatch { name: original.clone(), expected: Shape(expected), found: Shape(shape.to_vec()) });
@@ -363,7 +377,8 @@ mod tests {
     }
 
     fn serialize(tensors: &[(String, Vec<usize>)], fill: f32) -> Vec<u8> {
-        let data: Vec<Vec<u8>> = tensors.iter().map(|(_, s)| (0..s.iter().product::<usize>()).flat_map(|i| (fill + i as f32).to_le_bytes()).collect()).collect();
+        let data: Vec<Vec<u8>> =
+            tensors.iter().map(|(_, s)| (0..s.iter().product::<usize>()).flat_map(|i| (fill + i as f32).to_le_bytes()).collect()).collect();
         let views: Vec<(String, TensorView<'_>)> =
             tensors.iter().zip(&data).map(|((n, s), d)| (n.clone(), TensorView::new(Dtype::F32, s.clone(), d).unwrap())).collect();
         safetensors::serialize(views, None).unwrap()

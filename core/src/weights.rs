@@ -77,9 +77,7 @@ impl<'a> TensorTable<'a> {
                     if parsed.contains_key(file.as_str()) {
                         continue;
                     }
-                    let bytes = shards
-                        .get(file)
-                        .ok_or_else(|| Error::ShardIndex(format!("shard `{file}` is named in the index but was not provided")))?;
+                    let bytes = shards.get(file).ok_or_else(|| Error::ShardIndex(format!("shard `{file}` is named in the index but was not provided")))?;
                     parsed.insert(file.as_str(), parse_file(file, bytes)?);
                 }
                 for (file, shard) in &parsed {
@@ -100,7 +98,10 @@ impl<'a> TensorTable<'a> {
         for name in scale_names {
             let base = name.trim_end_matches(Q8_SCALES_SUFFIX).to_string();
             if !tensors.contains_key(&base) {
-                return Err(Error::Safetensors { file: "model.safetensors".into(), reason: format!("`{name}` scales a tensor `{base}` that is not in the file") });
+                return Err(Error::Safetensors {
+                    file: "model.safetensors".into(),
+                    reason: format!("`{name}` scales a tensor `{base}` that is not in the file"),
+                });
             }
             if let Some(view) = tensors.remove(&name) {
                 q8_scales.insert(base, view);

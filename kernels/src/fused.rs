@@ -7,11 +7,11 @@ use burn::backend::DispatchDevice;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use burn_backend::TensorMetadata;
 use burn_backend::cubecl::dtype_to_storage_type;
+use burn_cubecl::CubeBackend;
 use burn_cubecl::cubecl::prelude::{CubeCount, CubeDim};
 use burn_cubecl::kernel::into_contiguous;
 use burn_cubecl::ops::numeric::empty_device_dtype;
 use burn_cubecl::tensor::CubeTensor;
-use burn_cubecl::CubeBackend;
 
 use self::cube_kernels::{class_stats_kernel, dequantize_kernel, norm_kernel, q8_gemv_kernel, steer_kernel};
 use crate::{Q8Matrix, RowOf, Span};
@@ -121,7 +121,14 @@ pub(crate) fn norm(x: Tensor<3>, weight: Tensor<1>, bias: Option<Tensor<1>>, eps
     wrap::<2>(out).reshape([batch, seq, d])
 }
 
-pub(crate) fn accumulate(sums: Tensor<2>, norm_sums: Tensor<1>, acts: Tensor<3>, lengths: &[usize], classes: &[usize], row_of: RowOf) -> (Tensor<2>, Tensor<1>) {
+pub(crate) fn accumulate(
+    sums: Tensor<2>,
+    norm_sums: Tensor<1>,
+    acts: Tensor<3>,
+    lengths: &[usize],
+    classes: &[usize],
+    row_of: RowOf,
+) -> (Tensor<2>, Tensor<1>) {
     let device = acts.device();
     let acts = primitive(acts);
     let sums = primitive(sums);
@@ -330,10 +337,10 @@ mod cube_kernels {
     #[cube(launch)]
     #[allow(clippy::too_many_arguments)]
     pub fn class_stats_kernel<F: Float, I: Int>(
-        acts: &Tensor<F>,      // [batch, pos, d]
-        lengths: &Tensor<I>,   // [batch]
-        classes: &Tensor<I>,   // [batch]
-        sums: &mut Tensor<F>,  // [classes, d]
+        acts: &Tensor<F>,          // [batch, pos, d]
+        lengths: &Tensor<I>,       // [batch]
+        classes: &Tensor<I>,       // [batch]
+        sums: &mut Tensor<F>,      // [classes, d]
         norm_sums: &mut Tensor<F>, // [classes]
         #[comptime] mean: bool,
         #[comptime] width: usize,
@@ -369,7 +376,6 @@ mod cube_kernels {
             }
         }
     }
-
 
     /// Value `flat` (storage order) of a q8_0 matrix: byte `flat % 4` of its word, sign-extended,
     /// times its block's scale. Masking after the shift reads the byte whether the shift is

@@ -55,7 +55,13 @@ pub fn accumulate(sums: Tensor<2>, norm_sums: Tensor<1>, acts: Tensor<3>, length
         .flat_map(|&n| {
             (0..pos).map(move |t| match row_of {
                 RowOf::Last => f32::from(u8::from(t + 1 == n)),
-                RowOf::Mean => if t < n { 1.0 / n as f32 } else { 0.0 },
+                RowOf::Mean => {
+                    if t < n {
+                        1.0 / n as f32
+                    } else {
+                        0.0
+                    }
+                }
             })
         })
         .collect();
@@ -79,11 +85,7 @@ pub fn dequantize(weight: &Q8Matrix) -> Tensor<2> {
     let bytes = Tensor::stack::<2>(bytes, 1).reshape([numel]);
     let signed = bytes.clone() - bytes.greater_equal_elem(128).int() * 256;
     let blocks = signed.float().reshape([numel / Q8_BLOCK, Q8_BLOCK]) * weight.scales.clone().reshape([numel / Q8_BLOCK, 1]);
-    if weight.transposed {
-        blocks.reshape([weight.cols, weight.rows]).transpose()
-    } else {
-        blocks.reshape([weight.rows, weight.cols])
-    }
+    if weight.transposed { blocks.reshape([weight.cols, weight.rows]).transpose() } else { blocks.reshape([weight.rows, weight.cols]) }
 }
 
 /// See [`crate::q8_linear`].

@@ -68,7 +68,8 @@ async fn norms_match(device: &Device) {
         // An offset keeps LayerNorm's mean away from zero, where a one-pass variance would lose digits.
         let x = tensor([3, 4, d], seed, device) * 3.0 + 5.0;
         let (w, b) = (tensor([d], seed + 1, device), tensor([d], seed + 2, device));
-        assert_close(&format!("rms_norm d={d}"), analog_kernels::rms_norm(x.clone(), w.clone(), 1e-6), reference::rms_norm(x.clone(), w.clone(), 1e-6), 1e-5).await;
+        assert_close(&format!("rms_norm d={d}"), analog_kernels::rms_norm(x.clone(), w.clone(), 1e-6), reference::rms_norm(x.clone(), w.clone(), 1e-6), 1e-5)
+            .await;
         for bias in [None, Some(b)] {
             let what = format!("layer_norm d={d} bias={}", bias.is_some());
             let fused = analog_kernels::layer_norm(x.clone(), w.clone(), bias.clone(), 1e-5);
@@ -196,7 +197,6 @@ fn reference_does_the_arithmetic() {
     let mean = ClassStats::zeros(1, 2, &device).accumulate(acts, &[2, 1], &[0, 0], RowOf::Mean);
     assert_eq!(pollster::block_on(read(mean.sums)), vec![2.0, 4.0]);
 }
-
 
 /// The q8_0 reference against dequantising on the host, on burn's CPU backend.
 #[cfg(not(target_arch = "wasm32"))]

@@ -326,12 +326,8 @@ struct Told {
 fn story_parts(grammar: &Grammar, seed: u64, index: u64, force_happy: Option<bool>) -> Told {
     let mut rng = StdRng::seed_from_u64(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ index);
     let mut mood_rng = StdRng::seed_from_u64(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ index ^ 0x00AD_D00D);
-    let mut attributes = Attributes {
-        happy: rng.random(),
-        topic: *Topic::ALL.choose(&mut rng).unwrap_or(&Topic::School),
-        formal: rng.random(),
-        complies: rng.random(),
-    };
+    let mut attributes =
+        Attributes { happy: rng.random(), topic: *Topic::ALL.choose(&mut rng).unwrap_or(&Topic::School), formal: rng.random(), complies: rng.random() };
     attributes.happy = force_happy.unwrap_or(attributes.happy);
     let pick = |rng: &mut StdRng, rule: &str| {
         let mut t = Vec::new();

@@ -51,10 +51,7 @@ impl FormatChoice {
 /// The smallest format whose perplexity is within [`PERPLEXITY_TOLERANCE`] of f32 (f32 itself
 /// qualifies, so there is always one).
 pub fn choose(rows: &[FormatRow]) -> WeightFormat {
-    rows.iter()
-        .filter(|r| r.perplexity_ratio <= 1.0 + PERPLEXITY_TOLERANCE)
-        .min_by_key(|r| r.bytes)
-        .map_or(WeightFormat::F32, |r| r.format)
+    rows.iter().filter(|r| r.perplexity_ratio <= 1.0 + PERPLEXITY_TOLERANCE).min_by_key(|r| r.bytes).map_or(WeightFormat::F32, |r| r.format)
 }
 
 fn greedy_ids(model: &TextModel, prompt: &str) -> Result<Vec<u32>> {

@@ -4,10 +4,10 @@
 //! become the published reports.
 
 pub mod corpus;
+pub mod formats;
+pub mod pipeline;
+pub mod publish;
+pub mod study;
 pub mod tokenizer;
 pub mod train;
-pub mod pipeline;
 pub mod transfer;
-pub mod study;
-pub mod publish;
-pub mod formats;

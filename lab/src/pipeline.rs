@@ -137,7 +137,10 @@ pub fn train_model(out: &Path, dir: &Path, spec: &RunSpec, teacher: Option<&Path
         optimizer = optimizer.load(checkpoint.join("optimizer.bin")).map_err(|e| format!("optimizer state: {e:?}"))?;
     }
     let teacher_model = match teacher {
-        Some(t) => Some(train::load(&String::from_utf8_lossy(&read(&t.join("config.json"))?), &read(&t.join("model.safetensors"))?, &device::cpu()).map_err(|e| e.to_string())?),
+        Some(t) => Some(
+            train::load(&String::from_utf8_lossy(&read(&t.join("config.json"))?), &read(&t.join("model.safetensors"))?, &device::cpu())
+                .map_err(|e| e.to_string())?,
+        ),
         None => None,
     };
     let mut rng = StdRng::seed_from_u64(spec.schedule.seed ^ 0xDA7A);
@@ -210,7 +213,15 @@ pub const ANALOG: Shape = Shape { vocab_size: 512, d_model: 64, n_layers: 2, n_h
 
 /// Default runs: the frontier on the corpus, the analog distilled from it.
 pub fn default_run(analog: bool, steps: usize) -> RunSpec {
-    let schedule = Schedule { steps, batch: 16, seq_len: 128, lr: if analog { 3e-3 } else { 1e-3 }, warmup: (steps / 20).max(1), weight_decay: 0.01, seed: if analog { 2 } else { 1 } };
+    let schedule = Schedule {
+        steps,
+        batch: 16,
+        seq_len: 128,
+        lr: if analog { 3e-3 } else { 1e-3 },
+        warmup: (steps / 20).max(1),
+        weight_decay: 0.01,
+        seed: if analog { 2 } else { 1 },
+    };
     RunSpec { shape: if analog { ANALOG } else { FRONTIER }, schedule, alpha: if analog { 0.5 } else { 1.0 }, temperature: 2.0 }
 }
 
@@ -239,7 +250,14 @@ pub fn load_text_model(dir: &Path) -> Result<analog_core::TextModel> {
 }
 
 /// Sampled continuations (temperature 1) of each prompt, with `edits` applied.
-fn continuations(model: &analog_core::TextModel, prompts: &[String], edits: &[analog_core::Edit], per_prompt: usize, tokens: usize, seed: u64) -> Result<Vec<(String, String)>> {
+fn continuations(
+    model: &analog_core::TextModel,
+    prompts: &[String],
+    edits: &[analog_core::Edit],
+    per_prompt: usize,
+    tokens: usize,
+    seed: u64,
+) -> Result<Vec<(String, String)>> {
     let mut out = Vec::new();
     for (p, prompt) in prompts.iter().enumerate() {
         let ids = model.encode(prompt).map_err(|e| e.to_string())?;
@@ -326,14 +344,21 @@ pub struct MoodSteering<'a> {
 /// Mood steering: the vector of `mood` at each coefficient on samples after [`mood_prompts`]: the
 /// share of samples containing a word of the sentiment set's happy lexicon, and the share of the
 /// sentences the model wrote that the grammar accepts.
-pub fn mood_steering(dir: &Path, datasets: &Path, mood: MoodSteering<'_>, coefs: &[f32], per_prompt: usize, tokens: usize, show: &mut dyn FnMut(f32, &str)) -> Result<Vec<crate::publish::SteeringRow>> {
+pub fn mood_steering(
+    dir: &Path,
+    datasets: &Path,
+    mood: MoodSteering<'_>,
+    coefs: &[f32],
+    per_prompt: usize,
+    tokens: usize,
+    show: &mut dyn FnMut(f32, &str),
+) -> Result<Vec<crate::publish::SteeringRow>> {
     let model = load_text_model(dir)?;
     let index: Vec<crate::study::Dataset> = serde_json::from_slice(&read(&datasets.join("index.json"))?).map_err(|e| e.to_string())?;
     let sentiment = index.iter().find(|d| d.id == "sentiment").ok_or("no sentiment pair set")?;
     let pairs = analog_core::steering::PairSet::from_jsonl(&String::from_utf8_lossy(&read(&datasets.join(mood.pairs))?)).map_err(|e| e.to_string())?;
     let identity = analog_core::steering::VectorModel { id: "analog".into(), weights_sha256: String::new(), d_model: model.config().d_model };
-    let acts = pollster::block_on(analog_core::steering::collect(&model, &pairs, mood.site, mood.aggregation, &mut |_, _| {}))
-        .map_err(|e| e.to_string())?;
+    let acts = pollster::block_on(analog_core::steering::collect(&model, &pairs, mood.site, mood.aggregation, &mut |_, _| {})).map_err(|e| e.to_string())?;
     let vector = analog_core::steering::steering_vector(&acts, mood.method, &[mood.layer], identity, &pairs).map_err(|e| e.to_string())?;
     let grammar = Grammar::stories();
     let lexicon: Vec<String> = sentiment.lexicon.iter().map(|w| w.to_lowercase()).collect();
@@ -342,7 +367,11 @@ pub fn mood_steering(dir: &Path, datasets: &Path, mood: MoodSteering<'_>, coefs:
     for &coef in coefs {
         let mut samples = Vec::new();
         for prompt in &prompts {
-            let positions = if mood.prompt_only { analog_core::Positions { start: 0, end: Some(model.encode(prompt).map_err(|e| e.to_string())?.len()) } } else { analog_core::Positions::ALL };
+            let positions = if mood.prompt_only {
+                analog_core::Positions { start: 0, end: Some(model.encode(prompt).map_err(|e| e.to_string())?.len()) }
+            } else {
+                analog_core::Positions::ALL
+            };
             let how = analog_core::steering::Application { coef, positions, normalise: mood.normalise, ablate: false, preserve_norm: false };
             samples.extend(continuations(&model, std::slice::from_ref(prompt), &vector.edits(&how), per_prompt, tokens, samples.len() as u64)?);
         }
@@ -352,7 +381,11 @@ pub fn mood_steering(dir: &Path, datasets: &Path, mood: MoodSteering<'_>, coefs:
         let hits = samples.iter().filter(|(_, c)| c.to_lowercase().split(|ch: char| !ch.is_alphanumeric()).any(|w| lexicon.iter().any(|l| l == w))).count();
         let sentences: Vec<String> = samples.iter().flat_map(|(p, c)| continuation_sentences(p, c)).filter(|s| s.ends_with(['.', '!', '?', '"'])).collect();
         let ok = sentences.iter().filter(|s| grammar.accepts(s)).count();
-        rows.push(crate::publish::SteeringRow { coef, trigger_rate: hits as f32 / samples.len().max(1) as f32, grammatical: ok as f32 / sentences.len().max(1) as f32 });
+        rows.push(crate::publish::SteeringRow {
+            coef,
+            trigger_rate: hits as f32 / samples.len().max(1) as f32,
+            grammatical: ok as f32 / sentences.len().max(1) as f32,
+        });
     }
     Ok(rows)
 }
@@ -380,7 +413,14 @@ fn quality(dir: &Path, shipped: &Path) -> Result<crate::publish::Quality> {
     let last = log.last().ok_or("empty training log")?;
     let held_out_loss = log.iter().rev().find_map(|r| r.held_out_loss).ok_or("no held-out loss in the log")?;
     let (grammatical, samples, _) = grammaticality(shipped, 8, 60)?;
-    Ok(crate::publish::Quality { grammatical, samples, held_out_loss, tokens_seen: last.tokens, steps: last.step, train_seconds: crate::publish::training_seconds(&log) })
+    Ok(crate::publish::Quality {
+        grammatical,
+        samples,
+        held_out_loss,
+        tokens_seen: last.tokens,
+        steps: last.step,
+        train_seconds: crate::publish::training_seconds(&log),
+    })
 }
 
 /// Copies both models into `public/models/<id>/` with cards and loss curves, the report into
@@ -404,21 +444,43 @@ pub fn publish(out: &Path, settings: &PublishSettings<'_>, report: &analog_core:
             write(&target.join(f), read(&shipped.join(f))?)?;
         }
         let q = quality(dir, &shipped)?;
-        let steering = if analog { mood_steering(&shipped, &settings.public.join("datasets"), MOOD, &MOOD_COEFS, MOOD_SAMPLES_PER_PROMPT, MOOD_TOKENS, &mut |_, _| {})? } else { Vec::new() };
+        let steering = if analog {
+            mood_steering(&shipped, &settings.public.join("datasets"), MOOD, &MOOD_COEFS, MOOD_SAMPLES_PER_PROMPT, MOOD_TOKENS, &mut |_, _| {})?
+        } else {
+            Vec::new()
+        };
         let spec: RunSpec = serde_json::from_slice(&read(&dir.join("run.json"))?).map_err(|e| e.to_string())?;
         let shape = spec.shape;
         let files = file_entries(&target)?;
         let training = if analog {
-            format!("distilled from {}: {} × next-token cross-entropy + {} × T² KL to the frontier's logits at T = {}; AdamW, lr {}, batch {} × {} tokens", settings.frontier_id, spec.alpha, 1.0 - spec.alpha, spec.temperature, spec.schedule.lr, spec.schedule.batch, spec.schedule.seq_len)
+            format!(
+                "distilled from {}: {} × next-token cross-entropy + {} × T² KL to the frontier's logits at T = {}; AdamW, lr {}, batch {} × {} tokens",
+                settings.frontier_id,
+                spec.alpha,
+                1.0 - spec.alpha,
+                spec.temperature,
+                spec.schedule.lr,
+                spec.schedule.batch,
+                spec.schedule.seq_len
+            )
         } else {
-            format!("next-token cross-entropy; AdamW, lr {}, batch {} × {} tokens, warm-up then cosine decay", spec.schedule.lr, spec.schedule.batch, spec.schedule.seq_len)
+            format!(
+                "next-token cross-entropy; AdamW, lr {}, batch {} × {} tokens, warm-up then cosine decay",
+                spec.schedule.lr, spec.schedule.batch, spec.schedule.seq_len
+            )
         };
         let role = if analog {
-            format!("The **default analog** of Analog Explorer: a small model distilled from `{}` on the same data, released so that anyone can study steering on it and check the transfer report.", settings.frontier_id)
+            format!(
+                "The **default analog** of Analog Explorer: a small model distilled from `{}` on the same data, released so that anyone can study steering on it and check the transfer report.",
+                settings.frontier_id
+            )
         } else {
             "The **reference frontier**, published only so that reports can be verified: the model the analog stands in for.".to_string()
         };
-        let shape_text = format!("{} layers, d_model {}, {} heads ({} kv), d_mlp {}, vocab {}, context {}", shape.n_layers, shape.d_model, shape.n_heads, shape.n_kv_heads, shape.d_mlp, shape.vocab_size, shape.context_length);
+        let shape_text = format!(
+            "{} layers, d_model {}, {} heads ({} kv), d_mlp {}, vocab {}, context {}",
+            shape.n_layers, shape.d_model, shape.n_heads, shape.n_kv_heads, shape.d_mlp, shape.vocab_size, shape.context_length
+        );
         let text = card(&Card {
             id,
             role: &role,

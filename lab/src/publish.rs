@@ -88,7 +88,14 @@ pub fn loss_svg(rows: &[LogRow], title: &str) -> String {
             let _ = writeln!(svg, "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"3\" fill=\"#dc2626\"/>", x(r.step), y(l));
         }
     }
-    let _ = writeln!(svg, "<text x=\"{}\" y=\"{}\" fill=\"#2563eb\">training loss</text><text x=\"{}\" y=\"{}\" fill=\"#dc2626\">held-out loss</text>", w - 220.0, pad, w - 120.0, pad);
+    let _ = writeln!(
+        svg,
+        "<text x=\"{}\" y=\"{}\" fill=\"#2563eb\">training loss</text><text x=\"{}\" y=\"{}\" fill=\"#dc2626\">held-out loss</text>",
+        w - 220.0,
+        pad,
+        w - 120.0,
+        pad
+    );
     svg.push_str("</svg>\n");
     svg
 }
@@ -131,7 +138,11 @@ pub fn card(c: &Card<'_>) -> String {
     let _ = writeln!(s, "| training | {} |", c.training);
     let _ = writeln!(s, "| tokens seen | {} ({} steps, {:.0} s on this machine) |", c.quality.tokens_seen, c.quality.steps, c.quality.train_seconds);
     let _ = writeln!(s, "| held-out loss | {:.4} nats/token |", c.quality.held_out_loss);
-    let goal = if c.n_params == c.frontier_params { format!("; goal ≥ 90%: {}", if c.quality.grammatical >= 0.9 { "met" } else { "**not met**" }) } else { String::new() };
+    let goal = if c.n_params == c.frontier_params {
+        format!("; goal ≥ 90%: {}", if c.quality.grammatical >= 0.9 { "met" } else { "**not met**" })
+    } else {
+        String::new()
+    };
     let _ = writeln!(s, "| grammatical sampled sentences | {:.1}% of {} sentences (temperature 1){goal} |", 100.0 * c.quality.grammatical, c.quality.samples);
     let _ = writeln!(s, "\n![loss curve](loss.svg)\n");
     if !c.steering.is_empty() {
@@ -142,7 +153,11 @@ pub fn card(c: &Card<'_>) -> String {
         }
         let best = c.steering.iter().filter(|r| r.grammatical >= 0.8).map(|r| r.trigger_rate).fold(0.0f32, f32::max);
         let verdict = if best >= 0.8 { "met" } else { "**not met**" };
-        let _ = writeln!(s, "\nGoal: a trigger rate of at least 80% at some coefficient while at least 80% of sentences stay grammatical. Best trigger rate with ≥ 80% grammatical: {:.1}%: {verdict}.", 100.0 * best);
+        let _ = writeln!(
+            s,
+            "\nGoal: a trigger rate of at least 80% at some coefficient while at least 80% of sentences stay grammatical. Best trigger rate with ≥ 80% grammatical: {:.1}%: {verdict}.",
+            100.0 * best
+        );
         s.push('\n');
     }
     if let Some(report) = c.transfer {
@@ -150,8 +165,14 @@ pub fn card(c: &Card<'_>) -> String {
         if let Some(g) = report.geometry.as_ref().and_then(|g| g.global_similarity.as_ref()) {
             let _ = writeln!(s, "Global similarity of the embedding geometries: r = {:.3} over {} tokens.\n", g.pearson_r, g.n_tokens);
         }
-        let _ = writeln!(s, "Slopes of `logit_diff_shift` against the coefficient on the frontier. The transfer ratio is mapped / native; the paper's success bar is 70%. It is left out (—) where the native vector itself moves the probe by less than 0.1 per unit.\n");
-        let _ = writeln!(s, "| pair set | map FVU | map cosine | analog slope | native slope | mapped slope | random slope | transfer ratio |\n|---|---|---|---|---|---|---|---|");
+        let _ = writeln!(
+            s,
+            "Slopes of `logit_diff_shift` against the coefficient on the frontier. The transfer ratio is mapped / native; the paper's success bar is 70%. It is left out (—) where the native vector itself moves the probe by less than 0.1 per unit.\n"
+        );
+        let _ = writeln!(
+            s,
+            "| pair set | map FVU | map cosine | analog slope | native slope | mapped slope | random slope | transfer ratio |\n|---|---|---|---|---|---|---|---|"
+        );
         for iv in &report.interventions {
             let slope = |f: &dyn Fn(&analog_core::report::CoefResult) -> Option<f32>| {
                 let (x, y): (Vec<f64>, Vec<f64>) = iv.results.iter().filter_map(|r| Some((f64::from(r.coef), f64::from(f(r)?)))).unzip();
@@ -164,7 +185,18 @@ pub fn card(c: &Card<'_>) -> String {
             let ratio = native.zip(mapped).filter(|(n, _)| n.abs() >= 0.1).map(|(n, m)| format!("{:.0}%", 100.0 * m / n)).unwrap_or_else(|| "—".into());
             let f = |v: Option<f64>| v.map_or_else(|| "—".into(), |v| format!("{v:.2}"));
             let m = iv.mapping.as_ref();
-            let _ = writeln!(s, "| {} | {:.3} | {:.3} | {} | {} | {} | {} | {} |", iv.id, m.and_then(|m| m.fvu).unwrap_or(f64::NAN), m.and_then(|m| m.cosine).unwrap_or(f64::NAN), f(analog), f(native), f(mapped), f(random), ratio);
+            let _ = writeln!(
+                s,
+                "| {} | {:.3} | {:.3} | {} | {} | {} | {} | {} |",
+                iv.id,
+                m.and_then(|m| m.fvu).unwrap_or(f64::NAN),
+                m.and_then(|m| m.cosine).unwrap_or(f64::NAN),
+                f(analog),
+                f(native),
+                f(mapped),
+                f(random),
+                ratio
+            );
         }
         s.push('\n');
     }
@@ -177,7 +209,10 @@ pub fn card(c: &Card<'_>) -> String {
             100.0 * crate::formats::PERPLEXITY_TOLERANCE,
             crate::formats::GREEDY_TOKENS
         );
-        let _ = writeln!(s, "| format | bytes | held-out loss | perplexity vs f32 | greedy continuations identical | mean shared greedy prefix |\n|---|---|---|---|---|---|");
+        let _ = writeln!(
+            s,
+            "| format | bytes | held-out loss | perplexity vs f32 | greedy continuations identical | mean shared greedy prefix |\n|---|---|---|---|---|---|"
+        );
         for r in &choice.rows {
             let _ = writeln!(
                 s,

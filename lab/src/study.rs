@@ -81,8 +81,13 @@ pub const STORY_MOOD: &str = "story-mood";
 fn load(dir: &Path) -> Result<(TextModel, VectorModel)> {
     let read = |f: &str| std::fs::read(dir.join(f)).map_err(|e| format!("{}: {e}", dir.join(f).display()));
     let weights = read("model.safetensors")?;
-    let model = TextModel::from_bytes(&read("config.json")?, &WeightFiles::Single(&weights), &read("tokenizer.json")?, &device::cpu()).map_err(|e| e.to_string())?;
-    let id = VectorModel { id: dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(), weights_sha256: report::sha256_hex(&weights), d_model: model.config().d_model };
+    let model =
+        TextModel::from_bytes(&read("config.json")?, &WeightFiles::Single(&weights), &read("tokenizer.json")?, &device::cpu()).map_err(|e| e.to_string())?;
+    let id = VectorModel {
+        id: dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+        weights_sha256: report::sha256_hex(&weights),
+        d_model: model.config().d_model,
+    };
     Ok((model, id))
 }
 
@@ -105,7 +110,8 @@ pub fn run(out: &Path, settings: &StudySettings<'_>, progress: &mut dyn FnMut(&s
     let n_tokens = analog.config().vocab_size.min(frontier.config().vocab_size);
     let similarity = embedding_similarity(&analog.model, &frontier.model, n_tokens).map_err(|e| e.to_string())?;
 
-    let index: Vec<Dataset> = serde_json::from_slice(&std::fs::read(settings.datasets_dir.join("index.json")).map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
+    let index: Vec<Dataset> =
+        serde_json::from_slice(&std::fs::read(settings.datasets_dir.join("index.json")).map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
     let mut interventions = Vec::new();
     for dataset in &index {
         progress(&format!("{}: extracting, mapping, measuring", dataset.id));
@@ -126,7 +132,8 @@ pub fn run(out: &Path, settings: &StudySettings<'_>, progress: &mut dyn FnMut(&s
             positions: Positions::ALL,
             normalise: true,
         };
-        let s = pollster::block_on(study(&analog, &frontier, (&analog_id, &frontier_id), pairs.clone(), (la, lf), &map, &settings.coefs, &spec)).map_err(|e| e.to_string())?;
+        let s = pollster::block_on(study(&analog, &frontier, (&analog_id, &frontier_id), pairs.clone(), (la, lf), &map, &settings.coefs, &spec))
+            .map_err(|e| e.to_string())?;
         let direction = s.analog_vector.directions.get(&la).cloned().ok_or("no analog direction")?;
         let results = settings
             .coefs
@@ -171,7 +178,12 @@ pub fn run(out: &Path, settings: &StudySettings<'_>, progress: &mut dyn FnMut(&s
             n_layers: analog.config().n_layers,
             url: Some(format!("../models/{}/", settings.analog_id)),
         },
-        frontier: Some(FrontierModel { id: settings.frontier_id.into(), n_params: Some(frontier.model.n_params as u64), n_layers: frontier.config().n_layers, d_model: Some(frontier.config().d_model) }),
+        frontier: Some(FrontierModel {
+            id: settings.frontier_id.into(),
+            n_params: Some(frontier.model.n_params as u64),
+            n_layers: frontier.config().n_layers,
+            d_model: Some(frontier.config().d_model),
+        }),
         geometry: Some(Geometry { global_similarity: Some(GlobalSimilarity { pearson_r: similarity, n_tokens: n_tokens as u64, seed: None }) }),
         interventions,
         provenance: Provenance {

@@ -118,7 +118,9 @@ pub fn safetensors_bytes(tensors: &[(String, Vec<usize>, Vec<f32>)]) -> Vec<u8> 
     let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = tensors
         .iter()
         .zip(&bytes)
-        .filter_map(|((name, shape, _), data)| safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), data).ok().map(|v| (name.clone(), v)))
+        .filter_map(|((name, shape, _), data)| {
+            safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), data).ok().map(|v| (name.clone(), v))
+        })
         .collect();
     safetensors::serialize(views, None).unwrap_or_default()
 }

@@ -83,7 +83,8 @@ fn trunk_build(dist: &str) -> Result<()> {
 
 fn app_tests(screenshots: Option<&str>) -> Result<()> {
     let mut cmd = cargo();
-    cmd.args(["test", "--release", "-p", "analog-tests", "--test", "app", "--", "--ignored", "--skip", "benchmark", "--test-threads", "1"]).env("ANALOG_DIST", root().join("target/dist"));
+    cmd.args(["test", "--release", "-p", "analog-tests", "--test", "app", "--", "--ignored", "--skip", "benchmark", "--test-threads", "1"])
+        .env("ANALOG_DIST", root().join("target/dist"));
     if let Some(dir) = screenshots {
         cmd.env("ANALOG_SCREENSHOTS", root().join(dir));
     }
@@ -154,7 +155,21 @@ fn dist() -> Result<()> {
 /// first token and decode in headless Chromium on the size-optimised site, then its sizes.
 fn bench_app() -> Result<()> {
     dist()?;
-    run(cargo().args(["run", "--release", "-p", "analog-cli", "--", "bench", "--dir", "public/models/story-analog", "--prefill", "16", "--decode", "200", "--no-reference"]))?;
+    run(cargo().args([
+        "run",
+        "--release",
+        "-p",
+        "analog-cli",
+        "--",
+        "bench",
+        "--dir",
+        "public/models/story-analog",
+        "--prefill",
+        "16",
+        "--decode",
+        "200",
+        "--no-reference",
+    ]))?;
     run(cargo()
         .args(["test", "--release", "-p", "analog-tests", "--test", "app", "benchmark_first_token_and_decode", "--", "--ignored", "--nocapture"])
         .env("ANALOG_DIST", root().join("target/site")))

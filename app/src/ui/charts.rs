@@ -33,7 +33,13 @@ fn ticks(lo: f64, hi: f64) -> Vec<f64> {
 }
 
 fn label(v: f64) -> String {
-    if v.abs() >= 100.0 { format!("{v:.0}") } else if v.abs() >= 10.0 { format!("{v:.1}") } else { format!("{v:.2}") }
+    if v.abs() >= 100.0 {
+        format!("{v:.0}")
+    } else if v.abs() >= 10.0 {
+        format!("{v:.1}")
+    } else {
+        format!("{v:.2}")
+    }
 }
 
 /// Lines over a shared x axis, with a legend.
@@ -63,7 +69,13 @@ pub fn LineChart(#[prop(into)] series: Signal<Vec<Series>>, title: String, x_lab
             .iter()
             .enumerate()
             .map(|(i, s)| {
-                let d = s.points.iter().filter(|p| p.1.is_finite()).enumerate().map(|(j, p)| format!("{}{:.1},{:.1}", if j == 0 { "M" } else { "L" }, sx(p.0), sy(p.1))).collect::<String>();
+                let d = s
+                    .points
+                    .iter()
+                    .filter(|p| p.1.is_finite())
+                    .enumerate()
+                    .map(|(j, p)| format!("{}{:.1},{:.1}", if j == 0 { "M" } else { "L" }, sx(p.0), sy(p.1)))
+                    .collect::<String>();
                 let dots = s.points.iter().filter(|p| p.1.is_finite()).map(|p| view! { <circle cx=sx(p.0) cy=sy(p.1) r="2.5" class=s.class/> }).collect_view();
                 let legend_y = TOP + 4.0 + 14.0 * i as f64;
                 view! {

@@ -75,13 +75,23 @@ impl SamplingControls {
     pub fn options(&self) -> GenerateOptions {
         GenerateOptions {
             max_new_tokens: self.max_tokens.get_untracked(),
-            sampling: Sampling { temperature: self.temperature.get_untracked(), top_k: self.top_k.get_untracked(), top_p: self.top_p.get_untracked(), seed: self.seed.get_untracked() },
+            sampling: Sampling {
+                temperature: self.temperature.get_untracked(),
+                top_k: self.top_k.get_untracked(),
+                top_p: self.top_p.get_untracked(),
+                seed: self.seed.get_untracked(),
+            },
             stop_at_eos: true,
         }
     }
 }
 
-fn number_input<T: std::str::FromStr + ToString + Copy + Send + Sync + 'static>(label: &'static str, value: RwSignal<T>, step: &'static str, testid: &'static str) -> impl IntoView {
+fn number_input<T: std::str::FromStr + ToString + Copy + Send + Sync + 'static>(
+    label: &'static str,
+    value: RwSignal<T>,
+    step: &'static str,
+    testid: &'static str,
+) -> impl IntoView {
     view! {
         <label class="control">{label}
             <input type="number" step=step data-testid=testid prop:value=move || value.get().to_string()

@@ -54,7 +54,9 @@ pub fn Reports() -> impl IntoView {
                         other => *other = Shown::Loading(what),
                     });
                 }
-                Event::ReportParsed { report, .. } => shown.set(Shown::Report { report, comparison: None, note: Some("Valid. Re-measuring the analog's side here…".into()) }),
+                Event::ReportParsed { report, .. } => {
+                    shown.set(Shown::Report { report, comparison: None, note: Some("Valid. Re-measuring the analog's side here…".into()) })
+                }
                 Event::ReportChecked { job, report, comparison, note } => {
                     shown.set(Shown::Report { report, comparison, note });
                     done(job);
@@ -113,7 +115,12 @@ pub fn Reports() -> impl IntoView {
             let input: web_sys::HtmlInputElement = event_target(&ev);
             let Some(file) = input.files().and_then(|f| f.get(0)) else { return };
             if file.size() > analog_core::report::MAX_REPORT_BYTES as f64 {
-                shown.set(Shown::Errors(vec![format!("{} is {} bytes; reports are limited to {} bytes", file.name(), file.size(), analog_core::report::MAX_REPORT_BYTES)]));
+                shown.set(Shown::Errors(vec![format!(
+                    "{} is {} bytes; reports are limited to {} bytes",
+                    file.name(),
+                    file.size(),
+                    analog_core::report::MAX_REPORT_BYTES
+                )]));
                 return;
             }
             let Ok(body) = wasm_bindgen_futures::JsFuture::from(file.text()).await else { return };
@@ -122,13 +129,8 @@ pub fn Reports() -> impl IntoView {
         });
     };
     let export = move |_| {
-        let interventions: Vec<analog_core::report::Intervention> = state
-            .saved
-            .get_untracked()
-            .results
-            .iter()
-            .filter_map(|r| serde_json::from_value(r.data["intervention"].clone()).ok())
-            .collect();
+        let interventions: Vec<analog_core::report::Intervention> =
+            state.saved.get_untracked().results.iter().filter_map(|r| serde_json::from_value(r.data["intervention"].clone()).ok()).collect();
         if interventions.is_empty() {
             export_error.set(Some("measure a vector across coefficients in the steering studio and save the results first".into()));
             return;
@@ -212,7 +214,9 @@ fn ReportView(report: Value, comparison: Option<Value>, note: Option<String>) ->
         text(&frontier["n_params"]),
         report["interventions"].as_array().map_or(0, Vec::len),
     );
-    let similarity = report["geometry"]["global_similarity"]["pearson_r"].as_f64().map(|r| format!("Global similarity of the embedding geometries (Lee et al.): r = {r:.3}"));
+    let similarity = report["geometry"]["global_similarity"]["pearson_r"]
+        .as_f64()
+        .map(|r| format!("Global similarity of the embedding geometries (Lee et al.): r = {r:.3}"));
     let body = match comparison {
         None => view! { <p class="note" data-testid="report-progress">{note.unwrap_or_default()}</p> }.into_any(),
         Some(c) => {

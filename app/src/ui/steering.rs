@@ -195,7 +195,8 @@ pub fn Studio() -> impl IntoView {
     let sweep_coefs = move || {
         let Some(s) = steer() else { return message.set(Some("extract or load a vector first".into())) };
         let set_id = state.pair_set.get_untracked();
-        let prompts = datasets.get_untracked().into_iter().find(|d| d.id == set_id).map(|d| d.neutral_prompts).unwrap_or_else(|| vec![state.prompt.get_untracked()]);
+        let prompts =
+            datasets.get_untracked().into_iter().find(|d| d.id == set_id).map(|d| d.neutral_prompts).unwrap_or_else(|| vec![state.prompt.get_untracked()]);
         let (t, c) = (target.get_untracked(), counter.get_untracked());
         if t.is_empty() || c.is_empty() {
             return message.set(Some("name a target and a counter word for the logit-difference metric".into()));
@@ -244,7 +245,8 @@ pub fn Studio() -> impl IntoView {
             let label = format!("{} — {}", d.id, d.concept);
             view! { <option value=d.id.clone()>{label}</option> }
         });
-        let saved = state.saved.get().pair_sets.into_iter().map(|p| view! { <option value=format!("saved:{}", p.name)>{format!("saved: {}", p.name)}</option> });
+        let saved =
+            state.saved.get().pair_sets.into_iter().map(|p| view! { <option value=format!("saved:{}", p.name)>{format!("saved: {}", p.name)}</option> });
         (built_in.collect_view(), saved.collect_view(), view! { <option value="custom">"write your own…"</option> })
     };
 

@@ -229,7 +229,10 @@ async fn compare_one(
         method: iv.method,
         aggregation: iv.aggregation,
         pairs: VectorPairs { sha256: iv.pairs.sha256.clone(), n_pairs: iv.pairs.n_pairs },
-        directions: BTreeMap::from([(iv.analog_layer, Direction { norm: iv.vector.norm, mean_resid_norm: iv.vector.mean_resid_norm, direction: input.vector.clone() })]),
+        directions: BTreeMap::from([(
+            iv.analog_layer,
+            Direction { norm: iv.vector.norm, mean_resid_norm: iv.vector.mean_resid_norm, direction: input.vector.clone() },
+        )]),
     };
     let coefs: Vec<f32> = iv.results.iter().map(|r| r.coef).collect();
     let measured = evaluate(model, &published, &coefs, &iv.evaluation, &mut |done, total| progress(&iv.id, done, total)).await?;

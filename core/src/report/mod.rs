@@ -84,7 +84,16 @@ impl Intervention {
 
     /// An intervention holding one's own analog measurements (no frontier parts), with the pairs
     /// and the vector inline.
-    pub fn measured(id: &str, concept: &str, pairs: &PairSet, vector: &SteeringVector, layer: usize, evaluation: EvalSpec, effect_metric: MetricName, rows: &[MetricRow]) -> Result<Self> {
+    pub fn measured(
+        id: &str,
+        concept: &str,
+        pairs: &PairSet,
+        vector: &SteeringVector,
+        layer: usize,
+        evaluation: EvalSpec,
+        effect_metric: MetricName,
+        rows: &[MetricRow],
+    ) -> Result<Self> {
         let direction = vector.directions.get(&layer).ok_or_else(|| Error::Report(format!("the vector has no layer {layer}")))?;
         Ok(Self {
             id: id.into(),
@@ -94,7 +103,13 @@ impl Intervention {
             aggregation: vector.aggregation,
             analog_hook: vector.site,
             analog_layer: layer,
-            vector: VectorRef { norm: direction.norm, mean_resid_norm: direction.mean_resid_norm, values: Some(direction.direction.clone()), url: None, sha256: None },
+            vector: VectorRef {
+                norm: direction.norm,
+                mean_resid_norm: direction.mean_resid_norm,
+                values: Some(direction.direction.clone()),
+                url: None,
+                sha256: None,
+            },
             frontier_layer: None,
             mapping: None,
             evaluation,

@@ -1,7 +1,10 @@
 use super::compare::{EffectRow, RowComparison, summarise};
 use super::*;
 use crate::steering::metrics::Metrics;
-use crate::{Positions, steering::{Aggregation, HookSite, Method}};
+use crate::{
+    Positions,
+    steering::{Aggregation, HookSite, Method},
+};
 
 fn metrics(v: f32) -> Metrics {
     Metrics { logit_diff: Some(v), logit_diff_shift: Some(v), prob_target: Some(0.5), kl: 0.1, trigger_rate: None, perplexity: Some(3.0) }
@@ -106,7 +109,20 @@ fn urls_are_limited_to_https_localhost_and_relative_paths() {
     for ok in ["https://example.org/r.json", "http://localhost:8080/x", "http://127.0.0.1/x", "../datasets/sentiment.jsonl", "pairs.jsonl"] {
         assert!(check_url(ok).is_ok(), "{ok}");
     }
-    for bad in ["javascript:alert(1)", "data:text/html,x", "file:///etc/passwd", "http://example.org/x", "//evil.org/x", "", "https://", "a b", "http://localhost:80@evil.org/x", "https://user@example.org/x", "http://localhost.evil.org/x", "http://127.0.0.1.evil.org/x"] {
+    for bad in [
+        "javascript:alert(1)",
+        "data:text/html,x",
+        "file:///etc/passwd",
+        "http://example.org/x",
+        "//evil.org/x",
+        "",
+        "https://",
+        "a b",
+        "http://localhost:80@evil.org/x",
+        "https://user@example.org/x",
+        "http://localhost.evil.org/x",
+        "http://127.0.0.1.evil.org/x",
+    ] {
         assert!(check_url(bad).is_err(), "{bad}");
     }
 }

@@ -233,10 +233,8 @@ pub async fn collect_stats_ids(
     let sums = read_f32(Tensor::stack::<3>(stats.iter().map(|s| s.sums.clone()).collect(), 0)).await?;
     let norm_sums = read_f32(Tensor::stack::<2>(stats.iter().map(|s| s.norm_sums.clone()).collect(), 0)).await?;
     let per_class = |c: usize| counts.get(c).copied().unwrap_or(0).max(1) as f32;
-    let mean_diff = sums
-        .chunks_exact(2 * d)
-        .map(|layer| layer[..d].iter().zip(&layer[d..]).map(|(p, n)| p / per_class(0) - n / per_class(1)).collect())
-        .collect();
+    let mean_diff =
+        sums.chunks_exact(2 * d).map(|layer| layer[..d].iter().zip(&layer[d..]).map(|(p, n)| p / per_class(0) - n / per_class(1)).collect()).collect();
     let all = counts.iter().sum::<usize>().max(1) as f32;
     let mean_norm = norm_sums.chunks_exact(2).map(|c| (c[0] + c[1]) / all).collect();
     Ok(PairStats { site, aggregation, n_pairs, mean_diff, mean_norm })

@@ -133,11 +133,7 @@ impl<'a> Reader<'a> {
         let n = self.u64()?;
         let left = (self.bytes.len() - self.pos) as u64;
         if n.saturating_mul(unit.max(1) as u64) > left {
-            return Err(bad(format!(
-                "byte {}: a count of {n} (at least {} bytes each) exceeds the {left} bytes left in the file",
-                self.pos - 8,
-                unit.max(1)
-            )));
+            return Err(bad(format!("byte {}: a count of {n} (at least {} bytes each) exceeds the {left} bytes left in the file", self.pos - 8, unit.max(1))));
         }
         Ok(n as usize)
     }

@@ -169,11 +169,8 @@ impl<'a> Evaluator<'a> {
             return Ok(0.0);
         }
         let steered = log_probs(self.model.last_logits(&self.neutral_rows, hooks).await?);
-        let total: f32 = steered
-            .iter()
-            .zip(&self.baseline.log_probs)
-            .map(|(s, b)| s.iter().zip(b).map(|(ls, lb)| ls.exp() * (ls - lb)).sum::<f32>().max(0.0))
-            .sum();
+        let total: f32 =
+            steered.iter().zip(&self.baseline.log_probs).map(|(s, b)| s.iter().zip(b).map(|(ls, lb)| ls.exp() * (ls - lb)).sum::<f32>().max(0.0)).sum();
         Ok(total / steered.len() as f32)
     }
 
@@ -233,7 +230,13 @@ impl<'a> Evaluator<'a> {
 }
 
 /// Measures `vector` at every coefficient, with an equal-norm random direction beside it.
-pub async fn evaluate(model: &TextModel, vector: &SteeringVector, coefs: &[f32], spec: &EvalSpec, progress: &mut dyn FnMut(usize, usize)) -> Result<Vec<MetricRow>> {
+pub async fn evaluate(
+    model: &TextModel,
+    vector: &SteeringVector,
+    coefs: &[f32],
+    spec: &EvalSpec,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<Vec<MetricRow>> {
     if vector.model.d_model != model.config().d_model {
         return Err(Error::VectorDimension { hook: vector.site.to_string(), expected: model.config().d_model, found: vector.model.d_model });
     }

@@ -91,7 +91,9 @@ impl PairSet {
         for (i, raw) in rows {
             let line = i + 1;
             let fields = split_csv(raw).map_err(|reason| PairError::Line { line, reason })?;
-            let get = |idx: usize| fields.get(idx).cloned().ok_or_else(|| PairError::Line { line, reason: format!("expected {} columns, found {}", columns.len(), fields.len()) });
+            let get = |idx: usize| {
+                fields.get(idx).cloned().ok_or_else(|| PairError::Line { line, reason: format!("expected {} columns, found {}", columns.len(), fields.len()) })
+            };
             let pair = Pair { positive: get(pos)?, negative: get(neg)?, label: label.and_then(|l| fields.get(l).cloned()).filter(|l| !l.is_empty()) };
             check_pair(&pair).map_err(|reason| PairError::Line { line, reason })?;
             pairs.push(pair);

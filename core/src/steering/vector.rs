@@ -178,11 +178,8 @@ impl SteeringVector {
     /// The directions as a safetensors file: one f32 tensor `direction.<layer>` each, and the
     /// provenance in the header's `__metadata__` (as `vector_json` minus the directions).
     pub fn to_safetensors(&self) -> Result<Vec<u8>> {
-        let bytes: Vec<(String, Vec<u8>)> = self
-            .directions
-            .iter()
-            .map(|(layer, d)| (format!("direction.{layer}"), d.direction.iter().flat_map(|x| x.to_le_bytes()).collect()))
-            .collect();
+        let bytes: Vec<(String, Vec<u8>)> =
+            self.directions.iter().map(|(layer, d)| (format!("direction.{layer}"), d.direction.iter().flat_map(|x| x.to_le_bytes()).collect())).collect();
         let views = bytes
             .iter()
             .map(|(name, data)| {
