@@ -5,6 +5,7 @@
 //! - `test`: every test: the native workspace (CPU and wgpu via Mesa lavapipe), the wasm tests in
 //!   headless Chromium (WebGPU through SwiftShader, and the CPU backend), then the app, built by
 //!   Trunk, end to end in headless Chromium with and without WebGPU.
+//! - `lint`: `cargo fmt --check` and clippy with warnings denied (CI runs it before `test`).
 //! - `dist`: the publishable static site, size-optimised, in `target/site/`.
 //! - `bench-app`: page load to first token, browser vs native decode, and wasm sizes.
 //! - `screenshots`: retakes README's screenshots (`docs/screenshots/`) with the app's browser test.
@@ -81,9 +82,11 @@ fn trunk_build(dist: &str) -> Result<()> {
     run(Command::new("trunk").args(["build", "--release", "--dist", dist]))
 }
 
+/// The app's end-to-end tests in headless Chromium against the site Trunk built. Selected with
+/// `--workspace` like the native run, so cargo resolves the same features and reuses its build.
 fn app_tests(screenshots: Option<&str>) -> Result<()> {
     let mut cmd = cargo();
-    cmd.args(["test", "--release", "-p", "analog-tests", "--test", "app", "--", "--ignored", "--skip", "benchmark", "--test-threads", "1"])
+    cmd.args(["test", "--release", "--workspace", "--test", "app", "--", "--ignored", "--skip", "benchmark", "--test-threads", "1"])
         .env("ANALOG_DIST", root().join("target/dist"));
     if let Some(dir) = screenshots {
         cmd.env("ANALOG_SCREENSHOTS", root().join(dir));
@@ -91,21 +94,68 @@ fn app_tests(screenshots: Option<&str>) -> Result<()> {
     run(&mut cmd)
 }
 
+/// The wasm tests in headless Chromium (WebGPU through SwiftShader, and the CPU backend): core's
+/// reference fixtures and the fused kernels against their references, in one cargo run.
+/// `analog-app` is selected too, though it has no test here: cargo then resolves for wasm32
+/// exactly the features Trunk's build of the app resolves, so burn, cubecl and wgpu are compiled
+/// for wasm once and the app build that follows reuses them. wasm-bindgen-test-runner reads each
+/// crate's `webdriver.json` (Debian's Chromium with WebGPU exposed).
+fn wasm_tests() -> Result<()> {
+    run(cargo()
+        .args(["test", "--release", "--target", "wasm32-unknown-unknown"])
+        .args(["-p", "analog-core", "-p", "analog-kernels", "-p", "analog-app", "--test", "browser", "--test", "equivalence"])
+        .env("CHROMEDRIVER", "/usr/bin/chromedriver")
+        .env("WASM_BINDGEN_TEST_TIMEOUT", "300"))
+}
+
+/// Runs named stages in order and prints how long each took (also when one fails).
+struct Stages(Vec<(&'static str, std::time::Duration)>);
+
+impl Stages {
+    fn run(&mut self, name: &'static str, stage: impl FnOnce() -> Result<()>) -> Result<()> {
+        eprintln!("xtask: == {name}");
+        let start = std::time::Instant::now();
+        let result = stage();
+        self.0.push((name, start.elapsed()));
+        if result.is_err() {
+            self.print();
+        }
+        result.with_context(|| format!("stage `{name}`"))
+    }
+
+    fn print(&self) {
+        eprintln!("xtask: stage times");
+        for (name, took) in &self.0 {
+            eprintln!("xtask:   {:>6.1} min  {name}", took.as_secs_f64() / 60.0);
+        }
+        let total: std::time::Duration = self.0.iter().map(|(_, t)| *t).sum();
+        eprintln!("xtask:   {:>6.1} min  total", total.as_secs_f64() / 60.0);
+    }
+}
+
+/// Every test, each artifact built once: the native workspace (one feature resolution for the
+/// tests and the app's browser tests), the wasm tests, Trunk's build, the app in Chromium.
 fn test() -> Result<()> {
-    tools()?;
-    run(cargo().args(["test", "--release", "--workspace"]))?;
-    // wasm-bindgen-test-runner reads core/webdriver.json: Debian's Chromium with WebGPU exposed.
-    run(cargo()
-        .args(["test", "--release", "-p", "analog-core", "--target", "wasm32-unknown-unknown", "--test", "browser"])
-        .env("CHROMEDRIVER", "/usr/bin/chromedriver")
-        .env("WASM_BINDGEN_TEST_TIMEOUT", "300"))?;
-    // The fused kernels against their references on WebGPU (kernels/webdriver.json, as above).
-    run(cargo()
-        .args(["test", "--release", "-p", "analog-kernels", "--target", "wasm32-unknown-unknown", "--test", "equivalence"])
-        .env("CHROMEDRIVER", "/usr/bin/chromedriver")
-        .env("WASM_BINDGEN_TEST_TIMEOUT", "300"))?;
-    trunk_build("target/dist")?;
-    app_tests(None)
+    let mut stages = Stages(Vec::new());
+    stages.run("tools", tools)?;
+    stages.run("native: build and test (CPU and wgpu)", || run(cargo().args(["test", "--release", "--workspace"])))?;
+    stages.run("wasm: core and kernels in Chromium", wasm_tests)?;
+    stages.run("trunk: build the app", || trunk_build("target/dist"))?;
+    stages.run("app: end to end in Chromium", || app_tests(None))?;
+    stages.print();
+    Ok(())
+}
+
+/// `cargo fmt --check` and clippy with warnings as errors, natively over every target, and for
+/// wasm32 over the app (its page and worker only compile there).
+fn lint() -> Result<()> {
+    let mut stages = Stages(Vec::new());
+    stages.run("fmt", || run(cargo().args(["fmt", "--all", "--check"])))?;
+    stages.run("clippy", || run(cargo().args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"])))?;
+    stages
+        .run("clippy (wasm32: the app)", || run(cargo().args(["clippy", "--target", "wasm32-unknown-unknown", "-p", "analog-app", "--", "-D", "warnings"])))?;
+    stages.print();
+    Ok(())
 }
 
 /// The static site for any host: size-optimised wasm (opt-level z, LTO, one codegen unit) in
@@ -240,6 +290,7 @@ fn main() -> Result<()> {
     match task.as_str() {
         "csp" => csp(),
         "test" => test(),
+        "lint" => lint(),
         "serve" => serve(),
         "dist" => dist(),
         "bench-app" => bench_app(),
@@ -249,6 +300,6 @@ fn main() -> Result<()> {
             trunk_build("target/dist")?;
             app_tests(Some("docs/screenshots"))
         }
-        _ => bail!("usage: cargo xtask test|serve|dist|bench|bench-app|screenshots (csp: Trunk's post-build hook)"),
+        _ => bail!("usage: cargo xtask test|lint|serve|dist|bench|bench-app|screenshots (csp: Trunk's post-build hook)"),
     }
 }

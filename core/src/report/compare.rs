@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::schema::{Intervention, MetricName, ReportKind, TransferReport};
 use super::stats::{pearson, slope, spearman};
@@ -34,7 +34,7 @@ pub struct InterventionInputs {
 }
 
 /// The outcome of one check.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
     Pass,
@@ -44,10 +44,10 @@ pub enum Outcome {
 }
 
 /// One check against a threshold.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Verdict {
     /// Short name, e.g. `transfer_degradation`.
-    pub check: &'static str,
+    pub check: String,
     pub value: Option<f64>,
     /// The rule, e.g. `< 0.05`.
     pub threshold: String,
@@ -63,12 +63,12 @@ impl Verdict {
             Some(_) => (Outcome::Fail, meaning[1]),
             None => (Outcome::NotApplicable, meaning[2]),
         };
-        Self { check, value, threshold, outcome, meaning: meaning.into() }
+        Self { check: check.into(), value, threshold, outcome, meaning: meaning.into() }
     }
 }
 
 /// Pearson and Spearman correlation of two curves over the same coefficients.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Correlation {
     pub pearson: Option<f64>,
     pub spearman: Option<f64>,
@@ -77,7 +77,7 @@ pub struct Correlation {
 }
 
 /// One coefficient: local measurements beside the reported ones.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RowComparison {
     pub coef: f32,
     /// The published vector on the local analog.
@@ -92,7 +92,7 @@ pub struct RowComparison {
 }
 
 /// The effect metric of each curve at one coefficient.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct EffectRow {
     pub local: Option<f32>,
     pub reported_analog: Option<f32>,
@@ -102,7 +102,7 @@ pub struct EffectRow {
 }
 
 /// The comparison of one intervention.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct InterventionComparison {
     pub id: String,
     pub concept: String,
@@ -128,7 +128,7 @@ pub struct InterventionComparison {
 }
 
 /// Least-squares slope of each curve's effect metric against the coefficient.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Slopes {
     pub local: Option<f64>,
     pub reported_analog: Option<f64>,
@@ -138,7 +138,7 @@ pub struct Slopes {
 }
 
 /// The whole comparison.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Comparison {
     pub report_id: String,
     pub report_kind: ReportKind,
