@@ -1,12 +1,13 @@
-//! Network and files inside the worker: bounded fetches with a timeout, model files through Cache
-//! Storage with download progress and sha256 checks, and local `File`s.
+//! Network and files: bounded fetches with a timeout (in the worker, and on the page for the
+//! catalog and the built-in pair sets), model files through Cache Storage with download progress
+//! and sha256 checks, and local `File`s.
 
 use analog_core::report::sha256_hex;
 use js_sys::{Reflect, Uint8Array};
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
-use web_sys::{AbortController, Cache, DedicatedWorkerGlobalScope, ReadableStreamDefaultReader, RequestInit, Response};
+use web_sys::{AbortController, Cache, DedicatedWorkerGlobalScope, ReadableStreamDefaultReader, RequestInit, Response, Window};
 
 /// Model files are cached under this name; bump it when the cache layout changes.
 const CACHE: &str = "analog-models-v1";
@@ -34,14 +35,45 @@ pub struct Fetched {
     pub from_cache: bool,
 }
 
-async fn response(scope: &DedicatedWorkerGlobalScope, url: &str, what: &str) -> Result<Response, String> {
+/// What fetches: the page's window or the worker's scope (web-sys gives them no common type).
+pub trait Scope {
+    fn fetch(&self, url: &str, init: &RequestInit) -> js_sys::Promise;
+    fn set_timeout(&self, callback: &js_sys::Function, ms: i32) -> Result<i32, JsValue>;
+    fn clear_timeout(&self, handle: i32);
+}
+
+impl Scope for DedicatedWorkerGlobalScope {
+    fn fetch(&self, url: &str, init: &RequestInit) -> js_sys::Promise {
+        self.fetch_with_str_and_init(url, init)
+    }
+    fn set_timeout(&self, callback: &js_sys::Function, ms: i32) -> Result<i32, JsValue> {
+        self.set_timeout_with_callback_and_timeout_and_arguments_0(callback, ms)
+    }
+    fn clear_timeout(&self, handle: i32) {
+        self.clear_timeout_with_handle(handle);
+    }
+}
+
+impl Scope for Window {
+    fn fetch(&self, url: &str, init: &RequestInit) -> js_sys::Promise {
+        self.fetch_with_str_and_init(url, init)
+    }
+    fn set_timeout(&self, callback: &js_sys::Function, ms: i32) -> Result<i32, JsValue> {
+        self.set_timeout_with_callback_and_timeout_and_arguments_0(callback, ms)
+    }
+    fn clear_timeout(&self, handle: i32) {
+        self.clear_timeout_with_handle(handle);
+    }
+}
+
+async fn response(scope: &impl Scope, url: &str, what: &str) -> Result<Response, String> {
     let controller = AbortController::new().map_err(|e| js_error("AbortController", e))?;
     let init = RequestInit::new();
     init.set_signal(Some(&controller.signal()));
     let abort = Closure::once_into_js(move || controller.abort());
-    let timer = scope.set_timeout_with_callback_and_timeout_and_arguments_0(abort.unchecked_ref(), TIMEOUT_MS).unwrap_or(0);
-    let result = JsFuture::from(scope.fetch_with_str_and_init(url, &init)).await;
-    scope.clear_timeout_with_handle(timer);
+    let timer = scope.set_timeout(abort.unchecked_ref(), TIMEOUT_MS).unwrap_or(0);
+    let result = JsFuture::from(scope.fetch(url, &init)).await;
+    scope.clear_timeout(timer);
     let response: Response = result
         .map_err(|e| js_error(&format!("cannot fetch the {what} at {url} (network error or no answer within {} s)", TIMEOUT_MS / 1000), e))?
         .unchecked_into();
@@ -96,6 +128,19 @@ pub async fn bounded(scope: &DedicatedWorkerGlobalScope, url: &str, limit: u64, 
     analog_core::report::check_url(url).map_err(|e| format!("{url}: {e}"))?;
     let response = response(scope, url, what).await?;
     read_body(&response, limit, what, &mut |_, _, _| {}).await
+}
+
+/// The largest document the page fetches (the catalog, a built-in pair set).
+const PAGE_LIMIT: u64 = 16 << 20;
+
+/// Fetches a document of the site from the page (`url` may be relative to it), with the
+/// worker's timeout and a size limit; `what` names it in errors.
+pub async fn page_text(url: &str, what: &str) -> Result<String, String> {
+    let window = web_sys::window().ok_or("the page has no window")?;
+    let response = response(&window, url, what).await?;
+    let bytes = read_body(&response, PAGE_LIMIT, what, &mut |_, _, _| {}).await?;
+    // As `Response.text()` decodes: invalid UTF-8 becomes U+FFFD.
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
 }
 
 async fn open_cache(scope: &DedicatedWorkerGlobalScope) -> Option<Cache> {

@@ -2,6 +2,7 @@
 //! model; they talk through the serde messages in `protocol`.
 
 pub mod protocol;
+pub mod saved;
 
 #[cfg(target_arch = "wasm32")]
 mod fetch;

@@ -3,8 +3,10 @@
 
 use analog_core::GenerateOptions;
 use analog_core::device::BackendKind;
-use analog_core::report::Intervention;
-use analog_core::steering::{Aggregation, Method, SteeringVector, SweepRow};
+use analog_core::report::compare::Comparison;
+use analog_core::report::{Intervention, TransferReport};
+use analog_core::steering::metrics::MetricRow;
+use analog_core::steering::{Aggregation, Method, PairFormat, SteeringVector, SweepRow};
 use serde::{Deserialize, Serialize};
 
 /// A job number chosen by the page; events about a job carry it back.
@@ -74,7 +76,7 @@ pub enum Request {
     Extract {
         job: Job,
         pairs: String,
-        csv: bool,
+        format: PairFormat,
         method: Method,
         aggregation: Aggregation,
     },
@@ -135,6 +137,14 @@ pub struct LayerView {
     pub top: Vec<(String, f32)>,
 }
 
+/// The metrics of a vector across coefficients, and the measured intervention they make (absent
+/// when the vector cannot be recorded in a report), as the studio shows and saves them.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct CoefficientSweep {
+    pub rows: Vec<MetricRow>,
+    pub intervention: Option<Intervention>,
+}
+
 /// Worker → page.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -191,8 +201,7 @@ pub enum Event {
     },
     Swept {
         job: Job,
-        rows: serde_json::Value,
-        intervention: Option<Intervention>,
+        sweep: Box<CoefficientSweep>,
     },
     Exported {
         job: Job,
@@ -201,13 +210,13 @@ pub enum Event {
     /// The report is valid; its comparison follows.
     ReportParsed {
         job: Job,
-        report: serde_json::Value,
+        report: Box<TransferReport>,
     },
     /// The report validated; `comparison` is absent when it cannot be compared with this model.
     ReportChecked {
         job: Job,
-        report: serde_json::Value,
-        comparison: Option<serde_json::Value>,
+        report: Box<TransferReport>,
+        comparison: Option<Box<Comparison>>,
         note: Option<String>,
     },
     /// A job failed; `errors` lists every problem (report validation gives one per JSON path).
@@ -288,6 +297,22 @@ mod tests {
         let event = Event::Extracted { job: 1, vector: vector.clone(), sweep: Vec::new() };
         let back: Event = serde_json::from_str(&serde_json::to_string(&event).unwrap()).unwrap();
         assert!(matches!(back, Event::Extracted { vector: v, .. } if v == vector));
+    }
+
+    #[test]
+    fn sweeps_cross_typed_and_absent_metrics_stay_absent() {
+        let metrics = |shift| analog_core::steering::metrics::Metrics {
+            logit_diff: None,
+            logit_diff_shift: shift,
+            prob_target: None,
+            kl: 0.5,
+            trigger_rate: Some(0.25),
+            perplexity: None,
+        };
+        let sweep = CoefficientSweep { rows: vec![MetricRow { coef: -0.5, steered: metrics(Some(1.5)), random: metrics(None) }], intervention: None };
+        let event = Event::Swept { job: 2, sweep: Box::new(sweep.clone()) };
+        let back: Event = serde_json::from_str(&serde_json::to_string(&event).unwrap()).unwrap();
+        assert!(matches!(back, Event::Swept { job: 2, sweep: s } if *s == sweep));
     }
 
     #[test]

@@ -9,7 +9,7 @@ use std::rc::Rc;
 use analog_core::device::BackendKind;
 use analog_core::report::{self, InterventionInputs};
 use analog_core::steering::metrics::{self, EvalSpec};
-use analog_core::steering::{Application, PairSet, SteeringVector, VectorModel};
+use analog_core::steering::{Application, PairFormat, PairSet, SteeringVector, VectorModel};
 use analog_core::weights::Footprint;
 use analog_core::{Decoder, Device, GenerateOptions, Hooks, Positions, TextModel, WeightFiles, device};
 use futures::StreamExt;
@@ -20,7 +20,7 @@ use wasm_bindgen::prelude::*;
 use web_sys::{DedicatedWorkerGlobalScope, MessageEvent};
 
 use crate::fetch::{self, Fetched};
-use crate::protocol::{Event, Job, LayerView, ModelInfo, ModelSource, Request, Steer};
+use crate::protocol::{CoefficientSweep, Event, Job, LayerView, ModelInfo, ModelSource, Request, Steer};
 
 /// The loaded model and what the page needs to know about it.
 struct Loaded {
@@ -172,23 +172,10 @@ impl Worker {
                 self.send(&Event::Inspected { job, layers });
                 Ok(())
             }
-            Request::Extract { job, pairs, csv, method, aggregation } => self.extract(job, &pairs, csv, method, aggregation).await,
+            Request::Extract { job, pairs, format, method, aggregation } => self.extract(job, &pairs, format, method, aggregation).await,
             Request::Sweep { job, steer, coefs, target, counter, prompts, lexicon, pairs, id, concept } => {
                 let loaded = self.model()?;
-                let spec = EvalSpec {
-                    logit_prompts: prompts.clone(),
-                    target: Some(target),
-                    counter: Some(counter),
-                    neutral_prompts: prompts,
-                    neutral_texts: Vec::new(),
-                    lexicon,
-                    samples_per_prompt: 2,
-                    sample_tokens: 20,
-                    temperature: 1.0,
-                    seed: 0,
-                    positions: Positions::ALL,
-                    normalise: steer.normalise,
-                };
+                let spec = EvalSpec::sweep(prompts, Some(target), Some(counter), lexicon, steer.normalise);
                 let vector = chosen_layer(&loaded.info, &steer)?;
                 let scope = self.scope.clone();
                 let rows = metrics::evaluate(&loaded.model, &vector, &coefs, &spec, &mut |done, total| {
@@ -199,43 +186,26 @@ impl Worker {
                 })
                 .await
                 .map_err(errors)?;
-                let pairs = PairSet::from_jsonl(&pairs).map_err(errors)?;
+                let pairs = PairSet::parse(&pairs, PairFormat::Jsonl).map_err(errors)?;
                 let intervention =
                     report::Intervention::measured(&id, &concept, &pairs, &vector, steer.layer, spec, report::MetricName::LogitDiffShift, &rows).ok();
-                self.send(&Event::Swept { job, rows: serde_json::to_value(rows).map_err(errors)?, intervention });
+                self.send(&Event::Swept { job, sweep: Box::new(CoefficientSweep { rows, intervention }) });
                 Ok(())
             }
             Request::Export { job, interventions, publisher } => {
                 let loaded = self.model()?;
                 let info = &loaded.info;
-                let report = report::TransferReport {
-                    schema_version: report::SCHEMA_VERSION.into(),
-                    id: format!("{}-measurement", info.label).replace(['/', ' '], "-"),
-                    kind: report::ReportKind::Measurement,
-                    publisher: report::Publisher { name: publisher, url: None, contact: None },
-                    analog: report::AnalogModel {
-                        id: info.label.clone(),
-                        weights_sha256: info.weights_sha256.clone(),
-                        n_params: info.n_params as u64,
-                        d_model: info.d_model,
-                        n_layers: info.n_layers,
-                        url: None,
-                    },
-                    frontier: None,
-                    geometry: None,
-                    interventions,
-                    provenance: report::Provenance {
-                        code_revision: env!("CARGO_PKG_VERSION").into(),
-                        seeds: [("evaluation".to_string(), 0)].into(),
-                        date: js_sys::Date::new_0().to_iso_string().as_string().unwrap_or_default().chars().take(10).collect(),
-                        hardware: format!("browser ({})", self.scope.navigator().user_agent().unwrap_or_default()),
-                        software: Some(format!("analog-explorer {} in the browser (burn 0.22)", env!("CARGO_PKG_VERSION"))),
-                    },
+                let analog = report::AnalogModel::of(&loaded.model, info.label.clone(), info.weights_sha256.clone(), None);
+                let provenance = report::Provenance {
+                    code_revision: env!("CARGO_PKG_VERSION").into(),
+                    seeds: [("evaluation".to_string(), 0)].into(),
+                    date: js_sys::Date::new_0().to_iso_string().as_string().unwrap_or_default().chars().take(10).collect(),
+                    hardware: format!("browser ({})", self.scope.navigator().user_agent().unwrap_or_default()),
+                    software: Some(format!("analog-explorer {} in the browser (burn 0.22)", env!("CARGO_PKG_VERSION"))),
                 };
-                let problems = report::validate::check(&report);
-                if !problems.is_empty() {
-                    return Err(problems.iter().map(ToString::to_string).collect());
-                }
+                let report = report::TransferReport::measured(analog, publisher, interventions, provenance)
+                    .validated()
+                    .map_err(|e| e.0.iter().map(ToString::to_string).collect::<Vec<_>>())?;
                 self.send(&Event::Exported { job, json: report.to_json() });
                 Ok(())
             }
@@ -375,12 +345,12 @@ impl Worker {
         &self,
         job: Job,
         text: &str,
-        csv: bool,
+        format: PairFormat,
         method: analog_core::steering::Method,
         aggregation: analog_core::steering::Aggregation,
     ) -> JobResult {
         let loaded = self.model()?;
-        let pairs = if csv { PairSet::from_csv(text) } else { PairSet::from_jsonl(text) }.map_err(errors)?;
+        let pairs = PairSet::parse(text, format).map_err(errors)?;
         let scope = self.scope.clone();
         let acts = analog_core::steering::collect(&loaded.model, &pairs, analog_core::steering::HookSite::ResidPost, aggregation, &mut |done, total| {
             post(&scope, &Event::Progress { job, what: "running the pairs".into(), done: done as u64, total: Some(total as u64), bytes_per_s: None })
@@ -401,15 +371,15 @@ impl Worker {
             None => fetch::bounded(&self.scope, url, report::MAX_REPORT_BYTES as u64, "report").await.map_err(errors)?,
         };
         let parsed = report::parse(&bytes).map_err(|e| e.0.iter().map(ToString::to_string).collect::<Vec<_>>())?;
-        let value = serde_json::to_value(&parsed).map_err(errors)?;
+        let report = Box::new(parsed.clone());
         let Some(loaded) = self.model.as_ref() else {
-            self.send(&Event::ReportChecked { job, report: value, comparison: None, note: Some("load a model to compare".into()) });
+            self.send(&Event::ReportChecked { job, report, comparison: None, note: Some("load a model to compare".into()) });
             return Ok(());
         };
-        self.send(&Event::ReportParsed { job, report: value.clone() });
+        self.send(&Event::ReportParsed { job, report: report.clone() });
         if loaded.info.d_model != parsed.analog.d_model || loaded.info.n_layers != parsed.analog.n_layers {
             let note = format!("this report is about `{}`; load it to compare (the loaded model has another shape)", parsed.analog.id);
-            self.send(&Event::ReportChecked { job, report: value, comparison: None, note: Some(note) });
+            self.send(&Event::ReportChecked { job, report, comparison: None, note: Some(note) });
             return Ok(());
         }
         let mut inputs = Vec::new();
@@ -419,7 +389,7 @@ impl Worker {
                 (None, Some(rel)) => {
                     let target = fetch::join(url, rel).map_err(errors)?;
                     let bytes = fetch::bounded(&self.scope, &target, 16 << 20, "pair set").await.map_err(errors)?;
-                    iv.pairs_from_bytes(&bytes, rel.ends_with(".csv")).map_err(errors)?
+                    iv.pairs_from_bytes(&bytes, PairFormat::from_name(rel)).map_err(errors)?
                 }
                 (None, None) => return Err(errors(format!("{}: the pair set has neither inline pairs nor a URL", iv.id))),
             };
@@ -436,7 +406,7 @@ impl Worker {
         })
         .await
         .map_err(errors)?;
-        self.send(&Event::ReportChecked { job, report: value, comparison: Some(serde_json::to_value(&comparison).map_err(errors)?), note: None });
+        self.send(&Event::ReportChecked { job, report, comparison: Some(Box::new(comparison)), note: None });
         Ok(())
     }
 }

@@ -2,6 +2,7 @@
 
 use leptos::prelude::*;
 
+/// The About view: what the site does and where its numbers come from. No props.
 #[component]
 pub fn About() -> impl IntoView {
     view! {

@@ -51,7 +51,11 @@ fn spawn() {
         let Some(text) = event.data().as_string() else { return };
         match serde_json::from_str::<Event>(&text) {
             Ok(event) => dispatch(event),
-            Err(e) => web_sys::console::error_1(&format!("unreadable worker event: {e}").into()),
+            Err(e) => match event_job(&text) {
+                // The job that waits for it fails with the reason, rather than waiting forever.
+                Some(job) if job > 0 => dispatch(Event::Failed { job, errors: vec![format!("the page cannot read the worker's answer: {e}")] }),
+                _ => web_sys::console::error_1(&format!("unreadable worker event: {e}").into()),
+            },
         }
     });
     worker.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
@@ -74,6 +78,16 @@ fn spawn() {
         b.webgpu
     });
     post(&Request::Init { webgpu }, &[]);
+}
+
+/// The job of an event the page cannot read in full (`{"<variant>": {"job": …, …}}`).
+fn event_job(text: &str) -> Option<Job> {
+    #[derive(serde::Deserialize)]
+    struct JobOnly {
+        job: Job,
+    }
+    let event: HashMap<String, JobOnly> = serde_json::from_str(text).ok()?;
+    event.into_values().next().map(|e| e.job)
 }
 
 /// Fails every pending job with `message`, and the model with it.

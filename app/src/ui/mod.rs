@@ -9,10 +9,11 @@ mod playground;
 mod reports;
 mod steering;
 mod store;
+mod widgets;
 
+use analog_core::catalog::Catalog;
 use analog_core::device::BackendKind;
 use leptos::prelude::*;
-use serde::Deserialize;
 
 use crate::protocol::ModelInfo;
 
@@ -34,52 +35,6 @@ impl ModelStatus {
             Self::Error(_) => "error",
         }
     }
-}
-
-/// `public/catalog.json`.
-#[derive(Debug, Clone, PartialEq, Deserialize, Default)]
-pub struct Catalog {
-    pub default: String,
-    pub models: Vec<CatalogModel>,
-    #[serde(default)]
-    pub hub: Vec<HubModel>,
-    #[serde(default)]
-    pub reports: Vec<CatalogReport>,
-}
-
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct CatalogModel {
-    pub id: String,
-    pub role: String,
-    pub note: String,
-    pub path: String,
-    pub n_params: u64,
-    pub bytes: u64,
-    pub files: Vec<CatalogFile>,
-}
-
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct CatalogFile {
-    pub name: String,
-    pub bytes: u64,
-    pub sha256: String,
-}
-
-/// A released model on the Hugging Face hub.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct HubModel {
-    pub repo: String,
-    pub family: String,
-    pub n_params: u64,
-    pub note: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct CatalogReport {
-    pub id: String,
-    pub path: String,
-    pub analog: String,
-    pub frontier: String,
 }
 
 /// The four views.
@@ -152,6 +107,8 @@ pub fn start() {
     mount_to_body(App);
 }
 
+/// The page: header with the model picker, the tabs, storage warnings and the chosen view.
+/// Creates and provides [`AppState`] from the URL and the saved work. No props.
 #[component]
 fn App() -> impl IntoView {
     let url = store::UrlState::read();
@@ -213,6 +170,8 @@ fn App() -> impl IntoView {
     }
 }
 
+/// Warnings about saved work: saving failed (`storage-error`, with an export), or stored work
+/// could not be read (`storage-unreadable`, with download and discard). No props.
 #[component]
 fn StorageWarning() -> impl IntoView {
     let state = state();

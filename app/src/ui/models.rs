@@ -1,12 +1,11 @@
 //! Choosing and loading a model: the embedded default analog, released models by HF repo id or
 //! URL, and local files (picker or drag-and-drop), with progress and status.
 
+use analog_core::catalog::Catalog;
 use leptos::prelude::*;
-use wasm_bindgen::JsCast;
-use wasm_bindgen_futures::JsFuture;
 
 use super::bridge::{BackendBadge, done, send};
-use super::{AppState, Catalog, ModelStatus, base_url, human_bytes, human_params, state};
+use super::{AppState, ModelStatus, base_url, human_bytes, human_params, state};
 use crate::protocol::{Event, ModelSource, Request, model_url};
 
 /// Fetches `catalog.json`, then loads the model the URL names (or the catalog's default).
@@ -25,13 +24,8 @@ pub fn load_catalog_then_model(state: AppState) {
 }
 
 async fn fetch_catalog() -> Result<Catalog, String> {
-    let window = web_sys::window().ok_or("no window")?;
-    let response: web_sys::Response = JsFuture::from(window.fetch_with_str("catalog.json")).await.map_err(|e| format!("{e:?}"))?.unchecked_into();
-    if !response.ok() {
-        return Err(format!("HTTP {}", response.status()));
-    }
-    let text = JsFuture::from(response.text().map_err(|e| format!("{e:?}"))?).await.map_err(|e| format!("{e:?}"))?;
-    serde_json::from_str(&text.as_string().unwrap_or_default()).map_err(|e| e.to_string())
+    let text = crate::fetch::page_text("catalog.json", "catalog").await?;
+    serde_json::from_str(&text).map_err(|e| e.to_string())
 }
 
 /// Loads a catalog id, an HF repo id or a URL.
@@ -114,6 +108,8 @@ fn load(state: AppState, source: ModelSource, files: Vec<web_sys::File>) {
     );
 }
 
+/// The model picker: catalog and hub models, an HF repo id or URL, local files by picker or
+/// drag-and-drop, the backend badge and the status line. No props.
 #[component]
 pub fn ModelPicker() -> impl IntoView {
     let state = state();
@@ -184,6 +180,8 @@ pub fn ModelPicker() -> impl IntoView {
     }
 }
 
+/// The model's status (`model-status`, `data-state` loading/ready/error): download progress,
+/// the loaded model's facts, or the error with "Try again" (`model-retry`). No props.
 #[component]
 fn Status() -> impl IntoView {
     let state = state();

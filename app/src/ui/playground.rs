@@ -1,136 +1,15 @@
 //! Playground: prompt, streaming generation with sampling controls, tokens/s, the token view and
 //! the residual stream per layer (norms and logit lens).
 
-use analog_core::{GenerateOptions, Sampling};
 use leptos::prelude::*;
 
 use super::bridge::{cancel, done, send};
 use super::charts::BarChart;
+use super::widgets::{Controls, SamplingControls, Stream, StreamView};
 use super::{ModelStatus, state};
 use crate::protocol::{Event, Job, LayerView, Request};
 
-/// One streamed generation, as the page shows it.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Stream {
-    /// The prompt as typed when the job started.
-    pub prompt_text: String,
-    pub prompt: Vec<(u32, String)>,
-    pub tokens: Vec<(u32, String)>,
-    pub text: String,
-    /// idle, running, done or error
-    pub state: &'static str,
-    pub stats: String,
-    pub error: Option<String>,
-    /// `performance.now()` when the first token arrived (for the page-load benchmark).
-    pub first_token_ms: Option<f64>,
-    /// Decode speed of the finished generation.
-    pub tokens_per_s: Option<f64>,
-}
-
-impl Stream {
-    /// Applies one event of this stream.
-    pub fn apply(&mut self, event: Event) {
-        match event {
-            Event::Prompt { ids, pieces, .. } => {
-                let prompt_text = std::mem::take(&mut self.prompt_text);
-                *self = Stream { prompt_text, prompt: ids.into_iter().zip(pieces).collect(), state: "running", ..Stream::default() };
-            }
-            Event::Token { id, piece, text, .. } => {
-                if self.first_token_ms.is_none() {
-                    self.first_token_ms = web_sys::window().and_then(|w| w.performance()).map(|p| p.now());
-                }
-                self.tokens.push((id, piece));
-                self.text.push_str(&text);
-            }
-            Event::Generated { tokens, seconds, stop, .. } => {
-                self.state = "done";
-                let rate = if seconds > 0.0 { tokens as f64 / seconds } else { 0.0 };
-                self.tokens_per_s = Some(rate);
-                self.stats = format!("{tokens} tokens in {seconds:.2} s · {rate:.1} tokens/s · stopped: {}", stop.replace('_', " "));
-            }
-            Event::Failed { errors, .. } => {
-                self.state = "error";
-                self.error = Some(errors.join("; "));
-            }
-            _ => {}
-        }
-    }
-}
-
-/// Sampling controls shared by the playground and the studio.
-#[derive(Debug, Clone, Copy)]
-pub struct SamplingControls {
-    pub max_tokens: RwSignal<usize>,
-    pub temperature: RwSignal<f32>,
-    pub top_k: RwSignal<usize>,
-    pub top_p: RwSignal<f32>,
-    pub seed: RwSignal<u64>,
-}
-
-impl SamplingControls {
-    pub fn new() -> Self {
-        Self { max_tokens: RwSignal::new(48), temperature: RwSignal::new(0.8), top_k: RwSignal::new(40), top_p: RwSignal::new(0.95), seed: RwSignal::new(7) }
-    }
-
-    pub fn options(&self) -> GenerateOptions {
-        GenerateOptions {
-            max_new_tokens: self.max_tokens.get_untracked(),
-            sampling: Sampling {
-                temperature: self.temperature.get_untracked(),
-                top_k: self.top_k.get_untracked(),
-                top_p: self.top_p.get_untracked(),
-                seed: self.seed.get_untracked(),
-            },
-            stop_at_eos: true,
-        }
-    }
-}
-
-fn number_input<T: std::str::FromStr + ToString + Copy + Send + Sync + 'static>(
-    label: &'static str,
-    value: RwSignal<T>,
-    step: &'static str,
-    testid: &'static str,
-) -> impl IntoView {
-    view! {
-        <label class="control">{label}
-            <input type="number" step=step data-testid=testid prop:value=move || value.get().to_string()
-                on:change=move |ev| if let Ok(v) = event_target_value(&ev).parse() { value.set(v) }/>
-        </label>
-    }
-}
-
-#[component]
-pub fn Controls(controls: SamplingControls) -> impl IntoView {
-    view! {
-        <div class="controls">
-            {number_input("max new tokens", controls.max_tokens, "1", "max-tokens")}
-            {number_input("temperature (0 = greedy)", controls.temperature, "0.1", "temperature")}
-            {number_input("top-k (0 = off)", controls.top_k, "1", "top-k")}
-            {number_input("top-p", controls.top_p, "0.05", "top-p")}
-            {number_input("seed", controls.seed, "1", "seed")}
-        </div>
-    }
-}
-
-/// The generated text with the prompt, and the token view.
-#[component]
-pub fn StreamView(stream: RwSignal<Stream>, testid: &'static str, #[prop(optional)] title: &'static str) -> impl IntoView {
-    view! {
-        <div class="stream">
-            {(!title.is_empty()).then(|| view! { <h3>{title}</h3> })}
-            <div class="output" data-testid=testid data-state=move || stream.with(|s| s.state) aria-live="polite"
-                data-first-token-ms=move || stream.with(|s| s.first_token_ms.map(|t| format!("{t:.0}")))
-                data-tokens-per-s=move || stream.with(|s| s.tokens_per_s.map(|t| format!("{t:.2}")))>
-                <span class="prompt-text">{move || stream.with(|s| s.prompt_text.clone())}</span>
-                <span class="generated">{move || stream.with(|s| s.text.clone())}</span>
-            </div>
-            <div class="stats">{move || stream.with(|s| s.stats.clone())}</div>
-            {move || stream.with(|s| s.error.clone()).map(|e| view! { <div class="error" role="alert">{e}</div> })}
-        </div>
-    }
-}
-
+/// The prompt and generated tokens of `stream` as chips (piece and id; prompt tokens shaded).
 #[component]
 pub fn TokenView(stream: RwSignal<Stream>) -> impl IntoView {
     let chips = move || {
@@ -140,7 +19,7 @@ pub fn TokenView(stream: RwSignal<Stream>) -> impl IntoView {
             prompt
                 .chain(generated)
                 .map(|(id, piece, is_prompt)| {
-                    let shown = piece.replace('Ġ', "␣").replace('▁', "␣").replace('\n', "⏎");
+                    let shown = piece.replace(['Ġ', '▁'], "␣").replace('\n', "⏎");
                     view! { <span class="token" class:prompt=is_prompt title=format!("id {id}")><b>{shown}</b><small>{id.to_string()}</small></span> }
                 })
                 .collect_view()
@@ -154,6 +33,8 @@ pub fn TokenView(stream: RwSignal<Stream>) -> impl IntoView {
     }
 }
 
+/// The playground view: prompt, sampling, Generate/Stop/Inspect, the streamed output, the token
+/// view and the residual stream per layer (norms and logit lens). No props.
 #[component]
 pub fn Playground() -> impl IntoView {
     let state = state();
@@ -175,7 +56,7 @@ pub fn Playground() -> impl IntoView {
             &[],
             move |event| {
                 let finished = matches!(event, Event::Generated { .. } | Event::Failed { .. });
-                let job = event_job(&event);
+                let job = event.job();
                 stream.update(|s| s.apply(event));
                 if finished {
                     running.set(None);
@@ -236,8 +117,4 @@ pub fn Playground() -> impl IntoView {
             </Show>
         </section>
     }
-}
-
-pub fn event_job(event: &Event) -> Job {
-    event.job()
 }

@@ -1,52 +1,14 @@
 //! Nothing lost: the visitor's pair sets, vectors and results live in `localStorage` (saved on
 //! every change, exported and imported as one file), and the shareable state lives in the URL.
 
-use analog_core::steering::SteeringVector;
 use leptos::prelude::*;
-use serde::{Deserialize, Serialize};
 use wasm_bindgen::JsCast;
+
+pub use crate::saved::{Saved, SavedPairs, SavedResult, SavedVector};
 
 use super::{AppState, Tab};
 
 const KEY: &str = "analog-explorer/v1";
-/// The export file's format tag.
-pub const FORMAT: &str = "analog-explorer-saved/v1";
-
-/// A pair set the visitor wrote or imported (JSONL text).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct SavedPairs {
-    pub name: String,
-    pub jsonl: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct SavedVector {
-    pub name: String,
-    pub vector: SteeringVector,
-}
-
-/// A measurement the visitor kept (coefficient sweep, comparison).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct SavedResult {
-    pub name: String,
-    pub kind: String,
-    pub data: serde_json::Value,
-}
-
-/// Everything saved, as stored and as exported.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Saved {
-    pub format: String,
-    pub pair_sets: Vec<SavedPairs>,
-    pub vectors: Vec<SavedVector>,
-    pub results: Vec<SavedResult>,
-}
-
-impl Default for Saved {
-    fn default() -> Self {
-        Self { format: FORMAT.into(), pair_sets: Vec::new(), vectors: Vec::new(), results: Vec::new() }
-    }
-}
 
 fn storage() -> Option<web_sys::Storage> {
     web_sys::window()?.local_storage().ok()?
@@ -78,31 +40,6 @@ impl Saved {
     pub fn discard_unreadable() {
         if let Some(s) = storage() {
             let _ = s.remove_item(UNREADABLE_KEY);
-        }
-    }
-
-    /// Parses an export file, naming what is wrong with it.
-    pub fn from_export(text: &str) -> Result<Self, String> {
-        let saved: Saved = serde_json::from_str(text).map_err(|e| format!("not an Analog Explorer export: {e}"))?;
-        if saved.format != FORMAT {
-            return Err(format!("unknown export format `{}` (expected {FORMAT})", saved.format));
-        }
-        Ok(saved)
-    }
-
-    /// Adds `other`'s items, replacing same-named ones.
-    pub fn merge(&mut self, other: Saved) {
-        for p in other.pair_sets {
-            self.pair_sets.retain(|q| q.name != p.name);
-            self.pair_sets.push(p);
-        }
-        for v in other.vectors {
-            self.vectors.retain(|w| w.name != v.name);
-            self.vectors.push(v);
-        }
-        for r in other.results {
-            self.results.retain(|s| s.name != r.name);
-            self.results.push(r);
         }
     }
 }
