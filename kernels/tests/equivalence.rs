@@ -218,6 +218,7 @@ fn reference_dequantizes_like_the_host() {
     assert!(Q8Matrix::new(&[0; 64], &[1.0], [8, 8], false, &device).unwrap_err().contains("one scale per block"));
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 fn quants_cover_the_byte_range() -> bool {
     let quants: Vec<i8> = values(4096, 0).iter().map(|v| (v * 128.0).floor().clamp(-128.0, 127.0) as i8).collect();
     quants.contains(&-128) && quants.contains(&127) && quants.contains(&0)
