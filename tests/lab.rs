@@ -5,8 +5,9 @@
 
 use std::path::{Path, PathBuf};
 
+use analog_core::catalog::Catalog;
 use analog_core::report::{self, sha256_hex};
-use analog_core::steering::VectorModel;
+use analog_core::steering::{DatasetEntry, PairFormat, VectorModel};
 use analog_core::{GenerateOptions, Hooks, Sampling, TextModel, WeightFiles, device};
 use analog_lab::corpus::{Grammar, sentences};
 
@@ -14,7 +15,7 @@ fn public() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../public")
 }
 
-fn catalog() -> serde_json::Value {
+fn catalog() -> Catalog {
     serde_json::from_slice(&std::fs::read(public().join("catalog.json")).expect("public/catalog.json")).unwrap()
 }
 
@@ -28,19 +29,18 @@ fn model(id: &str) -> (TextModel, String) {
 #[test]
 fn catalog_files_match_their_recorded_sizes_and_hashes() {
     let catalog = catalog();
-    let models = catalog["models"].as_array().unwrap();
-    assert_eq!(catalog["default"], "story-analog");
-    assert!(models.iter().any(|m| m["role"] == "reference-frontier" && m["note"].as_str().unwrap().contains("published only so that reports can be verified")));
-    for m in models {
-        let dir = public().join(m["path"].as_str().unwrap());
+    assert_eq!(catalog.default, "story-analog");
+    assert!(catalog.models.iter().any(|m| m.role == "reference-frontier" && m.note.contains("published only so that reports can be verified")));
+    for m in &catalog.models {
+        let dir = public().join(&m.path);
         let card = std::fs::read_to_string(dir.join("MODEL_CARD.md")).unwrap();
         assert!(dir.join("loss.svg").is_file());
-        for f in m["files"].as_array().unwrap() {
-            let bytes = std::fs::read(dir.join(f["name"].as_str().unwrap())).unwrap();
-            assert_eq!(bytes.len() as u64, f["bytes"].as_u64().unwrap(), "{}", f["name"]);
+        for f in &m.files {
+            let bytes = std::fs::read(dir.join(&f.name)).unwrap();
+            assert_eq!(bytes.len() as u64, f.bytes, "{}", f.name);
             let sha = sha256_hex(&bytes);
-            assert_eq!(sha, f["sha256"], "{} {}", m["id"], f["name"]);
-            assert!(card.contains(&sha), "the card of {} records {}", m["id"], f["name"]);
+            assert_eq!(sha, f.sha256, "{} {}", m.id, f.name);
+            assert!(card.contains(&sha), "the card of {} records {}", m.id, f.name);
         }
     }
 }
@@ -53,16 +53,16 @@ fn models_load_with_the_stated_sizes_and_the_report_names_them() {
     assert!((0.005..=0.05).contains(&ratio), "analog is {:.2}% of the frontier", ratio * 100.0);
     assert!((3_000_000..=20_000_000).contains(&frontier.model.n_params));
     let catalog = catalog();
-    for r in catalog["reports"].as_array().unwrap() {
-        let report = report::parse(&std::fs::read(public().join(r["path"].as_str().unwrap())).unwrap()).unwrap();
+    for r in &catalog.reports {
+        let report = report::parse(&std::fs::read(public().join(&r.path)).unwrap()).unwrap();
         assert_eq!(report.kind, report::ReportKind::Lab);
         assert_eq!(report.analog.weights_sha256, analog_sha);
         assert_eq!(report.analog.n_params, analog.model.n_params as u64);
         assert_eq!(report.frontier.as_ref().unwrap().n_params, Some(frontier.model.n_params as u64));
         assert_ne!(frontier_sha, analog_sha);
-        let built_in: Vec<serde_json::Value> = serde_json::from_slice(&std::fs::read(public().join("datasets/index.json")).unwrap()).unwrap();
+        let built_in: Vec<DatasetEntry> = serde_json::from_slice(&std::fs::read(public().join("datasets/index.json")).unwrap()).unwrap();
         let ids: Vec<&str> = report.interventions.iter().map(|iv| iv.id.as_str()).collect();
-        let expected: Vec<&str> = built_in.iter().map(|d| d["id"].as_str().unwrap()).collect();
+        let expected: Vec<&str> = built_in.iter().map(|d| d.id.as_str()).collect();
         assert_eq!(ids, expected, "one intervention per built-in pair set");
         assert!(ids.contains(&analog_lab::study::STORY_MOOD), "the corpus mood pairs are a built-in set");
     }
@@ -79,7 +79,7 @@ fn a_visitor_reproduces_the_reports_analog_numbers() {
         .map(|iv| {
             let url = iv.pairs.url.as_ref().unwrap();
             let bytes = std::fs::read(path.parent().unwrap().join(url)).unwrap();
-            report::InterventionInputs { pairs: iv.pairs_from_bytes(&bytes, false).unwrap(), vector: iv.vector_from_bytes(None).unwrap() }
+            report::InterventionInputs { pairs: iv.pairs_from_bytes(&bytes, PairFormat::Jsonl).unwrap(), vector: iv.vector_from_bytes(None).unwrap() }
         })
         .collect();
     let local = VectorModel { id: "story-analog".into(), weights_sha256: sha, d_model: analog.config().d_model };

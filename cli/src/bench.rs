@@ -83,22 +83,7 @@ fn write_random_model(dir: &Path) -> Result<()> {
         return Ok(());
     }
     std::fs::create_dir_all(dir)?;
-    let (d, ffn, layers, vocab, kv) = (576usize, 1536usize, 30usize, 49152usize, 192usize);
-    let mut shapes: Vec<(String, Vec<usize>)> = vec![("model.embed_tokens.weight".into(), vec![vocab, d]), ("model.norm.weight".into(), vec![d])];
-    for l in 0..layers {
-        let p = format!("model.layers.{l}");
-        shapes.extend([
-            (format!("{p}.input_layernorm.weight"), vec![d]),
-            (format!("{p}.post_attention_layernorm.weight"), vec![d]),
-            (format!("{p}.self_attn.q_proj.weight"), vec![d, d]),
-            (format!("{p}.self_attn.k_proj.weight"), vec![kv, d]),
-            (format!("{p}.self_attn.v_proj.weight"), vec![kv, d]),
-            (format!("{p}.self_attn.o_proj.weight"), vec![d, d]),
-            (format!("{p}.mlp.gate_proj.weight"), vec![ffn, d]),
-            (format!("{p}.mlp.up_proj.weight"), vec![ffn, d]),
-            (format!("{p}.mlp.down_proj.weight"), vec![d, ffn]),
-        ]);
-    }
+    let shapes = analog_core::ModelConfig::from_hf_json(CONFIG.as_bytes())?.hf_tensors();
     // A fixed xorshift stream: the same weights every time, no RNG dependency.
     let mut state = 0x2545_F491_4F6C_DD1Du64;
     let mut next = move || {

@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use analog_core::steering::PairFormat;
 use anyhow::{Context, Result, bail};
 
 /// Largest file fetched for a report (pair sets and vector files).
@@ -46,8 +47,9 @@ impl Location {
         }
     }
 
-    pub fn is_csv(&self) -> bool {
-        self.to_string().to_ascii_lowercase().split(['?', '#']).next().is_some_and(|p| p.ends_with(".csv"))
+    /// The pair-file format its name says.
+    pub fn pair_format(&self) -> PairFormat {
+        PairFormat::from_name(&self.to_string())
     }
 }
 
@@ -106,7 +108,7 @@ mod tests {
         assert_eq!(base.join("../datasets/s.jsonl").to_string(), "https://lab.example/datasets/s.jsonl");
         assert_eq!(base.join("v/vec.json").to_string(), "https://lab.example/reports/v/vec.json");
         assert_eq!(base.join("/x.csv").to_string(), "https://lab.example/x.csv");
-        assert!(base.join("/x.csv").is_csv());
+        assert_eq!(base.join("/x.csv").pair_format(), PairFormat::Csv);
         let file = Location::parse("public/reports/r.json");
         assert_eq!(file.join("../datasets/s.jsonl").to_string(), "public/reports/../datasets/s.jsonl");
     }

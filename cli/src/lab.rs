@@ -180,7 +180,7 @@ fn transfer_settings<'a>(datasets: &'a std::path::Path, coefs: &str) -> Result<a
 
 /// Measures the analog's weight formats and writes the shipped one (see `analog_lab::formats`).
 fn ship(out: &std::path::Path) -> Result<()> {
-    let choice = analog_lab::formats::ship(out, pipeline::default_run(true, 0).schedule.seq_len).map_err(|e| anyhow!(e))?;
+    let choice = analog_lab::formats::ship(out, pipeline::default_run(true, 0).schedule.seq_len)?;
     for r in &choice.rows {
         eprintln!(
             "{:?}: {} bytes, held-out loss {:.5} (perplexity {:+.3}%), greedy identical {}/{}",
@@ -199,10 +199,10 @@ fn ship(out: &std::path::Path) -> Result<()> {
 pub fn run(args: LabArgs) -> Result<()> {
     match args.command {
         LabCommand::Corpus { out, seed, stories, held_out } => {
-            let stats = pipeline::write_corpus(&out, &CorpusSpec { seed, train_stories: stories, held_out_stories: held_out }).map_err(|e| anyhow!(e))?;
+            let stats = pipeline::write_corpus(&out, &CorpusSpec { seed, train_stories: stories, held_out_stories: held_out })?;
             println!("{}", serde_json::to_string_pretty(&stats)?);
         }
-        LabCommand::Tokenizer { out, vocab } => pipeline::write_tokenizer(&out, vocab).map_err(|e| anyhow!(e))?,
+        LabCommand::Tokenizer { out, vocab } => pipeline::write_tokenizer(&out, vocab)?,
         LabCommand::Train { out, model, steps, log_every, checkpoint_every, no_teacher } => {
             let (frontier, analog) = pipeline::model_dirs(&out);
             let (dir, teacher, spec) = match model.as_str() {
@@ -211,37 +211,37 @@ pub fn run(args: LabArgs) -> Result<()> {
                 other => return Err(anyhow!("--model `{other}`: expected frontier or analog")),
             };
             eprintln!("{model}: {} parameters", spec.shape.n_params());
-            pipeline::train_model(&out, &dir, &spec, teacher.as_deref(), log_every, checkpoint_every).map_err(|e| anyhow!(e))?;
+            pipeline::train_model(&out, &dir, &spec, teacher.as_deref(), log_every, checkpoint_every)?;
         }
         LabCommand::All { out, public, frontier_steps, analog_steps } => {
             let started = std::time::Instant::now();
-            let stats = pipeline::write_corpus(&out, &CorpusSpec { seed: 0, train_stories: 40_000, held_out_stories: 1_000 }).map_err(|e| anyhow!(e))?;
+            let stats = pipeline::write_corpus(&out, &CorpusSpec { seed: 0, train_stories: 40_000, held_out_stories: 1_000 })?;
             eprintln!("corpus: {} stories, {} distinct sentences", stats.stories, stats.distinct_sentences);
-            pipeline::write_tokenizer(&out, 512).map_err(|e| anyhow!(e))?;
+            pipeline::write_tokenizer(&out, 512)?;
             let (frontier, analog) = pipeline::model_dirs(&out);
-            pipeline::train_model(&out, &frontier, &pipeline::default_run(false, frontier_steps), None, 20, 100).map_err(|e| anyhow!(e))?;
-            pipeline::train_model(&out, &analog, &pipeline::default_run(true, analog_steps), Some(&frontier), 20, 100).map_err(|e| anyhow!(e))?;
+            pipeline::train_model(&out, &frontier, &pipeline::default_run(false, frontier_steps), None, 20, 100)?;
+            pipeline::train_model(&out, &analog, &pipeline::default_run(true, analog_steps), Some(&frontier), 20, 100)?;
             ship(&out)?;
             let datasets = public.join("datasets");
-            pipeline::write_mood_pairs(&datasets).map_err(|e| anyhow!(e))?;
+            pipeline::write_mood_pairs(&datasets)?;
             let settings = transfer_settings(&datasets, DEFAULT_COEFS)?;
-            let report = analog_lab::study::run(&out, &settings, &mut |msg| eprintln!("{msg}")).map_err(|e| anyhow!(e))?;
+            let report = analog_lab::study::run(&out, &settings, &mut |msg| eprintln!("{msg}"))?;
             std::fs::write(out.join("report.json"), report.to_json())?;
             let publish = pipeline::PublishSettings { public: &public, analog_id: "story-analog", frontier_id: "story-frontier", command: COMMAND };
-            pipeline::publish(&out, &publish, &report, &mut |m| eprintln!("{m}")).map_err(|e| anyhow!(e))?;
+            pipeline::publish(&out, &publish, &report, &mut |m| eprintln!("{m}"))?;
             println!("published into {} in {:.0} s", public.display(), started.elapsed().as_secs_f64());
         }
         LabCommand::Publish { out, public, analog_id, frontier_id } => {
             let report: analog_core::report::TransferReport =
                 analog_core::report::parse(&std::fs::read(out.join("report.json"))?).map_err(|e| anyhow!("{e}"))?;
             let settings = pipeline::PublishSettings { public: &public, analog_id: &analog_id, frontier_id: &frontier_id, command: COMMAND };
-            pipeline::publish(&out, &settings, &report, &mut |m| eprintln!("{m}")).map_err(|e| anyhow!(e))?;
+            pipeline::publish(&out, &settings, &report, &mut |m| eprintln!("{m}"))?;
             println!("published into {}", public.display());
         }
         LabCommand::Formats { out } => ship(&out)?,
         LabCommand::Transfer { out, datasets, analog_id, frontier_id, report_id, coefs, analog_layer, frontier_layer, samples, report } => {
             ship(&out)?;
-            pipeline::write_mood_pairs(&datasets).map_err(|e| anyhow!(e))?;
+            pipeline::write_mood_pairs(&datasets)?;
             let settings = analog_lab::study::StudySettings {
                 datasets_dir: &datasets,
                 analog_id: &analog_id,
@@ -254,7 +254,7 @@ pub fn run(args: LabArgs) -> Result<()> {
                 hardware: crate::report::hardware(analog_core::device::BackendKind::Cpu),
                 date: crate::report::today(),
             };
-            let r = analog_lab::study::run(&out, &settings, &mut |msg| eprintln!("{msg}")).map_err(|e| anyhow!(e))?;
+            let r = analog_lab::study::run(&out, &settings, &mut |msg| eprintln!("{msg}"))?;
             let report = report.unwrap_or_else(|| out.join("report.json"));
             std::fs::write(&report, r.to_json())?;
             println!("wrote {} ({} interventions)", report.display(), r.interventions.len());
@@ -271,8 +271,7 @@ pub fn run(args: LabArgs) -> Result<()> {
                 if show {
                     println!("[{coef}] {text}");
                 }
-            })
-            .map_err(|e| anyhow!(e))?;
+            })?;
             println!("{:>8} {:>10} {:>12}", "coef", "trigger", "grammatical");
             for r in rows {
                 println!("{:>8} {:>9.1}% {:>11.1}%", r.coef, r.trigger_rate * 100.0, r.grammatical * 100.0);
@@ -280,7 +279,7 @@ pub fn run(args: LabArgs) -> Result<()> {
         }
         LabCommand::MoodPairs { out, seed, n } => std::fs::write(&out, pipeline::mood_pairs_jsonl(seed, n))?,
         LabCommand::Sample { model, per_prompt } => {
-            let (share, _, texts) = pipeline::grammaticality(&model, per_prompt, 60).map_err(|e| anyhow!(e))?;
+            let (share, _, texts) = pipeline::grammaticality(&model, per_prompt, 60)?;
             for t in texts.iter().take(8) {
                 println!("{t}\n");
             }

@@ -3,18 +3,15 @@
 
 use std::path::{Path, PathBuf};
 
-use analog_core::Positions;
-use analog_core::report::{
-    self, AnalogModel, Comparison, Intervention, InterventionInputs, MetricName, Outcome, Provenance, Publisher, ReportKind, SCHEMA_VERSION, TransferReport,
-};
+use analog_core::report::{self, AnalogModel, Comparison, Intervention, InterventionInputs, MetricName, Outcome, Provenance, ReportKind, TransferReport};
 use analog_core::steering::metrics::{EvalSpec, evaluate};
-use analog_core::steering::{Aggregation, HookSite, Method, collect, steering_vector};
+use analog_core::steering::{Aggregation, DatasetEntry, HookSite, Method, collect, steering_vector};
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 
 use crate::ModelArgs;
 use crate::fetch::{Location, MAX_FETCH_BYTES};
-use crate::steer::{NEUTRAL_PROMPTS, NEUTRAL_TEXTS, load_with_identity, parse_coefs, parse_layers, read_pairs};
+use crate::steer::{load_with_identity, parse_coefs, parse_layers, parse_lexicon, read_pairs};
 
 #[derive(Args)]
 pub struct ReportArgs {
@@ -83,7 +80,7 @@ fn resolve(location: &Location, iv: &Intervention) -> Result<InterventionInputs>
         (Some(set), _) => set?,
         (None, Some(url)) => {
             let at = location.join(url);
-            iv.pairs_from_bytes(&at.read(MAX_FETCH_BYTES)?, at.is_csv()).with_context(|| format!("pair set {at}"))?
+            iv.pairs_from_bytes(&at.read(MAX_FETCH_BYTES)?, at.pair_format()).with_context(|| format!("pair set {at}"))?
         }
         (None, None) => bail!("intervention `{}` has no pair set", iv.id),
     };
@@ -211,9 +208,9 @@ pub struct ExportArgs {
     /// Effect metric (default: logit_diff_shift with target tokens, else trigger_rate, else kl).
     #[arg(long)]
     effect_metric: Option<String>,
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = EvalSpec::SAMPLES_PER_PROMPT)]
     samples: usize,
-    #[arg(long, default_value_t = 24)]
+    #[arg(long, default_value_t = EvalSpec::SAMPLE_TOKENS)]
     sample_tokens: usize,
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -226,27 +223,13 @@ pub struct ExportArgs {
     out: PathBuf,
 }
 
-/// What `public/datasets/index.json` says about one pair set.
-#[derive(serde::Deserialize)]
-struct DatasetEntry {
-    id: String,
-    file: String,
-    concept: String,
-    #[serde(default)]
-    target_tokens: Vec<String>,
-    #[serde(default)]
-    counter_tokens: Vec<String>,
-    #[serde(default)]
-    lexicon: Vec<String>,
-    #[serde(default)]
-    neutral_prompts: Vec<String>,
-}
-
-fn dataset_entry(pairs: &Path) -> Option<DatasetEntry> {
-    let index = pairs.parent()?.join("index.json");
-    let entries: Vec<DatasetEntry> = serde_json::from_slice(&std::fs::read(index).ok()?).ok()?;
-    let name = pairs.file_name()?.to_str()?;
-    entries.into_iter().find(|e| e.file == name)
+/// The entry of an `index.json` beside `pairs` that lists it; none when there is no index.
+fn dataset_entry(pairs: &Path) -> Result<Option<DatasetEntry>> {
+    let (Some(dir), Some(name)) = (pairs.parent(), pairs.file_name().and_then(|n| n.to_str())) else { return Ok(None) };
+    let index = dir.join("index.json");
+    let Ok(bytes) = std::fs::read(&index) else { return Ok(None) };
+    let entries: Vec<DatasetEntry> = serde_json::from_slice(&bytes).with_context(|| format!("{} is not a dataset index", index.display()))?;
+    Ok(entries.into_iter().find(|e| e.file == name))
 }
 
 fn parse_metric(name: &str) -> Result<MetricName> {
@@ -266,35 +249,18 @@ fn export(args: ExportArgs) -> Result<()> {
     let mut interventions = Vec::new();
     for path in &args.pairs {
         let pairs = read_pairs(path)?;
-        let entry = dataset_entry(path);
+        let entry = dataset_entry(path)?;
         let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "pairs".into());
-        let neutral: Vec<String> = match &entry {
-            Some(e) if !e.neutral_prompts.is_empty() => e.neutral_prompts.clone(),
-            _ => NEUTRAL_PROMPTS.map(String::from).to_vec(),
+        let preset = match &entry {
+            Some(e) => EvalSpec::for_dataset(e, args.normalise),
+            None => EvalSpec::sweep(Vec::new(), args.target.clone(), args.counter.clone(), parse_lexicon(&args.lexicon), args.normalise),
         };
-        let (target, counter, lexicon) = match &entry {
-            Some(e) => (e.target_tokens.first().cloned(), e.counter_tokens.first().cloned(), e.lexicon.clone()),
-            None => (args.target.clone(), args.counter.clone(), args.lexicon.split(',').map(str::trim).filter(|w| !w.is_empty()).map(String::from).collect()),
-        };
+        let spec = EvalSpec { samples_per_prompt: args.samples, sample_tokens: args.sample_tokens, seed: args.seed, ..preset };
         let effect_metric = match &args.effect_metric {
             Some(name) => parse_metric(name)?,
-            None if target.is_some() => MetricName::LogitDiffShift,
-            None if !lexicon.is_empty() => MetricName::TriggerRate,
+            None if spec.target.is_some() => MetricName::LogitDiffShift,
+            None if !spec.lexicon.is_empty() => MetricName::TriggerRate,
             None => MetricName::Kl,
-        };
-        let spec = EvalSpec {
-            logit_prompts: neutral.clone(),
-            target,
-            counter,
-            neutral_prompts: neutral,
-            neutral_texts: NEUTRAL_TEXTS.map(String::from).to_vec(),
-            lexicon,
-            samples_per_prompt: args.samples,
-            sample_tokens: args.sample_tokens,
-            temperature: 1.0,
-            seed: args.seed,
-            positions: Positions::ALL,
-            normalise: args.normalise,
         };
         eprintln!("{stem}: extracting from {} pairs", pairs.len());
         let acts = pollster::block_on(collect(&model, &pairs, args.hook, args.aggregation, &mut |_, _| {}))?;
@@ -308,34 +274,18 @@ fn export(args: ExportArgs) -> Result<()> {
         interventions.push(Intervention::measured(&id, &concept, &pairs, &vector, args.layer, spec, effect_metric, &rows)?);
     }
     let model_id = args.model_id.clone().unwrap_or_else(|| identity.id.clone());
-    let report = TransferReport {
-        schema_version: SCHEMA_VERSION.into(),
-        id: args.id.clone().unwrap_or_else(|| format!("{model_id}-measurement").replace(['/', ' '], "-")),
-        kind,
-        publisher: Publisher { name: args.publisher.clone(), url: None, contact: None },
-        analog: AnalogModel {
-            id: model_id,
-            weights_sha256: identity.weights_sha256.clone(),
-            n_params: model.model.n_params as u64,
-            d_model: model.config().d_model,
-            n_layers: model.config().n_layers,
-            url: args.model_url.clone(),
-        },
-        frontier: None,
-        geometry: None,
-        interventions,
-        provenance: Provenance {
-            code_revision: args.code_revision.clone().unwrap_or_else(code_revision),
-            seeds: [("evaluation".to_string(), args.seed)].into(),
-            date: today(),
-            hardware: hardware(args.model.device),
-            software: Some(format!("analog-explorer {} (burn 0.22)", env!("CARGO_PKG_VERSION"))),
-        },
+    let analog = AnalogModel::of(&model, model_id, identity.weights_sha256.clone(), args.model_url.clone());
+    let provenance = Provenance {
+        code_revision: args.code_revision.clone().unwrap_or_else(code_revision),
+        seeds: [("evaluation".to_string(), args.seed)].into(),
+        date: today(),
+        hardware: hardware(args.model.device),
+        software: Some(format!("analog-explorer {} (burn 0.22)", env!("CARGO_PKG_VERSION"))),
     };
-    let errors = report::validate::check(&report);
-    if !errors.is_empty() {
-        bail!("the exported report would not be valid:\n{}", report::ValidationErrors(errors));
-    }
+    let measured = TransferReport::measured(analog, args.publisher.clone(), interventions, provenance);
+    let report = TransferReport { id: args.id.clone().unwrap_or(measured.id.clone()), kind, ..measured }
+        .validated()
+        .map_err(|errors| anyhow::anyhow!("the exported report would not be valid:\n{errors}"))?;
     std::fs::write(&args.out, report.to_json()).with_context(|| format!("cannot write {}", args.out.display()))?;
     println!("wrote {} ({} interventions, {} coefficients each)", args.out.display(), report.interventions.len(), coefs.len());
     Ok(())

@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use analog_core::steering::metrics::{EvalSpec, evaluate};
-use analog_core::steering::{Aggregation, Application, HookSite, Method, PairSet, SteeringVector, VectorModel, collect, steering_vector, sweep};
+use analog_core::steering::{Aggregation, Application, HookSite, Method, PairFormat, PairSet, SteeringVector, VectorModel, collect, steering_vector, sweep};
 use analog_core::{Hooks, Positions, TextModel};
 use anyhow::{Context, Result, bail};
 use clap::Args;
@@ -53,8 +53,7 @@ pub fn steering_hooks(model: &TextModel, specs: &[SteerSpec], preserve_norm: boo
 
 pub fn read_pairs(path: &Path) -> Result<PairSet> {
     let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let set = if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("csv")) { PairSet::from_csv(&text) } else { PairSet::from_jsonl(&text) };
-    set.with_context(|| format!("{}", path.display()))
+    PairSet::parse(&text, PairFormat::from_name(&path.to_string_lossy())).with_context(|| format!("{}", path.display()))
 }
 
 #[derive(Args)]
@@ -181,9 +180,9 @@ pub struct SteerEvalArgs {
     /// Comma-separated trigger words.
     #[arg(long, default_value = "")]
     lexicon: String,
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = EvalSpec::SAMPLES_PER_PROMPT)]
     samples: usize,
-    #[arg(long, default_value_t = 24)]
+    #[arg(long, default_value_t = EvalSpec::SAMPLE_TOKENS)]
     sample_tokens: usize,
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -197,12 +196,10 @@ pub struct SteerEvalArgs {
     json: bool,
 }
 
-pub const NEUTRAL_PROMPTS: [&str; 3] =
-    ["Once upon a time, there was a little boy named Tim. He", "One day, a girl went to the park with her mom. She", "The dog looked at the big tree and"];
-pub const NEUTRAL_TEXTS: [&str; 2] = [
-    "Once upon a time, there was a little girl named Lily. She liked to play in the park with her ball.",
-    "Tom and his dog went for a walk. They saw a bird in a tree and a cat on the wall.",
-];
+/// Comma-separated trigger words, blanks dropped.
+pub fn parse_lexicon(spec: &str) -> Vec<String> {
+    spec.split(',').map(str::trim).filter(|w| !w.is_empty()).map(String::from).collect()
+}
 
 /// Comma-separated finite coefficients.
 pub fn parse_coefs(spec: &str) -> Result<Vec<f32>> {
@@ -217,20 +214,14 @@ pub fn steer_eval(args: SteerEvalArgs) -> Result<()> {
     let model = load(&args.model)?;
     let vector = read_vector(&args.vector)?;
     let coefs = parse_coefs(&args.coefs)?;
-    let neutral: Vec<String> = if args.neutral.is_empty() { NEUTRAL_PROMPTS.map(String::from).to_vec() } else { args.neutral };
+    let preset = EvalSpec::sweep(args.neutral, args.target, args.counter, parse_lexicon(&args.lexicon), args.normalise);
     let spec = EvalSpec {
-        logit_prompts: if args.prompts.is_empty() { neutral.clone() } else { args.prompts },
-        target: args.target,
-        counter: args.counter,
-        neutral_prompts: neutral,
-        neutral_texts: NEUTRAL_TEXTS.map(String::from).to_vec(),
-        lexicon: args.lexicon.split(',').map(str::trim).filter(|w| !w.is_empty()).map(String::from).collect(),
+        logit_prompts: if args.prompts.is_empty() { preset.logit_prompts.clone() } else { args.prompts },
         samples_per_prompt: args.samples,
         sample_tokens: args.sample_tokens,
-        temperature: 1.0,
         seed: args.seed,
         positions: Positions::from(args.from_position),
-        normalise: args.normalise,
+        ..preset
     };
     let rows = pollster::block_on(evaluate(&model, &vector, &coefs, &spec, &mut |done, total| eprint!("\rcoefficients: {done}/{total}")))?;
     eprintln!();

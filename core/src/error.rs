@@ -56,7 +56,13 @@ pub enum Error {
     #[error("a vector for `{hook}` has {found} dimensions, but the model's d_model is {expected}")]
     VectorDimension { hook: String, expected: usize, found: usize },
     #[error("invalid steering vector: {0}")]
-    Vector(String),
+    InvalidVector(String),
+    #[error("the vector for `{hook}` has NaN or infinite values; re-extract it or load another vector file")]
+    NonFiniteVector { hook: String },
+    #[error(
+        "`{continuation}` adds no token after {prompt:?}, so its probability cannot be measured; pick a target or counter text that begins a new word (e.g. with a leading space)"
+    )]
+    NoContinuationToken { continuation: String, prompt: String },
     #[error("this vector does not fit the model: {0}")]
     VectorMismatch(String),
     #[error(transparent)]

@@ -247,7 +247,7 @@ impl Hooks {
                 return Err(Error::VectorDimension { hook: edit.hook.to_string(), expected: config.d_model, found });
             }
             if edit.op.vector().iter().any(|x| !x.is_finite()) {
-                return Err(Error::Sampling(format!("the vector for `{}` has non-finite values", edit.hook)));
+                return Err(Error::NonFiniteVector { hook: edit.hook.to_string() });
             }
         }
         Ok(())

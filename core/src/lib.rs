@@ -14,6 +14,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod catalog;
 pub mod config;
 pub mod device;
 pub mod error;

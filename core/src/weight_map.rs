@@ -212,6 +212,29 @@ fn table(architecture: Architecture) -> &'static [Rule] {
     }
 }
 
+impl ModelConfig {
+    /// The HF tensors a checkpoint of this config holds, with their HF shapes, from this
+    /// architecture's weight table: the tensors before the blocks, then each block's tensors
+    /// together, then the rest. What a trainer writes out or a benchmark fabricates.
+    pub fn hf_tensors(&self) -> Vec<(String, Vec<usize>)> {
+        let rules: Vec<&Rule> = table(self.architecture).iter().filter(|r| (r.when)(self)).collect();
+        let per_layer = |r: &&&Rule| r.hf.contains("{l}");
+        let mut out = Vec::new();
+        let mut blocks_written = false;
+        for rule in &rules {
+            if !per_layer(&rule) {
+                out.push((rule.hf.to_string(), (rule.shape)(self)));
+            } else if !blocks_written {
+                blocks_written = true;
+                for l in 0..self.n_layers {
+                    out.extend(rules.iter().filter(per_layer).map(|r| (r.hf.replace("{l}", &l.to_string()), (r.shape)(self))));
+                }
+            }
+        }
+        out
+    }
+}
+
 /// Original GPT-2 checkpoints omit the `transformer.` prefix.
 fn normalise_name(architecture: Architecture, name: &str) -> String {
     if architecture == Architecture::Gpt2 && !name.starts_with("transformer.") && !name.starts_with("lm_head.") {
@@ -404,6 +427,19 @@ mod tests {
         let k = &weights.tensors["blocks.0.attn.k.weight"].data;
         assert_eq!(&k[4..8], &[16.0, 17.0, 18.0, 19.0]);
         assert_eq!(weights.n_params, 8 * 4 + 6 * 4 + 8 + 8 + 48 + 12 + 16 + 4 + 8 + 64 + 16 + 64 + 4);
+    }
+
+    #[test]
+    fn the_generated_tensor_list_is_a_complete_checkpoint() {
+        let config = ModelConfig::from_hf_json(CONFIG).unwrap();
+        let tensors = config.hf_tensors();
+        assert_eq!(tensors.len(), gpt2_tensors().len() - 1, "every tensor but the mask buffer");
+        assert_eq!(load_err(&tensors, 0.0), "loaded");
+        let llama = br#"{"model_type":"llama","vocab_size":8,"hidden_size":4,"intermediate_size":6,"num_hidden_layers":2,"num_attention_heads":2,"num_key_value_heads":1}"#;
+        let names: Vec<String> = ModelConfig::from_hf_json(llama).unwrap().hf_tensors().into_iter().map(|(n, _)| n).collect();
+        assert_eq!(names[..3], ["model.embed_tokens.weight", "model.layers.0.input_layernorm.weight", "model.layers.0.self_attn.q_proj.weight"]);
+        assert_eq!(names[names.len() - 2..], ["model.norm.weight", "lm_head.weight"]);
+        assert_eq!(names.len(), 2 + 9 * 2 + 1);
     }
 
     #[test]

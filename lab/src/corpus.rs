@@ -4,6 +4,8 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
+use crate::error::{Error, Result};
+
 use rand::rngs::StdRng;
 use rand::seq::IndexedRandom;
 use rand::{Rng, SeedableRng};
@@ -48,14 +50,14 @@ impl Grammar {
     }
 
     /// Parses `NAME = alt | alt` lines (`#` starts a comment).
-    pub fn parse(text: &str) -> Result<Self, String> {
+    pub fn parse(text: &str) -> Result<Self> {
         let mut rules = BTreeMap::new();
         for (i, line) in text.lines().enumerate() {
             let line = line.trim();
             if line.is_empty() || line.starts_with('#') {
                 continue;
             }
-            let (name, body) = line.split_once(" = ").ok_or_else(|| format!("line {}: expected `NAME = ...`", i + 1))?;
+            let (name, body) = line.split_once(" = ").ok_or_else(|| Error::Grammar(format!("line {}: expected `NAME = ...`", i + 1)))?;
             let alternatives = body
                 .split(" | ")
                 .map(|alt| {
@@ -80,7 +82,7 @@ impl Grammar {
                 if let Sym::Rule(r) = sym
                     && !grammar.rules.contains_key(r)
                 {
-                    return Err(format!("rule `{r}` is used but not defined"));
+                    return Err(Error::Grammar(format!("rule `{r}` is used but not defined")));
                 }
             }
         }

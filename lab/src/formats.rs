@@ -9,7 +9,8 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 use serde::{Deserialize, Serialize};
 
-use crate::pipeline::{Result, SAMPLE_PROMPTS, cpu, held_out_loss, read, token_stream, write};
+use crate::error::Result;
+use crate::pipeline::{SAMPLE_PROMPTS, cpu, held_out_loss, pretty_json, read, read_json, token_stream, write};
 use crate::train;
 
 /// Largest held-out perplexity increase over f32 that counts as negligible.
@@ -55,9 +56,9 @@ pub fn choose(rows: &[FormatRow]) -> WeightFormat {
 }
 
 fn greedy_ids(model: &TextModel, prompt: &str) -> Result<Vec<u32>> {
-    let ids = model.encode(prompt).map_err(|e| e.to_string())?;
+    let ids = model.encode(prompt)?;
     let options = GenerateOptions { max_new_tokens: GREEDY_TOKENS, sampling: Sampling::default(), stop_at_eos: false };
-    Ok(pollster::block_on(model.generate(&ids, &options, &mut Hooks::new(), &mut |_| true)).map_err(|e| e.to_string())?.ids)
+    Ok(pollster::block_on(model.generate(&ids, &options, &mut Hooks::new(), &mut |_| true))?.ids)
 }
 
 /// Measures f32, f16 and q8_0 of the model in `dir` on the held-out windows training evaluates on.
@@ -70,8 +71,8 @@ pub fn measure(out: &Path, dir: &Path, seq_len: usize) -> Result<Vec<FormatRow>>
     let mut rows = Vec::new();
     let mut reference: Option<(f32, Vec<Vec<u32>>)> = None;
     for format in [WeightFormat::F32, WeightFormat::F16, WeightFormat::Q8_0] {
-        let bytes = convert(&WeightFiles::Single(&original), format).map_err(|e| e.to_string())?;
-        let text_model = TextModel::from_bytes(&config, &WeightFiles::Single(&bytes), &tokenizer, &cpu()).map_err(|e| e.to_string())?;
+        let bytes = convert(&WeightFiles::Single(&original), format)?;
+        let text_model = TextModel::from_bytes(&config, &WeightFiles::Single(&bytes), &tokenizer, &cpu())?;
         let loss = held_out_loss(&text_model.model, &windows)?;
         let greedy = SAMPLE_PROMPTS.iter().map(|p| greedy_ids(&text_model, p)).collect::<Result<Vec<_>>>()?;
         let (base_loss, base_greedy) = reference.get_or_insert_with(|| (loss, greedy.clone()));
@@ -101,19 +102,18 @@ pub fn ship(out: &Path, seq_len: usize) -> Result<FormatChoice> {
     let rows = measure(out, &analog, seq_len)?;
     let choice = FormatChoice { shipped: choose(&rows), rows };
     let target = shipped_dir(out);
-    let weights = convert(&WeightFiles::Single(&read(&analog.join("model.safetensors"))?), choice.shipped).map_err(|e| e.to_string())?;
+    let weights = convert(&WeightFiles::Single(&read(&analog.join("model.safetensors"))?), choice.shipped)?;
     write(&target.join("model.safetensors"), weights)?;
     for f in ["config.json", "tokenizer.json"] {
         write(&target.join(f), read(&analog.join(f))?)?;
     }
-    write(&target.join(FORMATS_FILE), serde_json::to_string_pretty(&choice).unwrap_or_default() + "\n")?;
+    write(&target.join(FORMATS_FILE), pretty_json(&choice, "the weight-format choice")?)?;
     Ok(choice)
 }
 
 /// Reads what [`ship`] wrote.
 pub fn read_choice(out: &Path) -> Result<FormatChoice> {
-    let path = shipped_dir(out).join(FORMATS_FILE);
-    serde_json::from_slice(&read(&path)?).map_err(|e| format!("{}: {e}", path.display()))
+    read_json(&shipped_dir(out).join(FORMATS_FILE))
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@
 //! become the published reports.
 
 pub mod corpus;
+pub mod error;
 pub mod formats;
 pub mod pipeline;
 pub mod publish;
@@ -11,3 +12,5 @@ pub mod study;
 pub mod tokenizer;
 pub mod train;
 pub mod transfer;
+
+pub use error::{Error, Result};

@@ -13,6 +13,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use analog_core::catalog::{CATALOG_FORMAT, Catalog, CatalogModel, CatalogReport, HubModel};
+use analog_core::steering::DatasetEntry;
 use analog_core::{Device, Model, Tokenizer, device};
 use burn::module::Module;
 use rand::SeedableRng;
@@ -20,13 +22,12 @@ use rand::rngs::StdRng;
 use serde::{Deserialize, Serialize};
 
 use crate::corpus::{self, Grammar};
+use crate::error::{Error, Result};
 use crate::tokenizer::{END_OF_TEXT, train as train_tokenizer};
 use crate::train::{self, LogRow, Schedule, Shape};
 
-pub type Result<T> = std::result::Result<T, String>;
-
-fn io<T>(r: std::io::Result<T>, what: &Path) -> Result<T> {
-    r.map_err(|e| format!("{}: {e}", what.display()))
+fn io<T>(r: std::io::Result<T>, path: &Path) -> Result<T> {
+    r.map_err(|source| Error::Io { path: path.to_path_buf(), source })
 }
 
 pub(crate) fn write(path: &Path, bytes: impl AsRef<[u8]>) -> Result<()> {
@@ -38,6 +39,16 @@ pub(crate) fn write(path: &Path, bytes: impl AsRef<[u8]>) -> Result<()> {
 
 pub(crate) fn read(path: &Path) -> Result<Vec<u8>> {
     io(std::fs::read(path), path)
+}
+
+/// Reads and parses a JSON file the lab wrote.
+pub(crate) fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
+    serde_json::from_slice(&read(path)?).map_err(|source| Error::Json { path: path.to_path_buf(), source })
+}
+
+/// `value` as pretty JSON with a final newline.
+pub(crate) fn pretty_json(value: &impl Serialize, what: &'static str) -> Result<String> {
+    serde_json::to_string_pretty(value).map(|text| text + "\n").map_err(|source| Error::Serialise { what, source })
 }
 
 /// Corpus settings.
@@ -57,12 +68,13 @@ pub fn write_corpus(out: &Path, spec: &CorpusSpec) -> Result<corpus::CorpusStats
     write(&out.join("corpus/train.txt"), join(&train))?;
     write(&out.join("corpus/held_out.txt"), join(&held_out))?;
     let summary = serde_json::json!({ "spec": spec, "train": stats, "held_out": held_stats });
-    write(&out.join("corpus/stats.json"), serde_json::to_string_pretty(&summary).unwrap_or_default() + "\n")?;
+    write(&out.join("corpus/stats.json"), pretty_json(&summary, "the corpus stats")?)?;
     Ok(stats)
 }
 
 fn stories(out: &Path, file: &str) -> Result<Vec<String>> {
-    let text = String::from_utf8(read(&out.join("corpus").join(file))?).map_err(|e| e.to_string())?;
+    let path = out.join("corpus").join(file);
+    let text = String::from_utf8(read(&path)?).map_err(|_| Error::NotText { path })?;
     Ok(text.split(&format!("\n{END_OF_TEXT}\n")).map(String::from).collect())
 }
 
@@ -74,12 +86,13 @@ pub fn write_tokenizer(out: &Path, vocab_size: usize) -> Result<()> {
 
 /// The corpus as one token stream, stories separated (and preceded) by `<|endoftext|>`.
 pub fn token_stream(out: &Path, file: &str) -> Result<(Vec<u32>, u32)> {
-    let tokenizer = Tokenizer::from_bytes(&read(&out.join("tokenizer.json"))?).map_err(|e| e.to_string())?;
-    let eos = tokenizer.token_id(END_OF_TEXT).ok_or("the tokenizer has no <|endoftext|>")?;
+    let path = out.join("tokenizer.json");
+    let tokenizer = Tokenizer::from_bytes(&read(&path)?)?;
+    let eos = tokenizer.token_id(END_OF_TEXT).ok_or(Error::Missing { path, what: "<|endoftext|> token" })?;
     let mut stream = Vec::new();
     for story in stories(out, file)? {
         stream.push(eos);
-        stream.extend(tokenizer.encode(&story).map_err(|e| e.to_string())?);
+        stream.extend(tokenizer.encode(&story)?);
     }
     stream.push(eos);
     Ok((stream, eos))
@@ -102,8 +115,8 @@ pub const HELD_OUT_SEED: u64 = 12345;
 pub fn held_out_loss(model: &Model, windows: &[Vec<u32>]) -> Result<f32> {
     let mut total = 0.0;
     for chunk in windows.chunks(16) {
-        let loss = train::cross_entropy(train::logits(model, chunk).map_err(|e| e.to_string())?, chunk);
-        total += pollster::block_on(analog_core::read_f32(loss)).map_err(|e| e.to_string())?[0] * chunk.len() as f32;
+        let loss = train::cross_entropy(train::logits(model, chunk)?, chunk);
+        total += pollster::block_on(analog_core::read_f32(loss))?[0] * chunk.len() as f32;
     }
     Ok(total / windows.len().max(1) as f32)
 }
@@ -115,32 +128,30 @@ pub fn train_model(out: &Path, dir: &Path, spec: &RunSpec, teacher: Option<&Path
     let (held, _) = token_stream(out, "held_out.txt")?;
     let mut held_rng = StdRng::seed_from_u64(HELD_OUT_SEED);
     let held_windows = train::batch(&held, 64, spec.schedule.seq_len, &mut held_rng);
-    let config = spec.shape.config_json(eos);
+    let config = spec.shape.config_json(eos)?;
     write(&dir.join("config.json"), &config)?;
     write(&dir.join("tokenizer.json"), read(&out.join("tokenizer.json"))?)?;
-    write(&dir.join("run.json"), serde_json::to_string_pretty(spec).unwrap_or_default() + "\n")?;
+    write(&dir.join("run.json"), pretty_json(spec, "the run settings")?)?;
 
     let ad = device::cpu().autodiff();
     let checkpoint = dir.join("checkpoint");
     let state_path = checkpoint.join("state.json");
     let (weights, start, mut tokens_seen): (Vec<u8>, usize, u64) = if state_path.is_file() {
-        let state: serde_json::Value = serde_json::from_slice(&read(&state_path)?).map_err(|e| e.to_string())?;
+        let state: serde_json::Value = read_json(&state_path)?;
         let step = state["step"].as_u64().unwrap_or(0) as usize;
         eprintln!("resuming {} at step {step}", dir.display());
         (read(&checkpoint.join("model.safetensors"))?, step, state["tokens"].as_u64().unwrap_or(0))
     } else {
-        (spec.shape.init_safetensors(spec.schedule.seed), 0, 0)
+        (spec.shape.init_safetensors(spec.schedule.seed)?, 0, 0)
     };
-    let mut model = train::load(&config, &weights, &ad).map_err(|e| e.to_string())?;
+    let mut model = train::load(&config, &weights, &ad)?;
     let mut optimizer = spec.schedule.optimizer();
-    if start > 0 && checkpoint.join("optimizer.bin").is_file() {
-        optimizer = optimizer.load(checkpoint.join("optimizer.bin")).map_err(|e| format!("optimizer state: {e:?}"))?;
+    let optimizer_path = checkpoint.join("optimizer.bin");
+    if start > 0 && optimizer_path.is_file() {
+        optimizer = optimizer.load(&optimizer_path).map_err(|e| Error::Optimizer { path: optimizer_path.clone(), reason: format!("{e:?}") })?;
     }
     let teacher_model = match teacher {
-        Some(t) => Some(
-            train::load(&String::from_utf8_lossy(&read(&t.join("config.json"))?), &read(&t.join("model.safetensors"))?, &device::cpu())
-                .map_err(|e| e.to_string())?,
-        ),
+        Some(t) => Some(train::load(&String::from_utf8_lossy(&read(&t.join("config.json"))?), &read(&t.join("model.safetensors"))?, &device::cpu())?),
         None => None,
     };
     let mut rng = StdRng::seed_from_u64(spec.schedule.seed ^ 0xDA7A);
@@ -153,18 +164,18 @@ pub fn train_model(out: &Path, dir: &Path, spec: &RunSpec, teacher: Option<&Path
     let mut running = Vec::new();
     for step in start..spec.schedule.steps {
         let rows = train::batch(&stream, spec.schedule.batch, spec.schedule.seq_len, &mut rng);
-        let logits = train::logits(&model, &rows).map_err(|e| e.to_string())?;
+        let logits = train::logits(&model, &rows)?;
         let ce = train::cross_entropy(logits.clone(), &rows);
         let loss = match &teacher_model {
             Some(teacher) => {
-                let teacher_logits = train::logits(teacher, &rows).map_err(|e| e.to_string())?;
+                let teacher_logits = train::logits(teacher, &rows)?;
                 let teacher_logits = Tensor3::from_data(teacher_logits.into_data(), &ad);
                 ce.clone() * spec.alpha + train::distillation_kl(logits, teacher_logits, spec.temperature) * (1.0 - spec.alpha)
             }
             None => ce.clone(),
         };
         let lr = spec.schedule.lr_at(step);
-        running.push(pollster::block_on(analog_core::read_f32(ce.detach())).map_err(|e| e.to_string())?[0]);
+        running.push(pollster::block_on(analog_core::read_f32(ce.detach()))?[0]);
         model = train::step(model, &mut optimizer, loss, lr);
         tokens_seen += (spec.schedule.batch * spec.schedule.seq_len) as u64;
         let last = step + 1 == spec.schedule.steps;
@@ -182,16 +193,17 @@ pub fn train_model(out: &Path, dir: &Path, spec: &RunSpec, teacher: Option<&Path
             };
             running.clear();
             eprintln!("{}: step {} loss {:.4} held-out {:?} ({:.0}s)", dir.display(), row.step, row.loss, row.held_out_loss, row.seconds);
-            io(writeln!(log, "{}", serde_json::to_string(&row).unwrap_or_default()), &dir.join("log.jsonl"))?;
+            let line = serde_json::to_string(&row).map_err(|source| Error::Serialise { what: "a training log row", source })?;
+            io(writeln!(log, "{line}"), &dir.join("log.jsonl"))?;
         }
         if (step + 1) % checkpoint_every == 0 || last {
-            let bytes = train::export_safetensors(&model.valid()).map_err(|e| e.to_string())?;
+            let bytes = train::export_safetensors(&model.valid())?;
             write(&checkpoint.join("model.safetensors"), &bytes)?;
-            optimizer.save(checkpoint.join("optimizer.bin")).map_err(|e| format!("optimizer state: {e:?}"))?;
+            optimizer.save(&optimizer_path).map_err(|e| Error::Optimizer { path: optimizer_path.clone(), reason: format!("{e:?}") })?;
             write(&state_path, serde_json::json!({ "step": step + 1, "tokens": tokens_seen }).to_string())?;
         }
     }
-    let bytes = train::export_safetensors(&model.valid()).map_err(|e| e.to_string())?;
+    let bytes = train::export_safetensors(&model.valid())?;
     write(&dir.join("model.safetensors"), bytes)
 }
 
@@ -246,7 +258,7 @@ pub fn load_text_model(dir: &Path) -> Result<analog_core::TextModel> {
         &read(&dir.join("tokenizer.json"))?,
         &device::cpu(),
     )
-    .map_err(|e| e.to_string())
+    .map_err(Error::from)
 }
 
 /// Sampled continuations (temperature 1) of each prompt, with `edits` applied.
@@ -260,7 +272,7 @@ fn continuations(
 ) -> Result<Vec<(String, String)>> {
     let mut out = Vec::new();
     for (p, prompt) in prompts.iter().enumerate() {
-        let ids = model.encode(prompt).map_err(|e| e.to_string())?;
+        let ids = model.encode(prompt)?;
         for s in 0..per_prompt {
             let options = analog_core::GenerateOptions {
                 max_new_tokens: tokens,
@@ -268,7 +280,7 @@ fn continuations(
                 stop_at_eos: true,
             };
             let mut hooks = edits.iter().cloned().fold(analog_core::Hooks::new(), analog_core::Hooks::edit);
-            let generated = pollster::block_on(model.generate(&ids, &options, &mut hooks, &mut |_| true)).map_err(|e| e.to_string())?;
+            let generated = pollster::block_on(model.generate(&ids, &options, &mut hooks, &mut |_| true))?;
             out.push((prompt.clone(), generated.text));
         }
     }
@@ -354,12 +366,12 @@ pub fn mood_steering(
     show: &mut dyn FnMut(f32, &str),
 ) -> Result<Vec<crate::publish::SteeringRow>> {
     let model = load_text_model(dir)?;
-    let index: Vec<crate::study::Dataset> = serde_json::from_slice(&read(&datasets.join("index.json"))?).map_err(|e| e.to_string())?;
-    let sentiment = index.iter().find(|d| d.id == "sentiment").ok_or("no sentiment pair set")?;
-    let pairs = analog_core::steering::PairSet::from_jsonl(&String::from_utf8_lossy(&read(&datasets.join(mood.pairs))?)).map_err(|e| e.to_string())?;
+    let index: Vec<DatasetEntry> = read_json(&datasets.join("index.json"))?;
+    let sentiment = index.iter().find(|d| d.id == "sentiment").ok_or(Error::Missing { path: datasets.join("index.json"), what: "`sentiment` pair set" })?;
+    let pairs = analog_core::steering::PairSet::from_jsonl(&String::from_utf8_lossy(&read(&datasets.join(mood.pairs))?))?;
     let identity = analog_core::steering::VectorModel { id: "analog".into(), weights_sha256: String::new(), d_model: model.config().d_model };
-    let acts = pollster::block_on(analog_core::steering::collect(&model, &pairs, mood.site, mood.aggregation, &mut |_, _| {})).map_err(|e| e.to_string())?;
-    let vector = analog_core::steering::steering_vector(&acts, mood.method, &[mood.layer], identity, &pairs).map_err(|e| e.to_string())?;
+    let acts = pollster::block_on(analog_core::steering::collect(&model, &pairs, mood.site, mood.aggregation, &mut |_, _| {}))?;
+    let vector = analog_core::steering::steering_vector(&acts, mood.method, &[mood.layer], identity, &pairs)?;
     let grammar = Grammar::stories();
     let lexicon: Vec<String> = sentiment.lexicon.iter().map(|w| w.to_lowercase()).collect();
     let prompts = mood_prompts();
@@ -367,11 +379,8 @@ pub fn mood_steering(
     for &coef in coefs {
         let mut samples = Vec::new();
         for prompt in &prompts {
-            let positions = if mood.prompt_only {
-                analog_core::Positions { start: 0, end: Some(model.encode(prompt).map_err(|e| e.to_string())?.len()) }
-            } else {
-                analog_core::Positions::ALL
-            };
+            let positions =
+                if mood.prompt_only { analog_core::Positions { start: 0, end: Some(model.encode(prompt)?.len()) } } else { analog_core::Positions::ALL };
             let how = analog_core::steering::Application { coef, positions, normalise: mood.normalise, ablate: false, preserve_norm: false };
             samples.extend(continuations(&model, std::slice::from_ref(prompt), &vector.edits(&how), per_prompt, tokens, samples.len() as u64)?);
         }
@@ -410,8 +419,8 @@ pub struct PublishSettings<'a> {
 /// Training figures from `dir`'s log; grammaticality of the model in `shipped` (the published files).
 fn quality(dir: &Path, shipped: &Path) -> Result<crate::publish::Quality> {
     let log = crate::publish::read_log(dir)?;
-    let last = log.last().ok_or("empty training log")?;
-    let held_out_loss = log.iter().rev().find_map(|r| r.held_out_loss).ok_or("no held-out loss in the log")?;
+    let last = log.last().ok_or(Error::Missing { path: dir.join("log.jsonl"), what: "training log rows" })?;
+    let held_out_loss = log.iter().rev().find_map(|r| r.held_out_loss).ok_or(Error::Missing { path: dir.join("log.jsonl"), what: "held-out loss" })?;
     let (grammatical, samples, _) = grammaticality(shipped, 8, 60)?;
     Ok(crate::publish::Quality {
         grammatical,
@@ -428,7 +437,7 @@ fn quality(dir: &Path, shipped: &Path) -> Result<crate::publish::Quality> {
 pub fn publish(out: &Path, settings: &PublishSettings<'_>, report: &analog_core::report::TransferReport, progress: &mut dyn FnMut(&str)) -> Result<()> {
     use crate::publish::{Card, card, file_entries, loss_svg, read_log};
     let (frontier_dir, analog_dir) = model_dirs(out);
-    let corpus_stats: serde_json::Value = serde_json::from_slice(&read(&out.join("corpus/stats.json"))?).map_err(|e| e.to_string())?;
+    let corpus_stats: serde_json::Value = read_json(&out.join("corpus/stats.json"))?;
     let corpus = format!(
         "the project's procedural story corpus: {} training stories ({} sentences, {} distinct), {} held-out stories from another seed",
         corpus_stats["train"]["stories"], corpus_stats["train"]["sentences"], corpus_stats["train"]["distinct_sentences"], corpus_stats["held_out"]["stories"]
@@ -449,7 +458,7 @@ pub fn publish(out: &Path, settings: &PublishSettings<'_>, report: &analog_core:
         } else {
             Vec::new()
         };
-        let spec: RunSpec = serde_json::from_slice(&read(&dir.join("run.json"))?).map_err(|e| e.to_string())?;
+        let spec: RunSpec = read_json(&dir.join("run.json"))?;
         let shape = spec.shape;
         let files = file_entries(&target)?;
         let training = if analog {
@@ -498,8 +507,8 @@ pub fn publish(out: &Path, settings: &PublishSettings<'_>, report: &analog_core:
                 "`datasets/{}` (the corpus's stories told happy and sad), layer {} `resid_post`, {} direction of {}-token activations, {}, added at {}; {MOOD_TOKENS} tokens sampled after each of five story openings, {MOOD_SAMPLES_PER_PROMPT} samples each",
                 MOOD.pairs,
                 MOOD.layer,
-                serde_json::to_value(MOOD.method).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default(),
-                serde_json::to_value(MOOD.aggregation).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default(),
+                MOOD.method,
+                MOOD.aggregation,
                 if MOOD.normalise { "coefficient × mean residual norm" } else { "raw" },
                 if MOOD.prompt_only { "the prompt's positions" } else { "every position" }
             ),
@@ -507,34 +516,33 @@ pub fn publish(out: &Path, settings: &PublishSettings<'_>, report: &analog_core:
         });
         write(&target.join("MODEL_CARD.md"), text)?;
         write(&target.join("loss.svg"), loss_svg(&read_log(dir)?, &format!("{id}: loss per token (nats)")))?;
-        catalog_models.push(serde_json::json!({
-            "id": id,
-            "role": if analog { "analog" } else { "reference-frontier" },
-            "note": if analog { "default analog" } else { "reference frontier, published only so that reports can be verified" },
-            "path": format!("models/{id}/"),
-            "architecture": "llama",
-            "n_params": shape.n_params(),
-            "bytes": files.iter().map(|f| f.bytes).sum::<u64>(),
-            "files": files,
-            "held_out_loss": q.held_out_loss,
-            "grammatical": q.grammatical,
-            "weight_format": formats.as_ref().map_or(analog_core::quant::WeightFormat::F32, |c| c.shipped),
-        }));
+        catalog_models.push(CatalogModel {
+            id: id.into(),
+            role: if analog { "analog" } else { "reference-frontier" }.into(),
+            note: if analog { "default analog" } else { "reference frontier, published only so that reports can be verified" }.into(),
+            path: format!("models/{id}/"),
+            architecture: "llama".into(),
+            n_params: shape.n_params() as u64,
+            bytes: files.iter().map(|f| f.bytes).sum::<u64>(),
+            files,
+            held_out_loss: f64::from(q.held_out_loss),
+            grammatical: f64::from(q.grammatical),
+            weight_format: formats.as_ref().map_or(analog_core::quant::WeightFormat::F32, |c| c.shipped),
+        });
     }
     let report_path = format!("reports/{}.json", report.id);
     write(&settings.public.join(&report_path), report.to_json())?;
-    let hub: Vec<serde_json::Value> = HUB_MODELS
-        .iter()
-        .map(|(repo, family, n_params, note)| serde_json::json!({ "repo": repo, "family": family, "n_params": n_params, "note": note }))
-        .collect();
-    let catalog = serde_json::json!({
-        "format": "analog-explorer-catalog/v1",
-        "default": settings.analog_id,
-        "models": catalog_models,
-        "hub": hub,
-        "reports": [{ "id": report.id, "path": report_path, "analog": settings.analog_id, "frontier": settings.frontier_id }],
-    });
-    write(&settings.public.join("catalog.json"), serde_json::to_string_pretty(&catalog).unwrap_or_default() + "\n")
+    let catalog = Catalog {
+        format: CATALOG_FORMAT.into(),
+        default: settings.analog_id.into(),
+        models: catalog_models,
+        hub: HUB_MODELS
+            .iter()
+            .map(|&(repo, family, n_params, note)| HubModel { repo: repo.into(), family: family.into(), n_params, note: note.into() })
+            .collect(),
+        reports: vec![CatalogReport { id: report.id.clone(), path: report_path, analog: settings.analog_id.into(), frontier: settings.frontier_id.into() }],
+    };
+    write(&settings.public.join("catalog.json"), pretty_json(&catalog, "the catalog")?)
 }
 
 /// Pairs in the published corpus mood set.
@@ -545,26 +553,30 @@ pub const MOOD_PAIRS: usize = 64;
 pub fn write_mood_pairs(datasets: &Path) -> Result<()> {
     write(&datasets.join(STORY_MOOD_PAIRS), mood_pairs_jsonl(MOOD_SEED, MOOD_PAIRS))?;
     let index_path = datasets.join("index.json");
-    let mut index: Vec<serde_json::Value> = serde_json::from_slice(&read(&index_path)?).map_err(|e| format!("{}: {e}", index_path.display()))?;
-    let lexicon = index.iter().find(|d| d["id"] == "sentiment").map(|d| d["lexicon"].clone()).ok_or("index.json has no sentiment set")?;
-    let entry = serde_json::json!({
-        "id": crate::study::STORY_MOOD,
-        "file": STORY_MOOD_PAIRS,
-        "card": "story-mood.md",
-        "concept": "Mood of a story in the lab's corpus: the same story told happy vs sad",
-        "positive": "happy",
-        "negative": "sad",
-        "n_pairs": MOOD_PAIRS,
-        "target_tokens": [" happy"],
-        "counter_tokens": [" sad"],
-        "lexicon": lexicon,
-        "neutral_prompts": mood_prompts(),
-    });
-    match index.iter_mut().find(|d| d["id"] == crate::study::STORY_MOOD) {
+    let mut index: Vec<DatasetEntry> = read_json(&index_path)?;
+    let lexicon = index
+        .iter()
+        .find(|d| d.id == "sentiment")
+        .map(|d| d.lexicon.clone())
+        .ok_or(Error::Missing { path: index_path.clone(), what: "`sentiment` pair set" })?;
+    let entry = DatasetEntry {
+        id: crate::study::STORY_MOOD.into(),
+        file: STORY_MOOD_PAIRS.into(),
+        card: "story-mood.md".into(),
+        concept: "Mood of a story in the lab's corpus: the same story told happy vs sad".into(),
+        positive: "happy".into(),
+        negative: "sad".into(),
+        n_pairs: MOOD_PAIRS,
+        target_tokens: vec![" happy".into()],
+        counter_tokens: vec![" sad".into()],
+        lexicon,
+        neutral_prompts: mood_prompts(),
+    };
+    match index.iter_mut().find(|d| d.id == crate::study::STORY_MOOD) {
         Some(existing) => *existing = entry,
         None => index.push(entry),
     }
-    write(&index_path, serde_json::to_string_pretty(&index).unwrap_or_default() + "\n")
+    write(&index_path, pretty_json(&index, "the dataset index")?)
 }
 
 /// Writes `n` corpus mood pairs (see [`corpus::mood_pair`]) as pair-set JSONL.

@@ -4,10 +4,11 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
+use analog_core::catalog::CatalogFile;
 use analog_core::report::{TransferReport, sha256_hex};
 use serde::Serialize;
 
-use crate::pipeline::Result;
+use crate::error::{Error, Result};
 use crate::train::LogRow;
 
 /// The files of a published model.
@@ -46,20 +47,13 @@ pub fn training_seconds(log: &[LogRow]) -> f64 {
     done + last
 }
 
-/// A file entry of the catalog and the cards.
-#[derive(Debug, Clone, Serialize)]
-pub struct FileEntry {
-    pub name: String,
-    pub bytes: u64,
-    pub sha256: String,
-}
-
-pub fn file_entries(dir: &Path) -> Result<Vec<FileEntry>> {
+/// The catalog entries (name, size, sha256) of the published files in `dir`.
+pub fn file_entries(dir: &Path) -> Result<Vec<CatalogFile>> {
     MODEL_FILES
         .iter()
         .map(|name| {
-            let bytes = std::fs::read(dir.join(name)).map_err(|e| format!("{}: {e}", dir.join(name).display()))?;
-            Ok(FileEntry { name: (*name).into(), bytes: bytes.len() as u64, sha256: sha256_hex(&bytes) })
+            let bytes = crate::pipeline::read(&dir.join(name))?;
+            Ok(CatalogFile { name: (*name).into(), bytes: bytes.len() as u64, sha256: sha256_hex(&bytes) })
         })
         .collect()
 }
@@ -101,8 +95,9 @@ pub fn loss_svg(rows: &[LogRow], title: &str) -> String {
 }
 
 pub fn read_log(dir: &Path) -> Result<Vec<LogRow>> {
-    let text = std::fs::read_to_string(dir.join("log.jsonl")).map_err(|e| format!("{}: {e}", dir.join("log.jsonl").display()))?;
-    text.lines().filter(|l| !l.trim().is_empty()).map(|l| serde_json::from_str(l).map_err(|e| e.to_string())).collect()
+    let path = dir.join("log.jsonl");
+    let text = String::from_utf8(crate::pipeline::read(&path)?).map_err(|_| Error::NotText { path: path.clone() })?;
+    text.lines().filter(|l| !l.trim().is_empty()).map(|l| serde_json::from_str(l).map_err(|source| Error::Json { path: path.clone(), source })).collect()
 }
 
 /// Everything a model card states.
@@ -117,7 +112,7 @@ pub struct Card<'a> {
     pub quality: &'a Quality,
     pub steering: &'a [SteeringRow],
     pub transfer: Option<&'a TransferReport>,
-    pub files: &'a [FileEntry],
+    pub files: &'a [CatalogFile],
     pub command: &'a str,
     /// How the mood vector was extracted and applied (the steering table's heading).
     pub steering_setup: String,

@@ -5,29 +5,20 @@ use std::path::Path;
 
 use analog_core::report::{
     self, AnalogModel, CoefResult, FrontierModel, Geometry, GlobalSimilarity, Intervention, Mapping, MappingKind, MetricName, PairSetRef, Provenance,
-    Publisher, ReportKind, SCHEMA_VERSION, TransferReport, VectorRef,
+    ReportKind, TransferReport, VectorRef,
 };
 use analog_core::steering::metrics::EvalSpec;
-use analog_core::steering::{PairSet, VectorModel};
-use analog_core::{HookPoint, Positions, TextModel, WeightFiles, device};
+use analog_core::steering::{DatasetEntry, PairFormat, PairSet, VectorModel};
+use analog_core::{HookPoint, TextModel, WeightFiles, device};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
-use serde::Deserialize;
 
-use crate::pipeline::{Result, token_stream};
+use crate::error::{Error, Result};
+use crate::pipeline::{read, read_json, token_stream};
 use crate::transfer::{AffineMap, embedding_similarity, study};
 
-/// A built-in pair set's entry in `public/datasets/index.json`.
-#[derive(Debug, Clone, Deserialize)]
-pub struct Dataset {
-    pub id: String,
-    pub file: String,
-    pub concept: String,
-    pub target_tokens: Vec<String>,
-    pub counter_tokens: Vec<String>,
-    pub lexicon: Vec<String>,
-    pub neutral_prompts: Vec<String>,
-}
+/// The text whose perplexity the study measures (the published report was measured on it).
+pub const STUDY_TEXT: &str = "Once upon a time, there was a little girl named Lily. She played with her ball in the park.";
 
 /// What the study needs to know about where it runs.
 pub struct StudySettings<'a> {
@@ -50,7 +41,7 @@ pub struct StudySettings<'a> {
 /// would make the probe measure nothing. So dialogue concepts are probed at the opening quote
 /// ("No" vs "Yes", "Good" vs "Hey": words the grammar opens those replies with), and the rest
 /// keep the set's own words. Refuses probes whose two words share their first token.
-fn probe(model: &TextModel, dataset: &Dataset) -> Result<(Vec<String>, String, String)> {
+fn probe(model: &TextModel, dataset: &DatasetEntry) -> Result<(Vec<String>, String, String)> {
     let quoted = |target: &str, counter: &str| {
         let prompts = dataset.neutral_prompts.iter().map(|p| if p.ends_with("said,") { format!("{p} \"") } else { p.clone() }).collect();
         (prompts, target.to_string(), counter.to_string())
@@ -61,15 +52,15 @@ fn probe(model: &TextModel, dataset: &Dataset) -> Result<(Vec<String>, String, S
         STORY_MOOD => (dataset.neutral_prompts.iter().map(|p| format!("{p} felt so")).collect(), " happy".into(), " sad".into()),
         _ => (
             dataset.neutral_prompts.clone(),
-            dataset.target_tokens.first().cloned().ok_or("no target token")?,
-            dataset.counter_tokens.first().cloned().ok_or("no counter token")?,
+            dataset.target_tokens.first().cloned().ok_or(Error::Study("a pair set has no target token"))?,
+            dataset.counter_tokens.first().cloned().ok_or(Error::Study("a pair set has no counter token"))?,
         ),
     };
     for prompt in &prompts {
-        let t = analog_core::steering::metrics::continuation_token(model, prompt, &target).map_err(|e| e.to_string())?;
-        let c = analog_core::steering::metrics::continuation_token(model, prompt, &counter).map_err(|e| e.to_string())?;
+        let t = analog_core::steering::metrics::continuation_token(model, prompt, &target)?;
+        let c = analog_core::steering::metrics::continuation_token(model, prompt, &counter)?;
         if t == c {
-            return Err(format!("{}: `{target}` and `{counter}` start with the same token after {prompt:?}", dataset.id));
+            return Err(Error::SameProbeToken { dataset: dataset.id.clone(), target, counter, prompt: prompt.clone() });
         }
     }
     Ok((prompts, target, counter))
@@ -79,10 +70,9 @@ fn probe(model: &TextModel, dataset: &Dataset) -> Result<(Vec<String>, String, S
 pub const STORY_MOOD: &str = "story-mood";
 
 fn load(dir: &Path) -> Result<(TextModel, VectorModel)> {
-    let read = |f: &str| std::fs::read(dir.join(f)).map_err(|e| format!("{}: {e}", dir.join(f).display()));
-    let weights = read("model.safetensors")?;
-    let model =
-        TextModel::from_bytes(&read("config.json")?, &WeightFiles::Single(&weights), &read("tokenizer.json")?, &device::cpu()).map_err(|e| e.to_string())?;
+    let file = |name: &str| read(&dir.join(name));
+    let weights = file("model.safetensors")?;
+    let model = TextModel::from_bytes(&file("config.json")?, &WeightFiles::Single(&weights), &file("tokenizer.json")?, &device::cpu())?;
     let id = VectorModel {
         id: dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
         weights_sha256: report::sha256_hex(&weights),
@@ -102,39 +92,29 @@ pub fn run(out: &Path, settings: &StudySettings<'_>, progress: &mut dyn FnMut(&s
     progress("fitting the affine map on held-out corpus activations");
     let (held, _) = token_stream(out, "held_out.txt")?;
     let windows = crate::train::batch(&held, 64, 64, &mut StdRng::seed_from_u64(2024));
-    let x = crate::transfer::activations(&analog.model, &windows, HookPoint::ResidPost(la)).map_err(|e| e.to_string())?;
-    let y = crate::transfer::activations(&frontier.model, &windows, HookPoint::ResidPost(lf)).map_err(|e| e.to_string())?;
+    let x = crate::transfer::activations(&analog.model, &windows, HookPoint::ResidPost(la))?;
+    let y = crate::transfer::activations(&frontier.model, &windows, HookPoint::ResidPost(lf))?;
     let split = x.len() * 3 / 4;
-    let map = AffineMap::fit(&x[..split], &y[..split], 1e-4).ok_or("the affine map is singular")?;
+    let map = AffineMap::fit(&x[..split], &y[..split], 1e-4).ok_or(Error::Study("the affine map is singular"))?;
     let quality = map.quality(&x[split..], &y[split..]);
     let n_tokens = analog.config().vocab_size.min(frontier.config().vocab_size);
-    let similarity = embedding_similarity(&analog.model, &frontier.model, n_tokens).map_err(|e| e.to_string())?;
+    let similarity = embedding_similarity(&analog.model, &frontier.model, n_tokens)?;
 
-    let index: Vec<Dataset> =
-        serde_json::from_slice(&std::fs::read(settings.datasets_dir.join("index.json")).map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
+    let index: Vec<DatasetEntry> = read_json(&settings.datasets_dir.join("index.json"))?;
     let mut interventions = Vec::new();
     for dataset in &index {
         progress(&format!("{}: extracting, mapping, measuring", dataset.id));
-        let text = std::fs::read_to_string(settings.datasets_dir.join(&dataset.file)).map_err(|e| e.to_string())?;
-        let pairs = PairSet::from_jsonl(&text).map_err(|e| e.to_string())?;
+        let path = settings.datasets_dir.join(&dataset.file);
+        let text = String::from_utf8(read(&path)?).map_err(|_| Error::NotText { path })?;
+        let pairs = PairSet::parse(&text, PairFormat::from_name(&dataset.file))?;
         let (prompts, target, counter) = probe(&analog, dataset)?;
         let spec = EvalSpec {
-            logit_prompts: prompts.clone(),
-            target: Some(target),
-            counter: Some(counter),
-            neutral_prompts: prompts,
-            neutral_texts: vec!["Once upon a time, there was a little girl named Lily. She played with her ball in the park.".into()],
-            lexicon: dataset.lexicon.clone(),
+            neutral_texts: vec![STUDY_TEXT.into()],
             samples_per_prompt: settings.samples_per_prompt,
-            sample_tokens: 24,
-            temperature: 1.0,
-            seed: 0,
-            positions: Positions::ALL,
-            normalise: true,
+            ..EvalSpec::sweep(prompts, Some(target), Some(counter), dataset.lexicon.clone(), true)
         };
-        let s = pollster::block_on(study(&analog, &frontier, (&analog_id, &frontier_id), pairs.clone(), (la, lf), &map, &settings.coefs, &spec))
-            .map_err(|e| e.to_string())?;
-        let direction = s.analog_vector.directions.get(&la).cloned().ok_or("no analog direction")?;
+        let s = pollster::block_on(study(&analog, &frontier, (&analog_id, &frontier_id), pairs.clone(), (la, lf), &map, &settings.coefs, &spec))?;
+        let direction = s.analog_vector.directions.get(&la).cloned().ok_or(Error::Study("extraction gave no direction at the analog layer"))?;
         let results = settings
             .coefs
             .iter()
@@ -165,19 +145,17 @@ pub fn run(out: &Path, settings: &StudySettings<'_>, progress: &mut dyn FnMut(&s
         });
         progress(&format!("{}: cos(mapped, native) = {:.3}", dataset.id, s.cos_mapped_native));
     }
+    let analog_model = AnalogModel::of(&analog, settings.analog_id, analog_id.weights_sha256.clone(), Some(format!("../models/{}/", settings.analog_id)));
+    let provenance = Provenance {
+        code_revision: settings.code_revision.clone(),
+        seeds: BTreeMap::from([("evaluation".into(), 0), ("map_windows".into(), 2024)]),
+        date: settings.date.clone(),
+        hardware: settings.hardware.clone(),
+        software: Some(format!("analog-explorer {} (burn 0.22, flex CPU)", env!("CARGO_PKG_VERSION"))),
+    };
     let report = TransferReport {
-        schema_version: SCHEMA_VERSION.into(),
         id: settings.report_id.into(),
         kind: ReportKind::Lab,
-        publisher: Publisher { name: "Analog Explorer reference lab".into(), url: None, contact: None },
-        analog: AnalogModel {
-            id: settings.analog_id.into(),
-            weights_sha256: analog_id.weights_sha256.clone(),
-            n_params: analog.model.n_params as u64,
-            d_model: analog.config().d_model,
-            n_layers: analog.config().n_layers,
-            url: Some(format!("../models/{}/", settings.analog_id)),
-        },
         frontier: Some(FrontierModel {
             id: settings.frontier_id.into(),
             n_params: Some(frontier.model.n_params as u64),
@@ -185,18 +163,7 @@ pub fn run(out: &Path, settings: &StudySettings<'_>, progress: &mut dyn FnMut(&s
             d_model: Some(frontier.config().d_model),
         }),
         geometry: Some(Geometry { global_similarity: Some(GlobalSimilarity { pearson_r: similarity, n_tokens: n_tokens as u64, seed: None }) }),
-        interventions,
-        provenance: Provenance {
-            code_revision: settings.code_revision.clone(),
-            seeds: BTreeMap::from([("evaluation".into(), 0), ("map_windows".into(), 2024)]),
-            date: settings.date.clone(),
-            hardware: settings.hardware.clone(),
-            software: Some(format!("analog-explorer {} (burn 0.22, flex CPU)", env!("CARGO_PKG_VERSION"))),
-        },
+        ..TransferReport::measured(analog_model, "Analog Explorer reference lab", interventions, provenance)
     };
-    let errors = report::validate::check(&report);
-    if !errors.is_empty() {
-        return Err(format!("the study's report is invalid:\n{}", report::ValidationErrors(errors)));
-    }
-    Ok(report)
+    Ok(report.validated()?)
 }

@@ -1,6 +1,7 @@
 //! A byte-level BPE tokenizer trained on the corpus with HF `tokenizers`, saved as `tokenizer.json`.
 //! Byte-level means any text encodes (words outside the corpus become byte pieces).
 
+use crate::error::{Error, Result};
 use tokenizers::models::bpe::{BPE, BpeTrainerBuilder};
 use tokenizers::pre_tokenizers::byte_level::ByteLevel;
 use tokenizers::{AddedToken, DecoderWrapper, NormalizerWrapper, PostProcessorWrapper, PreTokenizerWrapper, TokenizerBuilder};
@@ -9,7 +10,7 @@ use tokenizers::{AddedToken, DecoderWrapper, NormalizerWrapper, PostProcessorWra
 pub const END_OF_TEXT: &str = "<|endoftext|>";
 
 /// Trains a BPE tokenizer of `vocab_size` tokens on `texts`; returns `tokenizer.json`.
-pub fn train(texts: &[String], vocab_size: usize) -> Result<String, String> {
+pub fn train(texts: &[String], vocab_size: usize) -> Result<String> {
     let mut trainer = BpeTrainerBuilder::new()
         .vocab_size(vocab_size)
         .min_frequency(2)
@@ -24,9 +25,9 @@ pub fn train(texts: &[String], vocab_size: usize) -> Result<String, String> {
         .with_post_processor(Some(byte_level.into()))
         .with_decoder(Some(byte_level.into()))
         .build()
-        .map_err(|e| e.to_string())?;
-    tokenizer.train(&mut trainer, texts.iter()).map_err(|e| e.to_string())?;
-    tokenizer.to_string(true).map_err(|e| e.to_string())
+        .map_err(|e| Error::Tokenizer(e.to_string()))?;
+    tokenizer.train(&mut trainer, texts.iter()).map_err(|e| Error::Tokenizer(e.to_string()))?;
+    tokenizer.to_string(true).map_err(|e| Error::Tokenizer(e.to_string()))
 }
 
 #[cfg(test)]

@@ -13,6 +13,8 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 
+use crate::error::Result;
+
 /// The shape of a lab model (always `llama`, untied head, GQA).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Shape {
@@ -35,7 +37,7 @@ impl Shape {
     }
 
     /// `config.json` in the transformers `LlamaConfig` format.
-    pub fn config_json(&self, eos: u32) -> String {
+    pub fn config_json(&self, eos: u32) -> Result<String> {
         let config = serde_json::json!({
             "architectures": ["LlamaForCausalLM"],
             "model_type": "llama",
@@ -56,40 +58,16 @@ impl Shape {
             "eos_token_id": eos,
             "torch_dtype": "float32",
         });
-        serde_json::to_string_pretty(&config).unwrap_or_default() + "\n"
-    }
-
-    /// HF tensor names and shapes, in a fixed order.
-    fn tensors(&self) -> Vec<(String, Vec<usize>)> {
-        let head_dim = self.d_model / self.n_heads;
-        let (q, kv, d, m) = (self.n_heads * head_dim, self.n_kv_heads * head_dim, self.d_model, self.d_mlp);
-        let mut out = vec![("model.embed_tokens.weight".to_string(), vec![self.vocab_size, d])];
-        for l in 0..self.n_layers {
-            let p = format!("model.layers.{l}");
-            out.extend([
-                (format!("{p}.input_layernorm.weight"), vec![d]),
-                (format!("{p}.self_attn.q_proj.weight"), vec![q, d]),
-                (format!("{p}.self_attn.k_proj.weight"), vec![kv, d]),
-                (format!("{p}.self_attn.v_proj.weight"), vec![kv, d]),
-                (format!("{p}.self_attn.o_proj.weight"), vec![d, q]),
-                (format!("{p}.post_attention_layernorm.weight"), vec![d]),
-                (format!("{p}.mlp.gate_proj.weight"), vec![m, d]),
-                (format!("{p}.mlp.up_proj.weight"), vec![m, d]),
-                (format!("{p}.mlp.down_proj.weight"), vec![d, m]),
-            ]);
-        }
-        out.push(("model.norm.weight".into(), vec![d]));
-        out.push(("lm_head.weight".into(), vec![self.vocab_size, d]));
-        out
+        crate::pipeline::pretty_json(&config, "config.json")
     }
 
     /// A seeded random initialisation as `model.safetensors` bytes: N(0, 0.02) weights, output
     /// projections scaled by 1/√(2·layers) (GPT-2), norms at 1.
-    pub fn init_safetensors(&self, seed: u64) -> Vec<u8> {
+    pub fn init_safetensors(&self, seed: u64) -> Result<Vec<u8>> {
         let mut rng = StdRng::seed_from_u64(seed);
         let residual_scale = 1.0 / (2.0 * self.n_layers as f32).sqrt();
-        let tensors: Vec<(String, Vec<usize>, Vec<f32>)> = self
-            .tensors()
+        let tensors: Vec<(String, Vec<usize>, Vec<f32>)> = analog_core::ModelConfig::from_hf_json(self.config_json(0)?.as_bytes())?
+            .hf_tensors()
             .into_iter()
             .map(|(name, shape)| {
                 let n: usize = shape.iter().product();
@@ -113,20 +91,18 @@ pub fn normal(rng: &mut StdRng) -> f32 {
 }
 
 /// Serialises f32 tensors as safetensors.
-pub fn safetensors_bytes(tensors: &[(String, Vec<usize>, Vec<f32>)]) -> Vec<u8> {
+pub fn safetensors_bytes(tensors: &[(String, Vec<usize>, Vec<f32>)]) -> Result<Vec<u8>> {
     let bytes: Vec<Vec<u8>> = tensors.iter().map(|(_, _, d)| d.iter().flat_map(|x| x.to_le_bytes()).collect()).collect();
     let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = tensors
         .iter()
         .zip(&bytes)
-        .filter_map(|((name, shape, _), data)| {
-            safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), data).ok().map(|v| (name.clone(), v))
-        })
-        .collect();
-    safetensors::serialize(views, None).unwrap_or_default()
+        .map(|((name, shape, _), data)| Ok((name.clone(), safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), data)?)))
+        .collect::<Result<_>>()?;
+    Ok(safetensors::serialize(views, None)?)
 }
 
 /// The trained parameters of `model` under their HF names, as `model.safetensors` bytes.
-pub fn export_safetensors(model: &Model) -> analog_core::Result<Vec<u8>> {
+pub fn export_safetensors(model: &Model) -> Result<Vec<u8>> {
     let read2 = |t: Tensor<2>, transpose: bool| -> analog_core::Result<(Vec<usize>, Vec<f32>)> {
         let t = if transpose { t.transpose() } else { t };
         let dims = t.dims().to_vec();
@@ -152,7 +128,7 @@ pub fn export_safetensors(model: &Model) -> analog_core::Result<Vec<u8>> {
     }
     push("model.norm.weight".into(), read1(model.ln_final.weight.val())?);
     push("lm_head.weight".into(), read2(model.unembed.val(), true)?);
-    Ok(safetensors_bytes(&out))
+    safetensors_bytes(&out)
 }
 
 /// Loads `config.json` + weights onto `device` (for training: an autodiff device).
@@ -271,8 +247,8 @@ mod tests {
     #[test]
     fn a_few_steps_reduce_the_loss_and_export_round_trips() {
         let device = analog_core::device::cpu().autodiff();
-        let config = TINY.config_json(0);
-        let mut model = load(&config, &TINY.init_safetensors(0), &device).unwrap();
+        let config = TINY.config_json(0).unwrap();
+        let mut model = load(&config, &TINY.init_safetensors(0).unwrap(), &device).unwrap();
         assert_eq!(model.n_params, TINY.n_params());
         let sched = schedule(30);
         let mut optimizer = sched.optimizer();
@@ -295,9 +271,9 @@ mod tests {
     #[test]
     fn distillation_reduces_kl_to_a_fixed_teacher() {
         let device = analog_core::device::cpu().autodiff();
-        let config = TINY.config_json(0);
-        let teacher = load(&config, &TINY.init_safetensors(7), &analog_core::device::cpu()).unwrap();
-        let mut student = load(&config, &TINY.init_safetensors(8), &device).unwrap();
+        let config = TINY.config_json(0).unwrap();
+        let teacher = load(&config, &TINY.init_safetensors(7).unwrap(), &analog_core::device::cpu()).unwrap();
+        let mut student = load(&config, &TINY.init_safetensors(8).unwrap(), &device).unwrap();
         let rows = batch(&tiny_stream(), 4, 16, &mut StdRng::seed_from_u64(1));
         let kl = |student: &Model| {
             let t = Tensor::<3>::from_data(logits(&teacher, &rows).unwrap().into_data(), &student.device());

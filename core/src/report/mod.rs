@@ -15,7 +15,7 @@ pub use validate::{MAX_REPORT_BYTES, ValidationError, ValidationErrors, check_ur
 
 use crate::error::{Error, Result};
 use crate::steering::metrics::{EvalSpec, MetricRow};
-use crate::steering::{PairSet, SteeringVector};
+use crate::steering::{PairFormat, PairSet, SteeringVector};
 
 /// The JSON Schema (draft 2020-12) of [`TransferReport`], pretty-printed: the content of
 /// `public/schema/transfer-report.v1.json`.
@@ -27,6 +27,30 @@ pub fn json_schema() -> String {
 }
 
 impl TransferReport {
+    /// A report of one's own measurements on `analog`: schema v1, kind `measurement`, id
+    /// `<analog id>-measurement` (`/` and spaces become `-`), no frontier parts. Change fields with
+    /// struct update syntax (a lab study adds `kind`, `frontier` and `geometry`), then call
+    /// [`Self::validated`].
+    pub fn measured(analog: AnalogModel, publisher: impl Into<String>, interventions: Vec<Intervention>, provenance: Provenance) -> Self {
+        Self {
+            schema_version: SCHEMA_VERSION.into(),
+            id: format!("{}-measurement", analog.id).replace(['/', ' '], "-"),
+            kind: ReportKind::Measurement,
+            publisher: Publisher { name: publisher.into(), url: None, contact: None },
+            analog,
+            frontier: None,
+            geometry: None,
+            interventions,
+            provenance,
+        }
+    }
+
+    /// The report, if it follows every rule of schema v1 ([`validate::check`]).
+    pub fn validated(self) -> Result<Self, ValidationErrors> {
+        let errors = validate::check(&self);
+        if errors.is_empty() { Ok(self) } else { Err(ValidationErrors(errors)) }
+    }
+
     /// Pretty JSON in field order, maps sorted: the same report always gives the same bytes.
     pub fn to_json(&self) -> String {
         let mut text = serde_json::to_string_pretty(self).unwrap_or_default();
@@ -40,16 +64,31 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
 }
 
+impl AnalogModel {
+    /// `model` as a report names it: its sizes, `id`, the sha256 of its weights file and where to download it.
+    pub fn of(model: &crate::TextModel, id: impl Into<String>, weights_sha256: impl Into<String>, url: Option<String>) -> Self {
+        let config = model.config();
+        Self {
+            id: id.into(),
+            weights_sha256: weights_sha256.into(),
+            n_params: model.model.n_params as u64,
+            d_model: config.d_model,
+            n_layers: config.n_layers,
+            url,
+        }
+    }
+}
+
 impl Intervention {
     /// The inline pair set, if the report carries one.
     pub fn inline_pairs(&self) -> Option<Result<PairSet>> {
         self.pairs.inline.clone().map(|pairs| PairSet::new(pairs).map_err(Error::from))
     }
 
-    /// Parses a fetched pair file (CSV when `csv`, JSONL otherwise) and checks it is the declared set.
-    pub fn pairs_from_bytes(&self, bytes: &[u8], csv: bool) -> Result<PairSet> {
+    /// Parses a fetched pair file and checks it is the declared set.
+    pub fn pairs_from_bytes(&self, bytes: &[u8], format: PairFormat) -> Result<PairSet> {
         let text = std::str::from_utf8(bytes).map_err(|_| Error::Report(format!("intervention `{}`: the pair file is not UTF-8 text", self.id)))?;
-        let set = if csv { PairSet::from_csv(text)? } else { PairSet::from_jsonl(text)? };
+        let set = PairSet::parse(text, format)?;
         if set.sha256() != self.pairs.sha256 {
             return Err(Error::Report(format!(
                 "intervention `{}`: the pair file hashes to {}, but the report declares {}; it is not the set the report was measured on",

@@ -67,6 +67,15 @@ pub enum Aggregation {
     Mean,
 }
 
+impl fmt::Display for Aggregation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Last => "last",
+            Self::Mean => "mean",
+        })
+    }
+}
+
 impl FromStr for Aggregation {
     type Err = String;
 
@@ -115,8 +124,8 @@ fn check_prompts(model: &Model, encoded: &[Vec<u32>]) -> Result<()> {
     if let Some(long) = encoded.iter().find(|ids| ids.len() > limit) {
         return Err(Error::ContextTooLong { prompt: long.len(), new: 0, needed: long.len(), limit });
     }
-    if let Some(empty) = encoded.iter().position(Vec::is_empty) {
-        return Err(Error::Sampling(format!("prompt {empty} encodes to no tokens")));
+    if encoded.iter().any(Vec::is_empty) {
+        return Err(Error::EmptyPrompt);
     }
     Ok(())
 }

@@ -177,7 +177,7 @@ impl<'a> Reader<'a> {
 }
 
 fn bad(reason: String) -> Error {
-    Error::Vector(format!("GGUF: {reason}"))
+    Error::InvalidVector(format!("GGUF: {reason}"))
 }
 
 /// Reads a GGUF control vector (ours, repeng's or llama.cpp's).

@@ -45,6 +45,58 @@ pub struct EvalSpec {
     pub normalise: bool,
 }
 
+/// Story openings that KL and trigger sampling follow when a pair set names no prompts of its own.
+pub const NEUTRAL_PROMPTS: [&str; 3] =
+    ["Once upon a time, there was a little boy named Tim. He", "One day, a girl went to the park with her mom. She", "The dog looked at the big tree and"];
+
+/// Texts whose perplexity under steering measures the capability cost.
+pub const NEUTRAL_TEXTS: [&str; 2] = [
+    "Once upon a time, there was a little girl named Lily. She liked to play in the park with her ball.",
+    "Tom and his dog went for a walk. They saw a bird in a tree and a cat on the wall.",
+];
+
+impl EvalSpec {
+    /// Sampled continuations per prompt in [`Self::sweep`].
+    pub const SAMPLES_PER_PROMPT: usize = 4;
+    /// Tokens per sampled continuation in [`Self::sweep`].
+    pub const SAMPLE_TOKENS: usize = 24;
+
+    /// The coefficient sweep every front end runs (browser, `analog steer-eval`, `analog report
+    /// export`, the lab), so that their numbers are comparable: `prompts` serve as both logit and
+    /// neutral prompts ([`NEUTRAL_PROMPTS`] when empty), perplexity on [`NEUTRAL_TEXTS`],
+    /// [`Self::SAMPLES_PER_PROMPT`] continuations of [`Self::SAMPLE_TOKENS`] tokens per prompt at
+    /// temperature 1, seed 0, the vector added at every position. Override fields with struct update
+    /// syntax where a flag asks for something else.
+    pub fn sweep(prompts: Vec<String>, target: Option<String>, counter: Option<String>, lexicon: Vec<String>, normalise: bool) -> Self {
+        let prompts = if prompts.is_empty() { NEUTRAL_PROMPTS.map(String::from).to_vec() } else { prompts };
+        Self {
+            logit_prompts: prompts.clone(),
+            target,
+            counter,
+            neutral_prompts: prompts,
+            neutral_texts: NEUTRAL_TEXTS.map(String::from).to_vec(),
+            lexicon,
+            samples_per_prompt: Self::SAMPLES_PER_PROMPT,
+            sample_tokens: Self::SAMPLE_TOKENS,
+            temperature: 1.0,
+            seed: 0,
+            positions: Positions::ALL,
+            normalise,
+        }
+    }
+
+    /// [`Self::sweep`] with a built-in pair set's prompts, first target and counter tokens, and lexicon.
+    pub fn for_dataset(entry: &super::DatasetEntry, normalise: bool) -> Self {
+        Self::sweep(
+            entry.neutral_prompts.clone(),
+            entry.target_tokens.first().cloned(),
+            entry.counter_tokens.first().cloned(),
+            entry.lexicon.clone(),
+            normalise,
+        )
+    }
+}
+
 /// The metrics of one run (steered or random). Optional metrics are absent when the evaluation
 /// does not define them (no target tokens, no lexicon, no neutral texts).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -84,7 +136,7 @@ pub fn continuation_token(model: &TextModel, prompt: &str, continuation: &str) -
     let base = model.encode(prompt)?;
     let full = model.encode(&format!("{prompt}{continuation}"))?;
     let common = base.iter().zip(&full).take_while(|(a, b)| a == b).count();
-    full.get(common).copied().ok_or_else(|| Error::Sampling(format!("`{continuation}` adds no token after the prompt")))
+    full.get(common).copied().ok_or_else(|| Error::NoContinuationToken { continuation: continuation.into(), prompt: prompt.into() })
 }
 
 fn log_probs(logits: Vec<Vec<f32>>) -> Vec<Vec<f32>> {

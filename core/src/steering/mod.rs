@@ -11,5 +11,5 @@ pub mod vector;
 pub use extract::{
     Aggregation, Method, PairActivations, PairStats, SweepRow, collect, collect_stats, collect_stats_ids, mean_diff_vector, steering_vector, sweep,
 };
-pub use pairs::{Pair, PairError, PairSet};
+pub use pairs::{DatasetEntry, Pair, PairError, PairFormat, PairSet};
 pub use vector::{Application, Direction, HookSite, SteeringVector, VectorModel, VectorPairs};

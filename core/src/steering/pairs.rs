@@ -37,6 +37,50 @@ pub struct PairSet {
     pub pairs: Vec<Pair>,
 }
 
+/// The two pair-file formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PairFormat {
+    /// One JSON object per line: `{"positive", "negative", "label"?}` or a CAA A/B item.
+    Jsonl,
+    /// A `positive,negative[,label]` header, then one pair per row.
+    Csv,
+}
+
+impl PairFormat {
+    /// CSV when the file name (or URL, query and fragment ignored) ends in `.csv` in any case,
+    /// JSONL otherwise.
+    pub fn from_name(name: &str) -> Self {
+        let path = name.split(['?', '#']).next().unwrap_or(name);
+        if path.to_ascii_lowercase().ends_with(".csv") { Self::Csv } else { Self::Jsonl }
+    }
+}
+
+/// A built-in pair set's entry in `public/datasets/index.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatasetEntry {
+    pub id: String,
+    /// The pair file, relative to `index.json`.
+    pub file: String,
+    /// The dataset card (Markdown), relative to `index.json`.
+    pub card: String,
+    pub concept: String,
+    /// What the positive prompts show (e.g. `happy`).
+    pub positive: String,
+    /// What the negative prompts show (e.g. `sad`).
+    pub negative: String,
+    pub n_pairs: usize,
+    /// Continuations whose first token is the logit-difference target (e.g. `" happy"`).
+    pub target_tokens: Vec<String>,
+    /// Continuations whose first token is the counter-target (e.g. `" sad"`).
+    pub counter_tokens: Vec<String>,
+    /// Trigger words of the concept.
+    pub lexicon: Vec<String>,
+    /// Prompts the steering is measured after.
+    pub neutral_prompts: Vec<String>,
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct CaaLine {
@@ -46,6 +90,14 @@ struct CaaLine {
 }
 
 impl PairSet {
+    /// Parses a pair file in `format`.
+    pub fn parse(text: &str, format: PairFormat) -> Result<Self, PairError> {
+        match format {
+            PairFormat::Jsonl => Self::from_jsonl(text),
+            PairFormat::Csv => Self::from_csv(text),
+        }
+    }
+
     /// Parses JSONL where each line is either `{"positive", "negative", "label"?}` or a CAA A/B
     /// item, which becomes `question + answer_matching` vs `question + answer_not_matching`.
     pub fn from_jsonl(text: &str) -> Result<Self, PairError> {
@@ -218,5 +270,21 @@ mod tests {
         assert_eq!(set.pairs[0].positive, "Hi, \"friend\"");
         assert!(PairSet::from_csv("a,b\nx,y\n").unwrap_err().to_string().contains("line 1"));
         assert!(PairSet::from_csv("positive,negative\nx\n").unwrap_err().to_string().contains("line 2"));
+    }
+
+    #[test]
+    fn the_format_follows_the_file_name() {
+        assert_eq!(PairFormat::from_name("pairs.CSV"), PairFormat::Csv);
+        assert_eq!(PairFormat::from_name("https://lab.example/x.csv?v=2#top"), PairFormat::Csv);
+        assert_eq!(PairFormat::from_name("pairs.jsonl"), PairFormat::Jsonl);
+        assert_eq!(PairFormat::from_name("csv"), PairFormat::Jsonl);
+        assert_eq!(PairSet::parse("positive,negative\na,b\nc,d\n", PairFormat::Csv).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn the_published_dataset_index_parses() {
+        let index: Vec<DatasetEntry> = serde_json::from_str(include_str!("../../../public/datasets/index.json")).unwrap();
+        assert!(index.iter().any(|d| d.id == "sentiment" && d.target_tokens == [" happy"]));
+        assert!(index.iter().all(|d| d.n_pairs > 0 && !d.neutral_prompts.is_empty()));
     }
 }

@@ -130,20 +130,20 @@ impl Application {
 impl SteeringVector {
     /// Parses a vector file, checking its format tag and that every direction has one width.
     pub fn from_json(bytes: &[u8]) -> Result<Self> {
-        let v: Self = serde_json::from_slice(bytes).map_err(|e| Error::Vector(format!("not a steering-vector JSON file: {e}")))?;
+        let v: Self = serde_json::from_slice(bytes).map_err(|e| Error::InvalidVector(format!("not a steering-vector JSON file: {e}")))?;
         if v.format != FORMAT {
-            return Err(Error::Vector(format!("format is `{}`, expected `{FORMAT}`", v.format)));
+            return Err(Error::InvalidVector(format!("format is `{}`, expected `{FORMAT}`", v.format)));
         }
         for (layer, d) in &v.directions {
             if d.direction.len() != v.model.d_model {
-                return Err(Error::Vector(format!("layer {layer} has {} dimensions, but d_model is {}", d.direction.len(), v.model.d_model)));
+                return Err(Error::InvalidVector(format!("layer {layer} has {} dimensions, but d_model is {}", d.direction.len(), v.model.d_model)));
             }
             if d.direction.iter().any(|x| !x.is_finite()) {
-                return Err(Error::Vector(format!("layer {layer} has non-finite values")));
+                return Err(Error::InvalidVector(format!("layer {layer} has non-finite values")));
             }
         }
         if v.directions.is_empty() {
-            return Err(Error::Vector("the vector has no layers".into()));
+            return Err(Error::InvalidVector("the vector has no layers".into()));
         }
         Ok(v)
     }
@@ -185,13 +185,13 @@ impl SteeringVector {
             .map(|(name, data)| {
                 safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![data.len() / 4], data)
                     .map(|view| (name.clone(), view))
-                    .map_err(|e| Error::Vector(e.to_string()))
+                    .map_err(|e| Error::InvalidVector(e.to_string()))
             })
             .collect::<Result<Vec<_>>>()?;
         let mut header = self.clone();
         header.directions.values_mut().for_each(|d| d.direction.clear());
         let metadata = std::collections::HashMap::from([("vector_json".to_string(), serde_json::to_string(&header).unwrap_or_default())]);
-        safetensors::serialize(views, Some(metadata)).map_err(|e| Error::Vector(e.to_string()))
+        safetensors::serialize(views, Some(metadata)).map_err(|e| Error::InvalidVector(e.to_string()))
     }
 
     /// Keeps only `layers`.

@@ -1,0 +1,77 @@
+//! `public/catalog.json`: the models and reports the app offers. The lab writes it, the app reads it.
+
+use serde::{Deserialize, Serialize};
+
+use crate::quant::WeightFormat;
+
+/// The value of [`Catalog::format`].
+pub const CATALOG_FORMAT: &str = "analog-explorer-catalog/v1";
+
+/// `public/catalog.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct Catalog {
+    /// Always [`CATALOG_FORMAT`].
+    #[serde(default)]
+    pub format: String,
+    pub default: String,
+    pub models: Vec<CatalogModel>,
+    #[serde(default)]
+    pub hub: Vec<HubModel>,
+    #[serde(default)]
+    pub reports: Vec<CatalogReport>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CatalogModel {
+    pub id: String,
+    pub role: String,
+    pub note: String,
+    pub path: String,
+    pub n_params: u64,
+    pub bytes: u64,
+    pub files: Vec<CatalogFile>,
+    /// The HF `model_type` (e.g. `llama`).
+    pub architecture: String,
+    /// Held-out loss in nats per token.
+    pub held_out_loss: f64,
+    /// Share of sampled sentences the corpus grammar accepts.
+    pub grammatical: f64,
+    /// The format of the published `model.safetensors`.
+    pub weight_format: WeightFormat,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CatalogFile {
+    pub name: String,
+    pub bytes: u64,
+    pub sha256: String,
+}
+
+/// A released model on the Hugging Face hub.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HubModel {
+    pub repo: String,
+    pub family: String,
+    pub n_params: u64,
+    pub note: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CatalogReport {
+    pub id: String,
+    pub path: String,
+    pub analog: String,
+    pub frontier: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_published_catalog_parses() {
+        let catalog: Catalog = serde_json::from_str(include_str!("../../public/catalog.json")).expect("public/catalog.json");
+        assert_eq!(catalog.format, CATALOG_FORMAT);
+        assert!(catalog.models.iter().any(|m| m.id == catalog.default));
+    }
+}
