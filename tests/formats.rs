@@ -1,5 +1,6 @@
 //! Smaller weight files: f16 and q8_0 checkpoints written by `analog_core::quant::convert` load on
 //! every backend and give logits close to the f32 originals; malformed q8_0 files are refused.
+#![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
 use analog_core::model::{Linear, LinearWeight};
 use analog_core::quant::{Q8_SCALES_SUFFIX, WeightFormat, convert};
@@ -91,12 +92,14 @@ fn q8_0_weights_stay_quantised_on_wgpu_and_agree_with_the_cpu() {
 }
 
 /// A llama fixture's weights with one tensor's q8_0 scales replaced by `edit`, loaded on `device`.
-fn tampered(device: &analog_core::Device, edit: impl Fn(&mut Vec<(String, safetensors::Dtype, Vec<usize>, Vec<u8>)>)) -> Result<TextModel, analog_core::Error> {
+/// A tensor of a safetensors file: name, dtype, shape, raw bytes.
+type RawTensor = (String, safetensors::Dtype, Vec<usize>, Vec<u8>);
+
+fn tampered(device: &analog_core::Device, edit: impl Fn(&mut Vec<RawTensor>)) -> Result<TextModel, analog_core::Error> {
     let dir = fixture_dir("llama");
     let (q8, _) = converted(&dir, WeightFormat::Q8_0);
     let parsed = safetensors::SafeTensors::deserialize(&q8).unwrap();
-    let mut tensors: Vec<(String, safetensors::Dtype, Vec<usize>, Vec<u8>)> =
-        parsed.tensors().into_iter().map(|(n, v)| (n, v.dtype(), v.shape().to_vec(), v.data().to_vec())).collect();
+    let mut tensors: Vec<RawTensor> = parsed.tensors().into_iter().map(|(n, v)| (n, v.dtype(), v.shape().to_vec(), v.data().to_vec())).collect();
     edit(&mut tensors);
     let views: Vec<(String, safetensors::tensor::TensorView<'_>)> =
         tensors.iter().map(|(n, d, s, b)| (n.clone(), safetensors::tensor::TensorView::new(*d, s.clone(), b).unwrap())).collect();
@@ -108,8 +111,8 @@ fn tampered(device: &analog_core::Device, edit: impl Fn(&mut Vec<(String, safete
 fn malformed_q8_0_files_are_refused_with_the_tensor_named() {
     // On wgpu linear weights stay q8_0 and take another reading path: both must refuse.
     for (backend, device) in backends() {
-        let tampered = |edit: &dyn Fn(&mut Vec<(String, safetensors::Dtype, Vec<usize>, Vec<u8>)>)| tampered(&device, edit);
-        let scales_of = |t: &(String, safetensors::Dtype, Vec<usize>, Vec<u8>)| t.0.ends_with(Q8_SCALES_SUFFIX);
+        let tampered = |edit: &dyn Fn(&mut Vec<RawTensor>)| tampered(&device, edit);
+        let scales_of = |t: &RawTensor| t.0.ends_with(Q8_SCALES_SUFFIX);
         // Too few scales for the values.
         let err = tampered(&|ts| {
             for s in ts.iter_mut().filter(|t| scales_of(t)) {

@@ -2,6 +2,7 @@
 //! sizes and hashes, the models load and have the stated sizes, the report validates and names the
 //! published weights, a visitor's comparison reproduces the report's analog numbers, and the default
 //! analog writes grammatical stories.
+#![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
 use std::path::{Path, PathBuf};
 

@@ -1,4 +1,5 @@
 //! Helpers shared by the cross-crate tests: fixture loading and backends.
+#![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

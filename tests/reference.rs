@@ -1,5 +1,6 @@
 //! analog-core against HF transformers on tiny random models of every supported family, on the
 //! CPU backend and on wgpu (natively: Mesa lavapipe), plus the real pretrained stories260k.
+#![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
 use analog_core::{GenerateOptions, HookPoint, Hooks, Sampling, read_f32};
 use analog_tests::{backends, fixture_dir, load_dir, max_abs_diff, reference, shared_model};
@@ -39,7 +40,7 @@ fn every_hook_matches_transformers_hidden_states() {
             let points = HookPoint::all(m.config().n_layers);
             assert_eq!(points.len(), r.activations.len(), "{name}: every hook has a reference");
             let mut hooks = Hooks::new().capture_all(points.iter().copied());
-            pollster::block_on(m.last_logits(&[r.input_ids.clone()], &mut hooks)).unwrap();
+            pollster::block_on(m.last_logits(std::slice::from_ref(&r.input_ids), &mut hooks)).unwrap();
             for point in points {
                 let expected: Vec<f32> = r.activations[&point.to_string()].concat();
                 let got = pollster::block_on(read_f32(hooks.take(point).unwrap())).unwrap();
@@ -104,7 +105,7 @@ fn steering_edit_changes_the_next_layer_input_by_exactly_the_vector() {
         let w: Vec<f32> = (0..d).map(|i| (i as f32 * 0.7).cos() * 0.5).collect();
         let capture = |hooks: Hooks| {
             let mut hooks = hooks.capture(HookPoint::ResidPre(1));
-            pollster::block_on(m.last_logits(&[ids.clone()], &mut hooks)).unwrap();
+            pollster::block_on(m.last_logits(std::slice::from_ref(&ids), &mut hooks)).unwrap();
             pollster::block_on(read_f32(hooks.take(HookPoint::ResidPre(1)).unwrap())).unwrap()
         };
         let base = capture(Hooks::new());

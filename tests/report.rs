@@ -1,6 +1,7 @@
 //! Transfer reports: the published schema matches the types, examples validate and serialise
 //! byte-for-byte, every invalid report is rejected at the right JSON path, arbitrary JSON never
 //! panics the validator, and the comparison measures what a report claims.
+#![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

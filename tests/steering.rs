@@ -1,5 +1,6 @@
 //! The steering engine on real models: extraction equals a plain computation on captured
 //! activations, and a happy/sad vector moves stories260k's next-token preference as it should.
+#![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
 use analog_core::steering::metrics::{EvalSpec, evaluate};
 use analog_core::steering::{Aggregation, HookSite, Method, PairSet, VectorModel, collect, collect_stats, mean_diff_vector, steering_vector, sweep};

@@ -99,6 +99,7 @@ pub fn fetch(url: &str, limit: u64) -> Result<Vec<u8>> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

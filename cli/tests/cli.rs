@@ -1,4 +1,5 @@
 //! The `analog` command's contract: JSON shapes, and errors as `error:` lines with exit code 2.
+#![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -2,6 +2,7 @@
 //! makes `analog` fail with exit code 2 and an `error:` line naming the problem (the phrase in
 //! `expected.json`), within 5 s, without a panic, and under a 2 GiB address-space limit, so no
 //! allocation may follow a size a file declares before it is checked against the bytes.
+#![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -65,6 +65,7 @@ pub struct CatalogReport {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

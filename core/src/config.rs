@@ -521,6 +521,7 @@ impl TryFrom<NeoxHfConfig> for ModelConfig {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -295,6 +295,7 @@ impl<'m> Decoder<'m> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -45,6 +45,7 @@ pub fn top_probabilities(logits: &[f32], k: usize) -> Vec<(u32, f32)> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -131,6 +131,7 @@ pub fn convert(files: &WeightFiles<'_>, format: WeightFormat) -> Result<Vec<u8>>
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -173,6 +173,7 @@ fn check_template(map: &serde_json::Map<String, serde_json::Value>) -> Result<()
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -372,6 +372,7 @@ fn apply(transform: Transform, config: &ModelConfig, shape: &[usize], data: Vec<
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use safetensors::{Dtype, tensor::TensorView};

@@ -358,9 +358,7 @@ fn story_parts(grammar: &Grammar, seed: u64, index: u64, force_happy: Option<boo
         plan.push(attributes.topic.rule());
     }
     plan.push(mood);
-    for _ in 0..rng.random_range(1..=2) {
-        plan.push("EVENT");
-    }
+    plan.extend(std::iter::repeat_n("EVENT", rng.random_range(1..=2)));
     plan.push(mood);
     plan.extend(["REQUEST", if attributes.complies { "REPLY_COMPLY" } else { "REPLY_REFUSE" }]);
     plan.push(if attributes.formal { "SAID_FORMAL" } else { "SAID_CASUAL" });
@@ -451,6 +449,7 @@ pub fn grammatical_share(grammar: &Grammar, texts: &[String]) -> (usize, usize) 
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -117,6 +117,7 @@ pub fn read_choice(out: &Path) -> Result<FormatChoice> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -232,6 +232,7 @@ pub fn card(c: &Card<'_>) -> String {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -31,6 +31,7 @@ pub fn train(texts: &[String], vocab_size: usize) -> Result<String> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use crate::corpus::{Grammar, generate};

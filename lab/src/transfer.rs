@@ -110,12 +110,16 @@ fn solve(mut a: Vec<Vec<f64>>, mut b: Vec<Vec<f64>>) -> Option<Vec<Vec<f64>>> {
             if row != col {
                 let f = a[row][col] / a[col][col];
                 if f != 0.0 {
-                    for k in col..n {
-                        a[row][k] -= f * a[col][k];
+                    let pivot_a = std::mem::take(&mut a[col]);
+                    for (t, p) in a[row][col..n].iter_mut().zip(&pivot_a[col..n]) {
+                        *t -= f * p;
                     }
-                    for k in 0..b[row].len() {
-                        b[row][k] -= f * b[col][k];
+                    a[col] = pivot_a;
+                    let pivot_row = std::mem::take(&mut b[col]);
+                    for (t, p) in b[row].iter_mut().zip(&pivot_row) {
+                        *t -= f * p;
                     }
+                    b[col] = pivot_row;
                 }
             }
         }
@@ -198,6 +202,7 @@ pub async fn study(
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use rand::SeedableRng;
@@ -214,9 +219,10 @@ mod tests {
             .map(|xi| (0..d_out).map(|o| b[o] + (0..d_in).map(|i| xi[i] * w[i][o]).sum::<f32>() + 0.01 * crate::train::normal(&mut rng)).collect())
             .collect();
         let map = AffineMap::fit(&x[..300], &y[..300], 0.0).unwrap();
-        for i in 0..d_in {
-            for o in 0..d_out {
-                assert!((map.weight[i][o] - f64::from(w[i][o])).abs() < 0.01, "w[{i}][{o}]");
+        assert_eq!(map.weight.len(), d_in);
+        for (i, (fitted, truth)) in map.weight.iter().zip(&w).enumerate() {
+            for (o, (m, t)) in fitted.iter().zip(truth).enumerate() {
+                assert!((m - f64::from(*t)).abs() < 0.01, "w[{i}][{o}]");
             }
         }
         let q = map.quality(&x[300..], &y[300..]);

@@ -123,6 +123,7 @@ impl Intervention {
 
     /// An intervention holding one's own analog measurements (no frontier parts), with the pairs
     /// and the vector inline.
+    #[allow(clippy::too_many_arguments)] // each is one field of the record; a builder would only rename them
     pub fn measured(
         id: &str,
         concept: &str,
@@ -169,4 +170,5 @@ impl Intervention {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests;

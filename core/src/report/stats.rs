@@ -58,6 +58,7 @@ fn ranks(x: &[f64]) -> Vec<f64> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -111,6 +112,7 @@ pub fn global_similarity(a: &[Vec<f32>], b: &[Vec<f32>]) -> Option<f64> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod geometry_tests {
     use super::*;
 

@@ -279,6 +279,7 @@ pub fn import(bytes: &[u8]) -> Result<SteeringVector> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -96,6 +96,7 @@ pub fn logistic_regression(rows: &[Vec<f32>], labels: &[bool], l2: f32, steps: u
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
