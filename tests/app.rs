@@ -105,7 +105,9 @@ fn journey(webgpu: bool) {
     if !webgpu {
         // On SwiftShader every kernel runs on the CPU and the full re-measurement takes many
         // minutes; it is checked here on the CPU backend (the same code with another device).
-        let report: serde_json::Value = serde_json::from_slice(&std::fs::read(root().join("public/reports/story-lab-transfer.json")).unwrap()).unwrap();
+        let report: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(root().join("public/reports/story-lab-transfer.json")).expect("the bundled report"))
+                .expect("the bundled report is JSON");
         let interventions = report["interventions"].as_array().map_or(0, Vec::len);
         browser.wait(
             "the comparison",

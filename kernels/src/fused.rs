@@ -220,7 +220,7 @@ mod cube_kernels {
         while stride > 0 {
             if unit < stride {
                 let other = partial[unit + stride];
-                partial[unit] = partial[unit] + other;
+                partial[unit] += other;
             }
             sync_cube();
             stride /= 2;
@@ -280,7 +280,7 @@ mod cube_kernels {
                 let scale = F::sqrt(before / after);
                 let mut i = UNIT_POS_X as usize;
                 while i < d {
-                    out[base + i] = out[base + i] * scale;
+                    out[base + i] *= scale;
                     i += CUBE_DIM_X as usize;
                 }
             }
@@ -361,18 +361,18 @@ mod cube_kernels {
                     for t in 0..len {
                         row += acts[(b * pos + t) * d + i];
                     }
-                    row = row / F::cast_from(len as u32);
+                    row /= F::cast_from(len as u32);
                 } else {
                     row = acts[(b * pos + len - 1) * d + i];
                 }
                 let index = class * d + i;
-                sums[index] = sums[index] + row;
+                sums[index] += row;
                 squares += row * row;
                 i += CUBE_DIM_X as usize;
             }
             let norm = F::sqrt(cube_sum::<F>(squares, width));
             if UNIT_POS_X == 0 {
-                norm_sums[class] = norm_sums[class] + norm;
+                norm_sums[class] += norm;
             }
         }
     }
