@@ -215,7 +215,7 @@ fn reference_dequantizes_like_the_host() {
         }
     }
     assert!(quants_cover_the_byte_range());
-    assert!(Q8Matrix::new(&[0; 64], &[1.0], [8, 8], false, &device).unwrap_err().contains("one scale per block"));
+    assert!(Q8Matrix::new(&[0; 64], &[1.0], [8, 8], false, &device).expect_err("a scale count that does not match the blocks").contains("one scale per block"));
 }
 
 #[cfg(not(target_arch = "wasm32"))]
