@@ -65,9 +65,7 @@ fn tools() -> Result<()> {
         run(cargo().args(["install", "wasm-bindgen-cli", "--version", &want, "--force"]))?;
     }
     if output("trunk", &["--version"]).is_none_or(|v| v.split_whitespace().nth(1) != Some(TRUNK_VERSION)) {
-        // Unoptimised: Trunk only runs cargo and wasm-bindgen and copies files, and a debug build
-        // installs in about half the time of a release one.
-        run(cargo().args(["install", "trunk", "--version", TRUNK_VERSION, "--locked", "--force", "--debug"]))?;
+        run(cargo().args(["install", "trunk", "--version", TRUNK_VERSION, "--locked", "--force"]))?;
     }
     if output("wasm-opt", &["--version"]).is_none() {
         bail!("wasm-opt is missing: apt-get install binaryen (Trunk runs it offline, never downloads it)");
