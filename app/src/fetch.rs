@@ -42,29 +42,24 @@ pub trait Scope {
     fn clear_timeout(&self, handle: i32);
 }
 
-impl Scope for DedicatedWorkerGlobalScope {
-    fn fetch(&self, url: &str, init: &RequestInit) -> js_sys::Promise {
-        self.fetch_with_str_and_init(url, init)
-    }
-    fn set_timeout(&self, callback: &js_sys::Function, ms: i32) -> Result<i32, JsValue> {
-        self.set_timeout_with_callback_and_timeout_and_arguments_0(callback, ms)
-    }
-    fn clear_timeout(&self, handle: i32) {
-        self.clear_timeout_with_handle(handle);
-    }
+/// The page's window and the worker's scope have the same methods under the same names.
+macro_rules! impl_scope {
+    ($($ty:ty),*) => {$(
+        impl Scope for $ty {
+            fn fetch(&self, url: &str, init: &RequestInit) -> js_sys::Promise {
+                self.fetch_with_str_and_init(url, init)
+            }
+            fn set_timeout(&self, callback: &js_sys::Function, ms: i32) -> Result<i32, JsValue> {
+                self.set_timeout_with_callback_and_timeout_and_arguments_0(callback, ms)
+            }
+            fn clear_timeout(&self, handle: i32) {
+                self.clear_timeout_with_handle(handle);
+            }
+        }
+    )*};
 }
 
-impl Scope for Window {
-    fn fetch(&self, url: &str, init: &RequestInit) -> js_sys::Promise {
-        self.fetch_with_str_and_init(url, init)
-    }
-    fn set_timeout(&self, callback: &js_sys::Function, ms: i32) -> Result<i32, JsValue> {
-        self.set_timeout_with_callback_and_timeout_and_arguments_0(callback, ms)
-    }
-    fn clear_timeout(&self, handle: i32) {
-        self.clear_timeout_with_handle(handle);
-    }
-}
+impl_scope!(DedicatedWorkerGlobalScope, Window);
 
 async fn response(scope: &impl Scope, url: &str, what: &str) -> Result<Response, String> {
     let controller = AbortController::new().map_err(|e| js_error("AbortController", e))?;
