@@ -5,7 +5,7 @@
 use analog_core::{GenerateOptions, HookPoint, Hooks, Sampling, read_f32};
 use analog_tests::{backends, fixture_dir, load_dir, max_abs_diff, reference, shared_model};
 
-const FIXTURES: [&str; 5] = ["llama", "qwen2", "gpt2", "gpt_neox", "gpt_neox_sequential"];
+const FIXTURES: [&str; 7] = ["llama", "qwen2", "qwen3", "gemma3", "gpt2", "gpt_neox", "gpt_neox_sequential"];
 const LOGIT_TOLERANCE: f32 = 1e-3;
 
 fn greedy(max_new_tokens: usize, stop_at_eos: bool) -> GenerateOptions {

@@ -1,17 +1,25 @@
-//! Reading a model directory in the HF layout.
+//! Reading a model from disk: a directory in the HF layout, or a GGUF file (or a directory
+//! holding one).
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use analog_core::Device;
-use analog_core::{TextModel, WeightFiles};
+use analog_core::{ChatTemplate, TextModel, WeightFiles};
 use anyhow::{Context, Result, bail};
 
-/// The bytes of every file a model directory holds.
+/// The bytes of every file a model needs.
 pub struct ModelFiles {
-    pub config: Vec<u8>,
-    pub tokenizer: Vec<u8>,
-    pub weights: Weights,
+    pub format: Format,
+    /// `tokenizer_config.json` or `chat_template.jinja` beside the model, when present.
+    chat_template: Option<ChatTemplate>,
+}
+
+pub enum Format {
+    /// config.json, tokenizer.json and safetensors weights.
+    Hf { config: Vec<u8>, tokenizer: Vec<u8>, weights: Weights },
+    /// One `.gguf` file; a `tokenizer.json` beside it replaces the tokenizer it describes.
+    Gguf { bytes: Vec<u8>, tokenizer: Option<Vec<u8>> },
 }
 
 pub enum Weights {
@@ -23,14 +31,65 @@ fn read(path: &Path) -> Result<Vec<u8>> {
     std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
 }
 
+fn read_if_present(path: &Path) -> Result<Option<Vec<u8>>> {
+    if path.is_file() { read(path).map(Some) } else { Ok(None) }
+}
+
+fn is_gguf(path: &Path) -> bool {
+    path.extension().is_some_and(|e| e.eq_ignore_ascii_case("gguf"))
+}
+
+/// The one `.gguf` file of a directory without safetensors weights.
+fn gguf_in(dir: &Path) -> Result<Option<PathBuf>> {
+    if dir.join("model.safetensors").is_file() || dir.join("model.safetensors.index.json").is_file() {
+        return Ok(None);
+    }
+    let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
+        .with_context(|| format!("cannot list {}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_file() && is_gguf(p))
+        .collect();
+    found.sort();
+    match found.len() {
+        0 => Ok(None),
+        1 => Ok(found.pop()),
+        _ => bail!("{} holds several .gguf files ({}); pass one with --model", dir.display(), found.iter().filter_map(|p| p.file_name()).map(|n| n.to_string_lossy()).collect::<Vec<_>>().join(", ")),
+    }
+}
+
 impl ModelFiles {
-    pub fn read(dir: &Path) -> Result<Self> {
-        if !dir.is_dir() {
-            bail!("model directory {} does not exist", dir.display());
-        }
+    /// Reads `path`: an HF model directory, a `.gguf` file, or a directory holding one `.gguf`.
+    pub fn read(path: &Path) -> Result<Self> {
+        let gguf = if path.is_file() && is_gguf(path) {
+            Some(path.to_path_buf())
+        } else if path.is_dir() {
+            gguf_in(path)?
+        } else if path.is_file() {
+            bail!("{} is a file but not a .gguf model; pass a .gguf file or an HF model directory", path.display());
+        } else {
+            bail!("model directory {} does not exist", path.display());
+        };
+        let dir = if path.is_dir() { path } else { path.parent().unwrap_or(Path::new(".")) };
+        let format = match gguf {
+            Some(file) => Format::Gguf { bytes: read(&file)?, tokenizer: read_if_present(&dir.join("tokenizer.json"))? },
+            None => Format::Hf { weights: Self::read_weights(dir)?, config: read(&dir.join("config.json"))?, tokenizer: read(&dir.join("tokenizer.json"))? },
+        };
+        let chat_template = match (read_if_present(&dir.join("chat_template.jinja"))?, read_if_present(&dir.join("tokenizer_config.json"))?) {
+            (Some(source), config) => {
+                let source = String::from_utf8(source).context("chat_template.jinja is not UTF-8")?;
+                let token = |key: &str| config.as_deref().and_then(|c| serde_json::from_slice::<serde_json::Value>(c).ok()).and_then(|c| c[key].as_str().map(String::from)).unwrap_or_default();
+                Some(ChatTemplate::new(&source, &token("bos_token"), &token("eos_token"))?)
+            }
+            (None, Some(config)) => ChatTemplate::from_tokenizer_config(&config)?,
+            (None, None) => None,
+        };
+        Ok(Self { format, chat_template })
+    }
+
+    fn read_weights(dir: &Path) -> Result<Weights> {
         let single = dir.join("model.safetensors");
         let index_path = dir.join("model.safetensors.index.json");
-        let weights = if single.is_file() {
+        Ok(if single.is_file() {
             Weights::Single(read(&single)?)
         } else if index_path.is_file() {
             let index = read(&index_path)?;
@@ -47,28 +106,34 @@ impl ModelFiles {
             }
             Weights::Sharded { index, shards }
         } else {
-            bail!("{} has neither model.safetensors nor model.safetensors.index.json", dir.display());
-        };
-        Ok(Self { config: read(&dir.join("config.json"))?, tokenizer: read(&dir.join("tokenizer.json"))?, weights })
+            bail!("{} has neither model.safetensors, model.safetensors.index.json nor a .gguf file", dir.display());
+        })
     }
 
     pub fn weight_files(&self) -> WeightFiles<'_> {
-        match &self.weights {
-            Weights::Single(bytes) => WeightFiles::Single(bytes),
-            Weights::Sharded { index, shards } => WeightFiles::Sharded { index, shards: shards.iter().map(|(k, v)| (k.clone(), v.as_slice())).collect() },
+        match &self.format {
+            Format::Hf { weights: Weights::Single(bytes), .. } => WeightFiles::Single(bytes),
+            Format::Hf { weights: Weights::Sharded { index, shards }, .. } => {
+                WeightFiles::Sharded { index, shards: shards.iter().map(|(k, v)| (k.clone(), v.as_slice())).collect() }
+            }
+            Format::Gguf { bytes, .. } => WeightFiles::Gguf(bytes),
         }
     }
 
-    /// Bytes of the weight files (shards included, index excluded).
+    /// Bytes of the weight files (shards included, index excluded; a GGUF file whole).
     pub fn weight_bytes(&self) -> usize {
-        match &self.weights {
-            Weights::Single(bytes) => bytes.len(),
-            Weights::Sharded { shards, .. } => shards.values().map(Vec::len).sum(),
+        match &self.format {
+            Format::Hf { weights: Weights::Single(bytes), .. } | Format::Gguf { bytes, .. } => bytes.len(),
+            Format::Hf { weights: Weights::Sharded { shards, .. }, .. } => shards.values().map(Vec::len).sum(),
         }
     }
 
     pub fn load(&self, device: &Device) -> analog_core::Result<TextModel> {
-        TextModel::from_bytes(&self.config, &self.weight_files(), &self.tokenizer, device)
+        let model = match &self.format {
+            Format::Hf { config, tokenizer, .. } => TextModel::from_bytes(config, &self.weight_files(), tokenizer, device)?,
+            Format::Gguf { bytes, tokenizer } => TextModel::from_gguf(bytes, tokenizer.as_deref(), device)?,
+        };
+        Ok(model.with_chat_template(self.chat_template.clone()))
     }
 }
 

@@ -15,13 +15,13 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use analog_core::device::BackendKind;
-use analog_core::{GenerateOptions, HookPoint, Hooks, Sampling, TextModel, device};
+use analog_core::{ChatMessage, GenerateOptions, HookPoint, Hooks, Sampling, TextModel, device};
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use serde_json::json;
 
 #[derive(Parser)]
-#[command(name = "analog", version, about = "Run, inspect and steer small HF-format language models (Llama, Qwen2, GPT-2, GPT-NeoX).")]
+#[command(name = "analog", version, about = "Run, inspect and steer small language models from HF directories or GGUF files (Llama, Qwen2/3, Gemma 3, GPT-2, GPT-NeoX).")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -29,7 +29,8 @@ struct Cli {
 
 #[derive(Args)]
 struct ModelArgs {
-    /// Directory with config.json, model.safetensors (or index + shards) and tokenizer.json.
+    /// A GGUF model file (or a directory holding one), or a directory with config.json,
+    /// model.safetensors (or index + shards) and tokenizer.json.
     #[arg(long)]
     model: PathBuf,
     /// Backend: burn's CPU backend or wgpu (Vulkan/Metal/DX12; Mesa lavapipe without a GPU).
@@ -65,8 +66,15 @@ enum Command {
     Generate {
         #[command(flatten)]
         model: ModelArgs,
-        #[arg(long)]
-        prompt: String,
+        /// The prompt (plain text; see --chat).
+        #[arg(long, required_unless_present = "chat")]
+        prompt: Option<String>,
+        /// A user message, sent in the model's chat format (its chat template) and answered as the assistant.
+        #[arg(long, conflicts_with = "prompt")]
+        chat: Option<String>,
+        /// A system message before --chat (templates that take none fold it into the first turn or refuse it).
+        #[arg(long, requires = "chat")]
+        system: Option<String>,
         /// Add COEF × a vector file's directions at its hook and layers, at every position (repeatable).
         #[arg(long, value_name = "FILE:COEF", allow_hyphen_values = true)]
         steer: Vec<steer::SteerSpec>,
@@ -207,10 +215,17 @@ fn run(cli: Cli) -> Result<()> {
                 }
             }
         }
-        Command::Generate { model, prompt, steer, preserve_norm, max_tokens, temperature, top_k, top_p, seed, no_stop, json } => {
+        Command::Generate { model, prompt, chat, system, steer, preserve_norm, max_tokens, temperature, top_k, top_p, seed, no_stop, json } => {
             let m = load(&model)?;
             let mut hooks = steer::steering_hooks(&m, &steer, preserve_norm)?;
-            let ids = m.encode(&prompt)?;
+            let (ids, prompt) = match (chat, prompt) {
+                (Some(user), _) => {
+                    let messages: Vec<ChatMessage> = system.map(ChatMessage::system).into_iter().chain([ChatMessage::user(user)]).collect();
+                    (m.chat_ids(&messages)?, String::new())
+                }
+                (None, Some(prompt)) => (m.encode(&prompt)?, prompt),
+                (None, None) => anyhow::bail!("give --prompt or --chat"),
+            };
             let options = GenerateOptions { max_new_tokens: max_tokens, sampling: Sampling { temperature, top_k, top_p, seed }, stop_at_eos: !no_stop };
             let mut stdout = std::io::stdout();
             if !json {
@@ -251,13 +266,16 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Convert { model, out, format } => {
             let files = files::ModelFiles::read(&model)?;
+            let files::Format::Hf { config, tokenizer, .. } = &files.format else {
+                anyhow::bail!("convert rewrites HF model directories; {} is a GGUF file (llama.cpp's tools convert between GGUF types)", model.display());
+            };
             // Load first: a checkpoint this program cannot run is refused before anything is written.
             files.load(&device::cpu()).with_context(|| format!("cannot load the model in {}", model.display()))?;
             let bytes = analog_core::quant::convert(&files.weight_files(), format)?;
             std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
             std::fs::write(out.join("model.safetensors"), &bytes).with_context(|| format!("cannot write {}", out.display()))?;
-            std::fs::write(out.join("config.json"), &files.config)?;
-            std::fs::write(out.join("tokenizer.json"), &files.tokenizer)?;
+            std::fs::write(out.join("config.json"), config)?;
+            std::fs::write(out.join("tokenizer.json"), tokenizer)?;
             println!("{}: {} bytes of weights ({:?}, was {} bytes)", out.display(), bytes.len(), format, files.weight_bytes());
         }
         Command::Extract(args) => steer::extract(args)?,

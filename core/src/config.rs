@@ -1,6 +1,8 @@
 //! Model configuration: serde mirrors of each family's HF `config.json`, and the one validated
 //! [`ModelConfig`] the forward pass reads.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -13,6 +15,11 @@ pub enum Architecture {
     Llama,
     /// Qwen2/2.5: Llama plus q/k/v biases.
     Qwen2,
+    /// Qwen3 (dense): Llama plus an RMSNorm over each query and key head.
+    Qwen3,
+    /// Gemma 3 text models: RMSNorm `(1 + w)` before and after attention and MLP, q/k norms,
+    /// embeddings scaled by √d, GeGLU, sliding-window layers with their own RoPE base.
+    Gemma3,
     /// GPT-2: LayerNorm, learned positions, Conv1D weights, gelu_new, tied head.
     Gpt2,
     /// GPT-NeoX/Pythia: fused qkv, partial rotary, parallel residual.
@@ -25,6 +32,8 @@ impl Architecture {
         match self {
             Self::Llama => "llama",
             Self::Qwen2 => "qwen2",
+            Self::Qwen3 => "qwen3",
+            Self::Gemma3 => "gemma3_text",
             Self::Gpt2 => "gpt2",
             Self::GptNeox => "gpt_neox",
         }
@@ -78,6 +87,9 @@ pub enum RopeScaling {
     Linear { factor: f64 },
     /// Llama 3.1's frequency-band rescaling.
     Llama3 { factor: f64, low_freq_factor: f64, high_freq_factor: f64, original_context: usize },
+    /// Each inverse frequency divided by its own factor (llama.cpp's `rope_freqs` tensor, which
+    /// is how GGUF files carry Llama 3.1's rescaling).
+    Factors { factors: Vec<f32> },
 }
 
 /// Rotary position embedding settings (HF's half-rotation layout).
@@ -96,6 +108,17 @@ pub enum PositionEncoding {
     Rotary(Rope),
     /// A learned `[context_length, d_model]` table added to the token embeddings.
     Learned,
+}
+
+/// Layers that attend only to the most recent positions (Gemma 3's local layers).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SlidingWindow {
+    /// A query sees keys fewer than `size` positions back (itself included).
+    pub size: usize,
+    /// Which layers slide; the others attend to every position.
+    pub layers: Vec<usize>,
+    /// Rotary settings of the sliding layers (Gemma 3: base 10 000 where global layers use 10⁶).
+    pub rope: Rope,
 }
 
 /// The validated configuration every architecture is reduced to.
@@ -122,6 +145,15 @@ pub struct ModelConfig {
     pub attn_out_bias: bool,
     pub mlp_bias: bool,
     pub tied_embeddings: bool,
+    /// RMSNorm over each query and key head before RoPE (Qwen3, Gemma 3).
+    pub qk_norm: bool,
+    /// Norms on the attention and MLP outputs too, before they join the residual (Gemma 3).
+    pub sandwich_norm: bool,
+    /// Token embeddings are multiplied by this (Gemma: √d_model).
+    pub embed_scale: Option<f32>,
+    /// Attention logits scale; `None` is 1/√head_dim (Gemma 3: `query_pre_attn_scalar`^-½).
+    pub attn_scale: Option<f64>,
+    pub sliding_window: Option<SlidingWindow>,
     pub bos_token_id: Option<u32>,
     pub eos_token_ids: Vec<u32>,
 }
@@ -148,9 +180,93 @@ impl ModelConfig {
         let config = match model_type.as_str() {
             "llama" => serde_json::from_slice::<LlamaHfConfig>(bytes).map_err(parse_err)?.into_config(Architecture::Llama)?,
             "qwen2" => serde_json::from_slice::<LlamaHfConfig>(bytes).map_err(parse_err)?.into_config(Architecture::Qwen2)?,
+            "qwen3" => serde_json::from_slice::<LlamaHfConfig>(bytes).map_err(parse_err)?.into_config(Architecture::Qwen3)?,
+            "gemma3_text" => serde_json::from_slice::<Gemma3HfConfig>(bytes).map_err(parse_err)?.try_into()?,
             "gpt2" => serde_json::from_slice::<Gpt2HfConfig>(bytes).map_err(parse_err)?.try_into()?,
             "gpt_neox" => serde_json::from_slice::<NeoxHfConfig>(bytes).map_err(parse_err)?.try_into()?,
             other => return Err(Error::UnsupportedArchitecture(other.to_string())),
+        };
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// The configuration of a GGUF model file: `general.architecture` and its `<arch>.*` keys,
+    /// with each family's defaults for what GGUF does not store (as transformers' GGUF loader).
+    pub fn from_gguf(file: &crate::gguf::Gguf<'_>) -> Result<Self> {
+        let arch = file.architecture()?;
+        let architecture = match arch {
+            "llama" => Architecture::Llama,
+            "qwen2" => Architecture::Qwen2,
+            "qwen3" => Architecture::Qwen3,
+            "gemma3" => Architecture::Gemma3,
+            other => return Err(Error::UnsupportedArchitecture(other.to_string())),
+        };
+        let key = |suffix: &str| format!("{arch}.{suffix}");
+        let need = |field: &'static str| -> Result<usize> {
+            let value = file.uint(&key(field)).ok_or(Error::InvalidConfig { field, reason: format!("GGUF key `{}` is missing or not a number", key(field)) })?;
+            usize::try_from(value).map_err(|_| size_out_of_range(field, value, usize::MAX))
+        };
+        let d_model = need("embedding_length")?;
+        let n_heads = need("attention.head_count")?;
+        let n_layers = need("block_count")?;
+        let head_dim = match file.uint(&key("attention.key_length")) {
+            Some(d) => d as usize,
+            None => exact_head_dim(d_model, n_heads)?,
+        };
+        let vocab_size = match file.uint(&key("vocab_size")) {
+            Some(v) => v as usize,
+            None => file.array("tokenizer.ggml.tokens").map(<[_]>::len).or_else(|| file.tensor("token_embd.weight").map(|t| t.dims[t.dims.len() - 1])).unwrap_or(0),
+        };
+        let gemma = architecture == Architecture::Gemma3;
+        let theta = file.float(&key("rope.freq_base")).unwrap_or(match architecture {
+            Architecture::Qwen2 | Architecture::Qwen3 | Architecture::Gemma3 => 1_000_000.0,
+            _ => 10_000.0,
+        });
+        let scaling = match (file.str(&key("rope.scaling.type")), file.tensor("rope_freqs.weight")) {
+            (_, Some(freqs)) => Some(RopeScaling::Factors { factors: file.values(freqs)? }),
+            (Some("linear"), None) => file.float(&key("rope.scaling.factor")).map(|factor| RopeScaling::Linear { factor }),
+            (None | Some("none"), None) => None,
+            (Some(other), None) => return Err(Error::InvalidConfig { field: "rope.scaling.type", reason: format!("`{other}` is not supported (linear)") }),
+        };
+        let rope = |theta: f64, scaling: Option<RopeScaling>| Rope { theta, rotary_dim: head_dim, scaling };
+        let token = |k: &str| file.uint(k).and_then(|v| u32::try_from(v).ok());
+        let config = ModelConfig {
+            architecture,
+            vocab_size,
+            d_model,
+            n_layers,
+            n_heads,
+            n_kv_heads: file.uint(&key("attention.head_count_kv")).map_or(n_heads, |n| n as usize),
+            head_dim,
+            d_mlp: need("feed_forward_length")?,
+            context_length: need("context_length")?,
+            norm: NormKind::Rms,
+            norm_eps: file.float(&key("attention.layer_norm_rms_epsilon")).unwrap_or(1e-6),
+            positions: PositionEncoding::Rotary(rope(theta, scaling)),
+            gated_mlp: true,
+            activation: if gemma { Activation::GeluTanh } else { Activation::Silu },
+            parallel_residual: false,
+            qkv_bias: file.tensor("blk.0.attn_q.bias").is_some(),
+            attn_out_bias: file.tensor("blk.0.attn_output.bias").is_some(),
+            mlp_bias: false,
+            tied_embeddings: file.tensor("output.weight").is_none(),
+            qk_norm: matches!(architecture, Architecture::Qwen3 | Architecture::Gemma3),
+            sandwich_norm: gemma,
+            embed_scale: gemma.then(|| (d_model as f32).sqrt()),
+            // GGUF stores no `query_pre_attn_scalar`; Gemma 3's is its head_dim (256) at every size
+            // up to 4B, as transformers assumes.
+            attn_scale: gemma.then(|| (gemma_head_dim() as f64).powf(-0.5)),
+            sliding_window: match file.uint(&key("attention.sliding_window")) {
+                // GGUF stores the window, not which layers use it: Gemma 3 slides on five of every six.
+                Some(size) if gemma => Some(SlidingWindow {
+                    size: size as usize,
+                    layers: (0..n_layers).filter(|l| (l + 1) % gemma_pattern() != 0).collect(),
+                    rope: rope(GEMMA3_LOCAL_THETA, None),
+                }),
+                _ => None,
+            },
+            bos_token_id: token("tokenizer.ggml.bos_token_id"),
+            eos_token_ids: token("tokenizer.ggml.eos_token_id").into_iter().collect(),
         };
         config.validate()?;
         Ok(config)
@@ -195,6 +311,14 @@ impl ModelConfig {
             }
             if !(rope.theta.is_finite() && rope.theta > 1.0) {
                 return Err(Error::InvalidConfig { field: "rope_theta", reason: format!("is {}; expected > 1", rope.theta) });
+            }
+        }
+        if let Some(window) = &self.sliding_window {
+            if window.size == 0 || window.layers.iter().any(|&l| l >= self.n_layers) {
+                return Err(Error::InvalidConfig { field: "sliding_window", reason: format!("size {} and layers {:?} do not fit {} layers", window.size, window.layers, self.n_layers) });
+            }
+            if window.rope.rotary_dim != self.head_dim || !(window.rope.theta.is_finite() && window.rope.theta > 1.0) {
+                return Err(Error::InvalidConfig { field: "rope_local_base_freq", reason: format!("is {}; expected > 1", window.rope.theta) });
             }
         }
         if let Some(bad) = self.eos_token_ids.iter().chain(self.bos_token_id.iter()).find(|&&id| id as usize >= self.vocab_size) {
@@ -338,7 +462,9 @@ impl LlamaHfConfig {
             Some(d) => d,
             None => exact_head_dim(self.hidden_size, self.num_attention_heads)?,
         };
-        let qwen = architecture == Architecture::Qwen2;
+        let qwen = matches!(architecture, Architecture::Qwen2 | Architecture::Qwen3);
+        // Qwen2 always has q/k/v biases; Llama and Qwen3 only with `attention_bias`.
+        let qkv_bias = architecture == Architecture::Qwen2 || self.attention_bias;
         Ok(ModelConfig {
             architecture,
             vocab_size: self.vocab_size,
@@ -359,12 +485,153 @@ impl LlamaHfConfig {
             gated_mlp: true,
             activation: Activation::from_hf(self.hidden_act.as_deref().unwrap_or("silu"))?,
             parallel_residual: false,
-            qkv_bias: qwen || self.attention_bias,
-            attn_out_bias: !qwen && self.attention_bias,
+            qkv_bias,
+            attn_out_bias: architecture != Architecture::Qwen2 && self.attention_bias,
             mlp_bias: self.mlp_bias,
             tied_embeddings: self.tie_word_embeddings,
+            qk_norm: architecture == Architecture::Qwen3,
+            sandwich_norm: false,
+            embed_scale: None,
+            attn_scale: None,
+            sliding_window: None,
             bos_token_id: self.bos_token_id,
             eos_token_ids: token_ids(self.eos_token_id),
+        })
+    }
+}
+
+/// `config.json` of `gemma3_text` models (Gemma 3 270M and 1B), with transformers' defaults.
+#[derive(Debug, Clone, Deserialize)]
+struct Gemma3HfConfig {
+    vocab_size: usize,
+    hidden_size: usize,
+    intermediate_size: usize,
+    num_hidden_layers: usize,
+    num_attention_heads: usize,
+    #[serde(default = "gemma_kv_heads")]
+    num_key_value_heads: usize,
+    #[serde(default = "gemma_head_dim")]
+    head_dim: usize,
+    #[serde(default = "gemma_context")]
+    max_position_embeddings: usize,
+    #[serde(default = "default_rms_eps")]
+    rms_norm_eps: f64,
+    #[serde(default = "gemma_head_dim")]
+    query_pre_attn_scalar: usize,
+    #[serde(default = "gemma_window")]
+    sliding_window: usize,
+    #[serde(default = "gemma_pattern")]
+    sliding_window_pattern: usize,
+    layer_types: Option<Vec<String>>,
+    rope_theta: Option<f64>,
+    rope_local_base_freq: Option<f64>,
+    rope_scaling: Option<RopeParameters>,
+    /// transformers 5: `{"full_attention": {...}, "sliding_attention": {...}}`.
+    rope_parameters: Option<BTreeMap<String, RopeParameters>>,
+    #[serde(default = "gelu_tanh")]
+    hidden_activation: String,
+    #[serde(default = "yes")]
+    tie_word_embeddings: bool,
+    #[serde(default)]
+    attention_bias: bool,
+    final_logit_softcapping: Option<f64>,
+    attn_logit_softcapping: Option<f64>,
+    #[serde(default)]
+    use_bidirectional_attention: bool,
+    #[serde(default = "gemma_bos")]
+    bos_token_id: Option<u32>,
+    eos_token_id: Option<TokenIds>,
+}
+
+fn gemma_kv_heads() -> usize {
+    4
+}
+fn gemma_head_dim() -> usize {
+    256
+}
+fn gemma_context() -> usize {
+    131_072
+}
+fn gemma_window() -> usize {
+    4096
+}
+fn gemma_pattern() -> usize {
+    6
+}
+fn gelu_tanh() -> String {
+    "gelu_pytorch_tanh".into()
+}
+fn gemma_bos() -> Option<u32> {
+    Some(2)
+}
+
+/// Gemma 3's defaults where a checkpoint leaves them out (transformers' `Gemma3TextConfig`).
+const GEMMA3_GLOBAL_THETA: f64 = 1_000_000.0;
+const GEMMA3_LOCAL_THETA: f64 = 10_000.0;
+
+impl TryFrom<Gemma3HfConfig> for ModelConfig {
+    type Error = Error;
+
+    fn try_from(c: Gemma3HfConfig) -> Result<Self> {
+        let unsupported = |field: &'static str, what: &str| Err(Error::InvalidConfig { field, reason: format!("{what} is not supported") });
+        if c.final_logit_softcapping.is_some() || c.attn_logit_softcapping.is_some() {
+            return unsupported("final_logit_softcapping", "logit soft-capping (Gemma 2)");
+        }
+        if c.use_bidirectional_attention || c.attention_bias {
+            return unsupported("use_bidirectional_attention", "bidirectional attention or attention biases");
+        }
+        let sliding: Vec<usize> = match &c.layer_types {
+            Some(types) if types.len() != c.num_hidden_layers => {
+                return Err(Error::InvalidConfig { field: "layer_types", reason: format!("lists {} layers, not {}", types.len(), c.num_hidden_layers) });
+            }
+            Some(types) => types.iter().enumerate().filter(|(_, t)| t.as_str() == "sliding_attention").map(|(l, _)| l).collect(),
+            None => (0..c.num_hidden_layers).filter(|l| (l + 1) % c.sliding_window_pattern.max(1) != 0).collect(),
+        };
+        let params = c.rope_parameters.unwrap_or_default();
+        let global = params.get("full_attention").cloned().or(c.rope_scaling).unwrap_or_default();
+        let local = params.get("sliding_attention").cloned().unwrap_or_default();
+        let eos = token_ids(c.eos_token_id);
+        Ok(ModelConfig {
+            architecture: Architecture::Gemma3,
+            vocab_size: c.vocab_size,
+            d_model: c.hidden_size,
+            n_layers: c.num_hidden_layers,
+            n_heads: c.num_attention_heads,
+            n_kv_heads: c.num_key_value_heads,
+            head_dim: c.head_dim,
+            d_mlp: c.intermediate_size,
+            context_length: c.max_position_embeddings,
+            norm: NormKind::Rms,
+            norm_eps: c.rms_norm_eps,
+            positions: PositionEncoding::Rotary(Rope {
+                theta: global.rope_theta.or(c.rope_theta).unwrap_or(GEMMA3_GLOBAL_THETA),
+                rotary_dim: c.head_dim,
+                scaling: global.scaling()?,
+            }),
+            gated_mlp: true,
+            activation: Activation::from_hf(&c.hidden_activation)?,
+            parallel_residual: false,
+            qkv_bias: false,
+            attn_out_bias: false,
+            mlp_bias: false,
+            tied_embeddings: c.tie_word_embeddings,
+            qk_norm: true,
+            sandwich_norm: true,
+            embed_scale: Some((c.hidden_size as f32).sqrt()),
+            attn_scale: Some((c.query_pre_attn_scalar.max(1) as f64).powf(-0.5)),
+            sliding_window: (!sliding.is_empty()).then(|| -> Result<SlidingWindow> {
+                Ok(SlidingWindow {
+                    size: c.sliding_window,
+                    layers: sliding,
+                    rope: Rope {
+                        theta: local.rope_theta.or(c.rope_local_base_freq).unwrap_or(GEMMA3_LOCAL_THETA),
+                        rotary_dim: c.head_dim,
+                        scaling: local.scaling()?,
+                    },
+                })
+            }).transpose()?,
+            bos_token_id: c.bos_token_id,
+            eos_token_ids: if eos.is_empty() { vec![1] } else { eos },
         })
     }
 }
@@ -439,6 +706,11 @@ impl TryFrom<Gpt2HfConfig> for ModelConfig {
             attn_out_bias: true,
             mlp_bias: true,
             tied_embeddings: true,
+            qk_norm: false,
+            sandwich_norm: false,
+            embed_scale: None,
+            attn_scale: None,
+            sliding_window: None,
             bos_token_id: c.bos_token_id,
             eos_token_ids: token_ids(c.eos_token_id),
         })
@@ -514,6 +786,11 @@ impl TryFrom<NeoxHfConfig> for ModelConfig {
             attn_out_bias: c.attention_bias,
             mlp_bias: true,
             tied_embeddings: c.tie_word_embeddings,
+            qk_norm: false,
+            sandwich_norm: false,
+            embed_scale: None,
+            attn_scale: None,
+            sliding_window: None,
             bos_token_id: c.bos_token_id,
             eos_token_ids: token_ids(c.eos_token_id),
         })

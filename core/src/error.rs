@@ -21,7 +21,9 @@ pub enum Error {
     ConfigJson { model_type: String, reason: String },
     #[error("config.json: `{field}` {reason}")]
     InvalidConfig { field: &'static str, reason: String },
-    #[error("unsupported model_type `{0}`: analog supports llama, qwen2, gpt2 and gpt_neox (Llama/SmolLM2, Qwen2, GPT-2, Pythia)")]
+    #[error(
+        "unsupported model_type `{0}`: analog supports llama, qwen2, qwen3, gemma3_text, gpt2 and gpt_neox (Llama/SmolLM2, Qwen2, Qwen3, Gemma 3, GPT-2, Pythia; in GGUF files llama, qwen2, qwen3 and gemma3)"
+    )]
     UnsupportedArchitecture(String),
     #[error("`{file}` is not a valid safetensors file: {reason}")]
     Safetensors { file: String, reason: String },
@@ -71,6 +73,12 @@ pub enum Error {
     Report(String),
     #[error("invalid sampling settings: {0}")]
     Sampling(String),
+    #[error("GGUF: {0}")]
+    Gguf(String),
+    #[error("tensor `{name}` has ggml type {ty}; supported types are F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K, Q3_K, Q4_K, Q5_K and Q6_K")]
+    UnsupportedGgmlType { name: String, ty: String },
+    #[error("chat template: {0}")]
+    ChatTemplate(String),
     #[error("the {backend} backend failed: {reason}")]
     Backend { backend: &'static str, reason: String },
 }

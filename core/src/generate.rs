@@ -5,7 +5,9 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 
+use crate::chat::{ChatMessage, ChatTemplate};
 use crate::config::ModelConfig;
+use crate::gguf::Gguf;
 use crate::error::{Error, Result};
 use crate::hooks::Hooks;
 use crate::model::{KvCache, Model};
@@ -148,10 +150,11 @@ pub struct Generation {
     pub stop: StopReason,
 }
 
-/// A model with its tokenizer: what the CLI and the app run.
+/// A model with its tokenizer (and chat template, for instruct models): what the CLI and the app run.
 pub struct TextModel {
     pub model: Model,
     pub tokenizer: Tokenizer,
+    pub chat_template: Option<ChatTemplate>,
 }
 
 impl TextModel {
@@ -159,7 +162,47 @@ impl TextModel {
     pub fn from_bytes(config_json: &[u8], weights: &WeightFiles<'_>, tokenizer_json: &[u8], device: &Device) -> Result<Self> {
         let tokenizer = Tokenizer::from_bytes(tokenizer_json)?;
         let model = Model::from_bytes(config_json, weights, device)?;
-        Ok(Self { model, tokenizer })
+        Ok(Self { model, tokenizer, chat_template: None })
+    }
+
+    /// Loads a GGUF model file: configuration, weights, tokenizer and chat template from one file.
+    /// `tokenizer_json` replaces the tokenizer the file describes (for pre-tokenizers not known here).
+    pub fn from_gguf(bytes: &[u8], tokenizer_json: Option<&[u8]>, device: &Device) -> Result<Self> {
+        let file = Gguf::parse(bytes)?;
+        let tokenizer = match tokenizer_json {
+            Some(json) => Tokenizer::from_bytes(json)?,
+            None => Tokenizer::from_gguf(&file)?,
+        };
+        let chat_template = match file.str("tokenizer.chat_template") {
+            Some(source) => {
+                let token = |key: &str| file.uint(key).and_then(|id| tokenizer.piece(id as u32)).unwrap_or_default();
+                Some(ChatTemplate::new(source, &token("tokenizer.ggml.bos_token_id"), &token("tokenizer.ggml.eos_token_id"))?)
+            }
+            None => None,
+        };
+        let model = Model::from_gguf(&file, bytes, device)?;
+        Ok(Self { model, tokenizer, chat_template })
+    }
+
+    /// Uses `template` for [`TextModel::chat_ids`] (e.g. from `tokenizer_config.json`).
+    pub fn with_chat_template(mut self, template: Option<ChatTemplate>) -> Self {
+        if template.is_some() {
+            self.chat_template = template;
+        }
+        self
+    }
+
+    /// The ids of a conversation in the model's chat format, ending with the assistant's turn
+    /// opener, encoded as transformers' `apply_chat_template` does (the template writes any BOS
+    /// itself, so none is added). Models without a template are refused.
+    pub fn chat_ids(&self, messages: &[ChatMessage]) -> Result<Vec<u32>> {
+        let template = self.chat_template.as_ref().ok_or_else(|| Error::ChatTemplate("this model has no chat template (it is not an instruct model); use a plain prompt".into()))?;
+        let ids = self.tokenizer.encode_plain(&template.render(messages, true)?)?;
+        if ids.is_empty() {
+            return Err(Error::EmptyPrompt);
+        }
+        self.model.check_ids(&ids)?;
+        Ok(ids)
     }
 
     pub fn config(&self) -> &ModelConfig {

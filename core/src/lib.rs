@@ -15,10 +15,13 @@
 //! ```
 
 pub mod catalog;
+pub mod chat;
 pub mod config;
 pub mod device;
 pub mod error;
 pub mod generate;
+pub mod ggml;
+pub mod gguf;
 pub mod hooks;
 pub mod lens;
 pub mod model;
@@ -31,6 +34,7 @@ pub mod weights;
 
 pub use burn::tensor::Device;
 pub use config::{Architecture, ModelConfig};
+pub use chat::{ChatMessage, ChatTemplate};
 pub use error::{Error, Result};
 pub use generate::{Decoder, GenerateOptions, Generation, Sampler, Sampling, StopReason, TextModel, TokenEvent, read_f32};
 pub use hooks::{Edit, EditOp, HookPoint, Hooks, Positions};

@@ -8,11 +8,11 @@ use burn::module::{Module, Param};
 use burn::tensor::activation::{gelu, gelu_approximate, relu, silu};
 use burn::tensor::module::{attention, embedding, linear};
 use burn::tensor::ops::AttentionModuleOptions;
-use burn::tensor::{Device, Int, Tensor, TensorData};
+use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
 
 use analog_kernels::Q8Matrix;
 
-use crate::config::{Activation, ModelConfig, NormKind, PositionEncoding, Rope, RopeScaling};
+use crate::config::{Activation, ModelConfig, NormKind, PositionEncoding, Rope, RopeScaling, SlidingWindow};
 use crate::error::{Error, Result};
 use crate::hooks::{HookPoint, Hooks};
 use crate::weight_map::{HostTensor, HostWeights};
@@ -134,6 +134,7 @@ pub fn rope_inv_freq(rope: &Rope) -> Vec<f32> {
     match rope.scaling {
         None => inv,
         Some(RopeScaling::Linear { factor }) => inv.iter().map(|f| f / factor as f32).collect(),
+        Some(RopeScaling::Factors { ref factors }) => inv.iter().zip(factors.iter().chain(std::iter::repeat(&1.0))).map(|(f, k)| f / k).collect(),
         Some(RopeScaling::Llama3 { factor, low_freq_factor, high_freq_factor, original_context }) => {
             let (factor, low, high, old) = (factor as f32, low_freq_factor as f32, high_freq_factor as f32, original_context as f32);
             let low_wavelen = old / low;
@@ -237,14 +238,27 @@ pub struct Attention {
     pub k: Linear,
     pub v: Linear,
     pub o: Linear,
+    /// RMSNorm over each query and key head (Qwen3, Gemma 3).
+    pub q_norm: Option<Norm>,
+    pub k_norm: Option<Norm>,
     pub n_heads: usize,
     pub n_kv_heads: usize,
     pub head_dim: usize,
+    /// Scale of the attention logits (`None`: 1/√head_dim).
+    #[module(skip)]
+    pub scale: Option<f64>,
+    /// Keys fewer than this many positions back are seen (`None`: every earlier position).
+    #[module(skip)]
+    pub window: Option<usize>,
 }
 
 impl Attention {
-    fn load(weights: &mut HostWeights, prefix: &str, c: &ModelConfig, device: &Device) -> Result<Self> {
+    fn load(weights: &mut HostWeights, prefix: &str, c: &ModelConfig, window: Option<usize>, device: &Device) -> Result<Self> {
+        let mut qk_norm = |name: &str| -> Result<Option<Norm>> { c.qk_norm.then(|| Norm::load(weights, &format!("{prefix}.{name}"), c, device)).transpose() };
+        let (q_norm, k_norm) = (qk_norm("q_norm")?, qk_norm("k_norm")?);
         Ok(Self {
+            q_norm,
+            k_norm,
             q: Linear::load(weights, &format!("{prefix}.q"), c.qkv_bias, device)?,
             k: Linear::load(weights, &format!("{prefix}.k"), c.qkv_bias, device)?,
             v: Linear::load(weights, &format!("{prefix}.v"), c.qkv_bias, device)?,
@@ -252,7 +266,36 @@ impl Attention {
             n_heads: c.n_heads,
             n_kv_heads: c.n_kv_heads,
             head_dim: c.head_dim,
+            scale: c.attn_scale,
+            window,
         })
+    }
+
+    /// Normalises each head of `x` (`[batch, pos, heads · head_dim]`) when the model has the norm.
+    fn head_norm(&self, norm: Option<&Norm>, x: Tensor<3>) -> Tensor<3> {
+        match norm {
+            None => x,
+            Some(norm) => {
+                let [batch, pos, width] = x.dims();
+                norm.forward(x.reshape([batch, pos * width / self.head_dim, self.head_dim])).reshape([batch, pos, width])
+            }
+        }
+    }
+
+    /// Which keys each new query may not see beyond causality: those `window` or more positions
+    /// back. `None` when every key is in reach.
+    ///
+    /// # Shapes
+    /// `[batch, heads, pos, keys]`
+    fn window_mask(&self, batch: usize, pos: usize, keys: usize, device: &Device) -> Option<Tensor<4, Bool>> {
+        let window = self.window?;
+        if keys <= window {
+            return None;
+        }
+        let offset = keys - pos;
+        let far: Vec<bool> = (0..pos).flat_map(|i| (0..keys).map(move |j| offset + i >= j + window)).collect();
+        let mask = Tensor::<2, Bool>::from_data(TensorData::new(far, [pos, keys]), device);
+        Some(mask.reshape([1, 1, pos, keys]).expand([batch, self.n_heads, pos, keys]))
     }
 
     fn heads(&self, x: Tensor<3>, n_heads: usize) -> Tensor<4> {
@@ -274,16 +317,17 @@ impl Attention {
     /// `[batch, pos, d_model]` → `[batch, pos, d_model]`; the cache grows by `pos`.
     pub fn forward(&self, x: Tensor<3>, rotary: Option<&RotaryTables>, cache: &mut LayerCache) -> Tensor<3> {
         let [batch, pos, _] = x.dims();
-        let mut q = self.heads(self.q.forward(x.clone()), self.n_heads);
-        let mut k = self.heads(self.k.forward(x.clone()), self.n_kv_heads);
+        let mut q = self.heads(self.head_norm(self.q_norm.as_ref(), self.q.forward(x.clone())), self.n_heads);
+        let mut k = self.heads(self.head_norm(self.k_norm.as_ref(), self.k.forward(x.clone())), self.n_kv_heads);
         let v = self.heads(self.v.forward(x), self.n_kv_heads);
         if let Some(rotary) = rotary {
             q = rotary.apply(q);
             k = rotary.apply(k);
         }
         let (k, v) = cache.append(k, v);
-        let options = AttentionModuleOptions { scale: None, softcap: None, is_causal: true };
-        let out = attention(q, self.repeat_kv(k), self.repeat_kv(v), None, None, options);
+        let mask = self.window_mask(batch, pos, k.dims()[2], &q.device());
+        let options = AttentionModuleOptions { scale: self.scale, softcap: None, is_causal: true };
+        let out = attention(q, self.repeat_kv(k), self.repeat_kv(v), mask, None, options);
         self.o.forward(out.swap_dims(1, 2).reshape([batch, pos, self.n_heads * self.head_dim]))
     }
 }
@@ -333,8 +377,12 @@ impl Mlp {
 pub struct Block {
     pub ln1: Norm,
     pub attn: Attention,
+    /// Norm of the attention output before it joins the residual (Gemma 3).
+    pub ln1_post: Option<Norm>,
     pub ln2: Norm,
     pub mlp: Mlp,
+    /// Norm of the MLP output before it joins the residual (Gemma 3).
+    pub ln2_post: Option<Norm>,
     pub parallel_residual: bool,
     pub layer: usize,
 }
@@ -345,12 +393,20 @@ impl Block {
     pub fn forward(&self, x: Tensor<3>, rotary: Option<&RotaryTables>, cache: &mut LayerCache, offset: usize, hooks: &mut Hooks) -> Tensor<3> {
         let l = self.layer;
         let resid_pre = hooks.at(HookPoint::ResidPre(l), x, offset);
-        let attn_out = self.attn.forward(self.ln1.forward(resid_pre.clone()), rotary, cache);
+        let attn_out = post_norm(self.ln1_post.as_ref(), self.attn.forward(self.ln1.forward(resid_pre.clone()), rotary, cache));
         let attn_out = hooks.at(HookPoint::AttnOut(l), attn_out, offset);
         let resid_mid = hooks.at(HookPoint::ResidMid(l), resid_pre.clone() + attn_out, offset);
         let mlp_in = if self.parallel_residual { resid_pre } else { resid_mid.clone() };
-        let mlp_out = hooks.at(HookPoint::MlpOut(l), self.mlp.forward(self.ln2.forward(mlp_in)), offset);
+        let mlp_out = post_norm(self.ln2_post.as_ref(), self.mlp.forward(self.ln2.forward(mlp_in)));
+        let mlp_out = hooks.at(HookPoint::MlpOut(l), mlp_out, offset);
         hooks.at(HookPoint::ResidPost(l), resid_mid + mlp_out, offset)
+    }
+}
+
+fn post_norm(norm: Option<&Norm>, x: Tensor<3>) -> Tensor<3> {
+    match norm {
+        Some(norm) => norm.forward(x),
+        None => x,
     }
 }
 
@@ -367,6 +423,9 @@ pub struct Model {
     pub config: ModelConfig,
     #[module(skip)]
     inv_freq: Option<Vec<f32>>,
+    /// The sliding layers' inverse frequencies, when they have their own RoPE base.
+    #[module(skip)]
+    local_inv_freq: Option<Vec<f32>>,
     pub n_params: usize,
 }
 
@@ -379,17 +438,28 @@ impl Model {
         Self::from_weights(config, host, device)
     }
 
+    /// Loads the model of a parsed GGUF file (`bytes` is the whole file `file` was parsed from).
+    pub fn from_gguf(file: &crate::gguf::Gguf<'_>, bytes: &[u8], device: &Device) -> Result<Self> {
+        let config = ModelConfig::from_gguf(file)?;
+        let host = crate::weight_map::load(&config, &crate::weights::WeightFiles::Gguf(bytes), analog_kernels::fused_on(device))?;
+        Self::from_weights(config, host, device)
+    }
+
     /// Builds the model from host weights on `device`.
     pub(crate) fn from_weights(config: ModelConfig, mut weights: HostWeights, device: &Device) -> Result<Self> {
         let c = &config;
         let mut blocks = Vec::with_capacity(c.n_layers);
         for layer in 0..c.n_layers {
             let p = format!("blocks.{layer}");
+            let window = c.sliding_window.as_ref().filter(|w| w.layers.contains(&layer)).map(|w| w.size);
+            let sandwich = |weights: &mut HostWeights, name: &str| c.sandwich_norm.then(|| Norm::load(weights, &format!("{p}.{name}"), c, device)).transpose();
             blocks.push(Block {
                 ln1: Norm::load(&mut weights, &format!("{p}.ln1"), c, device)?,
-                attn: Attention::load(&mut weights, &format!("{p}.attn"), c, device)?,
+                attn: Attention::load(&mut weights, &format!("{p}.attn"), c, window, device)?,
+                ln1_post: sandwich(&mut weights, "ln1_post")?,
                 ln2: Norm::load(&mut weights, &format!("{p}.ln2"), c, device)?,
                 mlp: Mlp::load(&mut weights, &format!("{p}.mlp"), c, device)?,
+                ln2_post: sandwich(&mut weights, "ln2_post")?,
                 parallel_residual: c.parallel_residual,
                 layer,
             });
@@ -411,6 +481,7 @@ impl Model {
             PositionEncoding::Rotary(rope) => Some(rope_inv_freq(rope)),
             PositionEncoding::Learned => None,
         };
+        let local_inv_freq = c.sliding_window.as_ref().map(|w: &SlidingWindow| rope_inv_freq(&w.rope)).filter(|f| Some(f) != inv_freq.as_ref());
         Ok(Self {
             embed: param(embed_host, device),
             pos_embed: take_opt(&mut weights, "pos_embed", c.positions == PositionEncoding::Learned, device)?,
@@ -420,6 +491,7 @@ impl Model {
             n_params: weights.n_params,
             config,
             inv_freq,
+            local_inv_freq,
         })
     }
 
@@ -446,12 +518,17 @@ impl Model {
         }
         let device = self.device();
         let mut x = embedding(self.embed.val(), tokens);
+        if let Some(scale) = self.config.embed_scale {
+            x = x * scale;
+        }
         if let Some(pos) = &self.pos_embed {
             x = x + pos.val().slice_dim(0, offset..offset + len).unsqueeze::<3>();
         }
         let rotary = self.inv_freq.as_ref().map(|f| RotaryTables::new(f, offset, len, &device));
+        let local_rotary = self.local_inv_freq.as_ref().map(|f| RotaryTables::new(f, offset, len, &device));
         for (block, layer_cache) in self.blocks.iter().zip(cache.layers.iter_mut()) {
-            x = block.forward(x, rotary.as_ref(), layer_cache, offset, hooks);
+            let rotary = if block.attn.window.is_some() { local_rotary.as_ref().or(rotary.as_ref()) } else { rotary.as_ref() };
+            x = block.forward(x, rotary, layer_cache, offset, hooks);
         }
         cache.len += len;
         Ok(hooks.at(HookPoint::FinalNormalized, self.ln_final.forward(x), offset))

@@ -1,6 +1,10 @@
-//! Text to token ids and back, from a `tokenizer.json`, as `transformers` encodes by default.
+//! Text to token ids and back, from a `tokenizer.json` or a GGUF file's `tokenizer.ggml.*`
+//! metadata, as `transformers` encodes by default.
+
+use serde_json::{Value, json};
 
 use crate::error::{Error, Result};
+use crate::gguf::{self, Gguf};
 
 /// A HuggingFace tokenizer loaded from `tokenizer.json` bytes.
 pub struct Tokenizer {
@@ -14,6 +18,15 @@ impl Tokenizer {
         Ok(Self { inner })
     }
 
+    /// Rebuilds the tokenizer a GGUF file describes (`tokenizer.ggml.*`) as the `tokenizer.json`
+    /// transformers' GGUF loader makes of it, then loads that like any other: `gpt2` byte-level BPE
+    /// with the file's merges and the pre-tokenizer `tokenizer.ggml.pre` names, or `llama`
+    /// SentencePiece BPE with byte fallback and merges recovered from the vocabulary.
+    pub fn from_gguf(file: &Gguf<'_>) -> Result<Self> {
+        let json = gguf_tokenizer_json(file)?;
+        Self::from_bytes(&serde_json::to_vec(&json).map_err(|e| Error::Tokenizer(e.to_string()))?)
+    }
+
     /// The id of a token of the vocabulary (e.g. a special token), if it exists.
     pub fn token_id(&self, token: &str) -> Option<u32> {
         self.inner.token_to_id(token)
@@ -22,6 +35,13 @@ impl Tokenizer {
     /// Encodes with special tokens: the tokenizer's post-processor decides whether BOS comes first.
     pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
         let encoding = self.inner.encode(text, true).map_err(|e| Error::Tokenizer(e.to_string()))?;
+        Ok(encoding.get_ids().to_vec())
+    }
+
+    /// Encodes without adding special tokens (special tokens written in the text still match):
+    /// for text that already carries them, like a rendered chat template.
+    pub fn encode_plain(&self, text: &str) -> Result<Vec<u32>> {
+        let encoding = self.inner.encode(text, false).map_err(|e| Error::Tokenizer(e.to_string()))?;
         Ok(encoding.get_ids().to_vec())
     }
 
@@ -39,6 +59,199 @@ impl Tokenizer {
     pub fn vocab_size(&self) -> usize {
         self.inner.get_vocab_size(true)
     }
+}
+
+fn gguf_error(reason: impl Into<String>) -> Error {
+    Error::Tokenizer(format!("GGUF tokenizer metadata: {}", reason.into()))
+}
+
+/// Splits that `tokenizer.ggml.pre` names (llama.cpp's pre-tokenizers), as regular expressions
+/// applied before byte-level BPE.
+const QWEN2_SPLIT: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+const LLAMA3_SPLIT: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+
+/// The pre-tokenizer of a byte-level vocabulary, by llama.cpp's name for it.
+fn byte_level_pre_tokenizer(pre: &str) -> Result<Value> {
+    let byte_level = |use_regex: bool| json!({"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": use_regex});
+    let split = |regex: &str| {
+        json!({"type": "Sequence", "pretokenizers": [
+            {"type": "Split", "pattern": {"Regex": regex}, "behavior": "Isolated", "invert": false},
+            byte_level(false),
+        ]})
+    };
+    Ok(match pre {
+        "default" | "gpt2" | "gpt-2" => byte_level(true),
+        // SmolLM: every digit on its own, then GPT-2's split (the HF repo's tokenizer.json).
+        "smollm" => json!({"type": "Sequence", "pretokenizers": [{"type": "Digits", "individual_digits": true}, byte_level(true)]}),
+        "qwen2" | "deepseek-r1-qwen" => split(QWEN2_SPLIT),
+        "llama3" | "llama-v3" | "llama-bpe" | "smaug-bpe" | "dbrx" | "falcon3" => split(LLAMA3_SPLIT),
+        other => {
+            return Err(gguf_error(format!(
+                "the pre-tokenizer `{other}` (tokenizer.ggml.pre) is not known here (default, gpt2, smollm, qwen2, llama3); supply the model's tokenizer.json beside the .gguf file"
+            )));
+        }
+    })
+}
+
+/// GPT-2's byte → printable character table (byte-level BPE spells every byte as one of these).
+fn byte_alphabet() -> Vec<char> {
+    let printable: Vec<u32> = (b'!' as u32..=b'~' as u32).chain(0xA1..=0xAC).chain(0xAE..=0xFF).collect();
+    let mut chars = vec!['\0'; 256];
+    let mut extra = 0;
+    for b in 0..256u32 {
+        let c = if printable.contains(&b) {
+            b
+        } else {
+            extra += 1;
+            256 + extra - 1
+        };
+        chars[b as usize] = char::from_u32(c).unwrap_or('\u{FFFD}');
+    }
+    chars
+}
+
+/// Merges implied by a SentencePiece vocabulary, best first, as transformers' `generate_merges`
+/// recovers them: every split of a token into two vocabulary tokens, ranked by `rank` of the
+/// whole token (lower first), then longer left and right parts first.
+fn merges_from_vocabulary(tokens: &[String], rank: impl Fn(usize) -> f64) -> Vec<(usize, usize)> {
+    let ids: std::collections::HashMap<&str, usize> = tokens.iter().enumerate().map(|(i, t)| (t.as_str(), i)).collect();
+    let mut merges: Vec<(f64, usize, usize, usize, usize)> = Vec::new();
+    for (id, token) in tokens.iter().enumerate() {
+        let mut local: Vec<(usize, usize)> = token
+            .char_indices()
+            .skip(1)
+            .filter_map(|(at, _)| Some((*ids.get(&token[..at])?, *ids.get(&token[at..])?)))
+            .collect();
+        local.sort_unstable();
+        merges.extend(local.into_iter().map(|(l, r)| (rank(id), tokens[l].chars().count(), tokens[r].chars().count(), l, r)));
+    }
+    // Stable: ties keep vocabulary order, as Python's sort does.
+    merges.sort_by(|a, b| a.0.total_cmp(&b.0).then(b.1.cmp(&a.1)).then(b.2.cmp(&a.2)));
+    merges.into_iter().map(|(_, _, _, l, r)| (l, r)).collect()
+}
+
+/// The `tokenizer.json` a GGUF file's tokenizer metadata stands for.
+fn gguf_tokenizer_json(file: &Gguf<'_>) -> Result<Value> {
+    let strings = |key: &str| -> Result<Option<Vec<String>>> {
+        match file.array(key) {
+            None => Ok(None),
+            Some(items) => items
+                .iter()
+                .map(|v| match v {
+                    gguf::Value::Str(s) => Ok(s.clone()),
+                    _ => Err(gguf_error(format!("`{key}` holds a value that is not a string"))),
+                })
+                .collect::<Result<Vec<_>>>()
+                .map(Some),
+        }
+    };
+    let model = file.str("tokenizer.ggml.model").ok_or_else(|| gguf_error("`tokenizer.ggml.model` is missing; supply tokenizer.json"))?;
+    let mut tokens = strings("tokenizer.ggml.tokens")?.ok_or_else(|| gguf_error("`tokenizer.ggml.tokens` is missing"))?;
+    let types: Vec<i128> = file.array("tokenizer.ggml.token_type").map(|a| a.iter().map(|v| if let gguf::Value::Int(i) = v { *i } else { 1 }).collect()).unwrap_or_default();
+    if !types.is_empty() && types.len() != tokens.len() {
+        return Err(gguf_error(format!("{} token types for {} tokens", types.len(), tokens.len())));
+    }
+    let id = |key: &str| -> Result<Option<usize>> {
+        match file.uint(key) {
+            None => Ok(None),
+            Some(i) if (i as usize) < tokens.len() => Ok(Some(i as usize)),
+            Some(i) => Err(gguf_error(format!("`{key}` is {i}, outside the {} tokens", tokens.len()))),
+        }
+    };
+    let (bos, unk) = (id("tokenizer.ggml.bos_token_id")?, id("tokenizer.ggml.unknown_token_id")?);
+    id("tokenizer.ggml.eos_token_id")?;
+    let alphabet: std::collections::HashSet<char> = byte_alphabet().into_iter().collect();
+    let spelled = |token: &str| token.chars().all(|c| alphabet.contains(&c));
+    let byte_level = model == "gpt2";
+    let (model_json, normalizer, pre_tokenizer, decoder) = match model {
+        "gpt2" => {
+            let table = byte_alphabet();
+            // Tokens spelled outside the byte alphabet are respelled byte by byte, as transformers does.
+            for token in &mut tokens {
+                if !spelled(token) {
+                    *token = token.bytes().map(|b| table[b as usize]).collect();
+                }
+            }
+            let merges = strings("tokenizer.ggml.merges")?.ok_or_else(|| gguf_error("a `gpt2` tokenizer needs `tokenizer.ggml.merges`"))?;
+            let pre = file.str("tokenizer.ggml.pre").unwrap_or("default");
+            let model = json!({"type": "BPE", "dropout": null, "unk_token": null, "continuing_subword_prefix": null, "end_of_word_suffix": null,
+                "fuse_unk": false, "byte_fallback": false, "ignore_merges": false, "vocab": vocab_json(&tokens)?, "merges": merges});
+            (model, Value::Null, byte_level_pre_tokenizer(pre)?, json!({"type": "ByteLevel", "add_prefix_space": true, "trim_offsets": true, "use_regex": true}))
+        }
+        "llama" => {
+            let gemma = matches!(file.architecture()?, "gemma" | "gemma2" | "gemma3");
+            let merges = if gemma {
+                // Gemma stores runs of spaces as spaces, and its merge order is the file's order.
+                for token in &mut tokens {
+                    if token.len() > 1 && token.chars().all(|c| c == ' ') {
+                        *token = "▁".repeat(token.len());
+                    }
+                }
+                merges_from_vocabulary(&tokens, |id| id as f64)
+            } else {
+                let scores: Vec<f64> = file.array("tokenizer.ggml.scores").map(|a| a.iter().map(|v| if let gguf::Value::Float(f) = v { *f } else { 0.0 }).collect()).unwrap_or_default();
+                if scores.len() != tokens.len() {
+                    return Err(gguf_error(format!("{} scores for {} tokens", scores.len(), tokens.len())));
+                }
+                merges_from_vocabulary(&tokens, |id| -scores[id])
+            };
+            let merges: Vec<Value> = merges.into_iter().map(|(l, r)| json!([tokens[l], tokens[r]])).collect();
+            let unk_token = unk.map(|u| tokens[u].clone());
+            let model = json!({"type": "BPE", "dropout": null, "unk_token": unk_token, "continuing_subword_prefix": null, "end_of_word_suffix": null,
+                "fuse_unk": true, "byte_fallback": true, "ignore_merges": false, "vocab": vocab_json(&tokens)?, "merges": merges});
+            let decode = |strip: bool| {
+                let mut steps = vec![json!({"type": "Replace", "pattern": {"String": "▁"}, "content": " "}), json!({"type": "ByteFallback"}), json!({"type": "Fuse"})];
+                if strip {
+                    steps.push(json!({"type": "Strip", "content": " ", "start": 1, "stop": 0}));
+                }
+                json!({"type": "Sequence", "decoders": steps})
+            };
+            let prefix_space = file.bool("tokenizer.ggml.add_space_prefix").unwrap_or(!gemma);
+            if gemma && !prefix_space {
+                let normalizer = json!({"type": "Replace", "pattern": {"String": " "}, "content": "▁"});
+                let pre = json!({"type": "Split", "pattern": {"String": " "}, "behavior": "MergedWithPrevious", "invert": false});
+                (model, normalizer, pre, decode(false))
+            } else {
+                let scheme = if prefix_space { "first" } else { "never" };
+                let pre = json!({"type": "Metaspace", "replacement": "▁", "prepend_scheme": scheme, "split": false});
+                (model, Value::Null, pre, decode(prefix_space))
+            }
+        }
+        other => return Err(gguf_error(format!("tokenizer model `{other}` is not supported (gpt2, llama); supply tokenizer.json"))),
+    };
+    // Control tokens (type 3) stay whole and are special; user-defined ones (4) stay whole.
+    let added: Vec<Value> = tokens
+        .iter()
+        .zip(types.iter())
+        .enumerate()
+        .filter(|(_, (token, ty))| (**ty == 3 && (!byte_level || spelled(token))) || **ty == 4)
+        .map(|(id, (token, ty))| json!({"id": id, "content": token, "single_word": false, "lstrip": false, "rstrip": false, "normalized": false, "special": *ty == 3}))
+        .collect();
+    let add_bos = file.bool("tokenizer.ggml.add_bos_token").unwrap_or(model == "llama");
+    let post_processor = match bos.filter(|_| add_bos) {
+        Some(bos) => {
+            let token = &tokens[bos];
+            json!({"type": "TemplateProcessing",
+                "single": [{"SpecialToken": {"id": token, "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}}],
+                "pair": [{"SpecialToken": {"id": token, "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}}, {"SpecialToken": {"id": token, "type_id": 1}}, {"Sequence": {"id": "B", "type_id": 1}}],
+                "special_tokens": {token.clone(): {"id": token, "ids": [bos], "tokens": [token]}}})
+        }
+        None if byte_level => json!({"type": "ByteLevel", "add_prefix_space": true, "trim_offsets": false, "use_regex": true}),
+        None => Value::Null,
+    };
+    Ok(json!({"version": "1.0", "truncation": null, "padding": null, "added_tokens": added, "normalizer": normalizer,
+        "pre_tokenizer": pre_tokenizer, "post_processor": post_processor, "decoder": decoder, "model": model_json}))
+}
+
+/// `{token: id}`; a token spelled twice is an error (the ids would not round-trip).
+fn vocab_json(tokens: &[String]) -> Result<Value> {
+    let mut vocab = serde_json::Map::with_capacity(tokens.len());
+    for (id, token) in tokens.iter().enumerate() {
+        if vocab.insert(token.clone(), json!(id)).is_some() {
+            return Err(gguf_error(format!("token {token:?} appears twice in the vocabulary")));
+        }
+    }
+    Ok(Value::Object(vocab))
 }
 
 /// Turns a growing id sequence into text deltas, decoded in the context of the prompt (so a

@@ -38,6 +38,9 @@ enum Transform {
     /// GPT-NeoX `query_key_value` `[3d, d]` (or bias `[3d]`): per head `[q; k; v]` rows; weights are
     /// transposed to `[in, out]` after the split.
     NeoxQkv,
+    /// Gemma's RMSNorm multiplies by `1 + w`: stored `w`, held `1 + w`, so the forward pass is the
+    /// same for every family.
+    PlusOne,
 }
 
 type Dims = fn(&ModelConfig) -> Vec<usize>;
@@ -71,6 +74,9 @@ fn out_bias(c: &ModelConfig) -> bool {
 fn mlp_bias(c: &ModelConfig) -> bool {
     c.mlp_bias
 }
+fn qk_norm(c: &ModelConfig) -> bool {
+    c.qk_norm
+}
 
 fn d(c: &ModelConfig) -> Vec<usize> {
     vec![c.d_model]
@@ -89,6 +95,9 @@ fn kv_d(c: &ModelConfig) -> Vec<usize> {
 }
 fn d_q(c: &ModelConfig) -> Vec<usize> {
     vec![c.d_model, c.q_dim()]
+}
+fn head(c: &ModelConfig) -> Vec<usize> {
+    vec![c.head_dim]
 }
 fn q(c: &ModelConfig) -> Vec<usize> {
     vec![c.q_dim()]
@@ -115,9 +124,9 @@ fn three_d(c: &ModelConfig) -> Vec<usize> {
     vec![3 * c.d_model]
 }
 
-use Transform::{Keep, NeoxQkv, SplitLast3, Transpose};
+use Transform::{Keep, NeoxQkv, PlusOne, SplitLast3, Transpose};
 
-/// Llama and Qwen2 (`LlamaForCausalLM`, `Qwen2ForCausalLM`).
+/// Llama, Qwen2 and Qwen3 (`LlamaForCausalLM`, `Qwen2ForCausalLM`, `Qwen3ForCausalLM`).
 const LLAMA: &[Rule] = &[
     rule("model.embed_tokens.weight", &["embed"], Keep, vocab_d, always),
     rule("model.layers.{l}.input_layernorm.weight", &["blocks.{l}.ln1.weight"], Keep, d, always),
@@ -130,6 +139,9 @@ const LLAMA: &[Rule] = &[
     rule("model.layers.{l}.self_attn.v_proj.bias", &["blocks.{l}.attn.v.bias"], Keep, kv, qkv_bias),
     rule("model.layers.{l}.self_attn.o_proj.weight", &["blocks.{l}.attn.o.weight"], Transpose, d_q, always),
     rule("model.layers.{l}.self_attn.o_proj.bias", &["blocks.{l}.attn.o.bias"], Keep, d, out_bias),
+    // Qwen3: one RMSNorm shared by the query heads, one by the key heads.
+    rule("model.layers.{l}.self_attn.q_norm.weight", &["blocks.{l}.attn.q_norm.weight"], Keep, head, qk_norm),
+    rule("model.layers.{l}.self_attn.k_norm.weight", &["blocks.{l}.attn.k_norm.weight"], Keep, head, qk_norm),
     rule("model.layers.{l}.post_attention_layernorm.weight", &["blocks.{l}.ln2.weight"], Keep, d, always),
     rule("model.layers.{l}.mlp.gate_proj.weight", &["blocks.{l}.mlp.gate.weight"], Transpose, mlp_d, always),
     rule("model.layers.{l}.mlp.up_proj.weight", &["blocks.{l}.mlp.up.weight"], Transpose, mlp_d, always),
@@ -139,6 +151,27 @@ const LLAMA: &[Rule] = &[
     rule("model.layers.{l}.mlp.down_proj.bias", &["blocks.{l}.mlp.down.bias"], Keep, d, mlp_bias),
     rule("model.norm.weight", &["ln_final.weight"], Keep, d, always),
     // Tied models reuse `embed`; a stored copy of the head is then ignored, as transformers does.
+    rule("lm_head.weight", &["unembed"], Transpose, vocab_d, untied),
+];
+
+/// Gemma 3 text models (`Gemma3ForCausalLM`). Note the names: `post_attention_layernorm` is the
+/// norm *after* attention here, and the MLP's input norm is `pre_feedforward_layernorm`.
+const GEMMA3: &[Rule] = &[
+    rule("model.embed_tokens.weight", &["embed"], Keep, vocab_d, always),
+    rule("model.layers.{l}.input_layernorm.weight", &["blocks.{l}.ln1.weight"], PlusOne, d, always),
+    rule("model.layers.{l}.self_attn.q_proj.weight", &["blocks.{l}.attn.q.weight"], Transpose, q_d, always),
+    rule("model.layers.{l}.self_attn.k_proj.weight", &["blocks.{l}.attn.k.weight"], Transpose, kv_d, always),
+    rule("model.layers.{l}.self_attn.v_proj.weight", &["blocks.{l}.attn.v.weight"], Transpose, kv_d, always),
+    rule("model.layers.{l}.self_attn.o_proj.weight", &["blocks.{l}.attn.o.weight"], Transpose, d_q, always),
+    rule("model.layers.{l}.self_attn.q_norm.weight", &["blocks.{l}.attn.q_norm.weight"], PlusOne, head, always),
+    rule("model.layers.{l}.self_attn.k_norm.weight", &["blocks.{l}.attn.k_norm.weight"], PlusOne, head, always),
+    rule("model.layers.{l}.post_attention_layernorm.weight", &["blocks.{l}.ln1_post.weight"], PlusOne, d, always),
+    rule("model.layers.{l}.pre_feedforward_layernorm.weight", &["blocks.{l}.ln2.weight"], PlusOne, d, always),
+    rule("model.layers.{l}.mlp.gate_proj.weight", &["blocks.{l}.mlp.gate.weight"], Transpose, mlp_d, always),
+    rule("model.layers.{l}.mlp.up_proj.weight", &["blocks.{l}.mlp.up.weight"], Transpose, mlp_d, always),
+    rule("model.layers.{l}.mlp.down_proj.weight", &["blocks.{l}.mlp.down.weight"], Transpose, d_mlp, always),
+    rule("model.layers.{l}.post_feedforward_layernorm.weight", &["blocks.{l}.ln2_post.weight"], PlusOne, d, always),
+    rule("model.norm.weight", &["ln_final.weight"], PlusOne, d, always),
     rule("lm_head.weight", &["unembed"], Transpose, vocab_d, untied),
 ];
 
@@ -201,12 +234,99 @@ const GPT_NEOX: &[Rule] = &[
     rule("embed_out.weight", &["unembed"], Transpose, vocab_d, untied),
 ];
 
+/// llama.cpp's tensor names (GGUF model files) → HF names, for llama, qwen2, qwen3 and gemma3;
+/// `{l}` stands for a layer. The HF tables above take it from there.
+const LLAMA_CPP: &[(&str, &str)] = &[
+    ("token_embd.weight", "model.embed_tokens.weight"),
+    ("output.weight", "lm_head.weight"),
+    ("output_norm.weight", "model.norm.weight"),
+    ("blk.{l}.attn_norm.weight", "model.layers.{l}.input_layernorm.weight"),
+    ("blk.{l}.attn_q.weight", "model.layers.{l}.self_attn.q_proj.weight"),
+    ("blk.{l}.attn_k.weight", "model.layers.{l}.self_attn.k_proj.weight"),
+    ("blk.{l}.attn_v.weight", "model.layers.{l}.self_attn.v_proj.weight"),
+    ("blk.{l}.attn_q.bias", "model.layers.{l}.self_attn.q_proj.bias"),
+    ("blk.{l}.attn_k.bias", "model.layers.{l}.self_attn.k_proj.bias"),
+    ("blk.{l}.attn_v.bias", "model.layers.{l}.self_attn.v_proj.bias"),
+    ("blk.{l}.attn_output.weight", "model.layers.{l}.self_attn.o_proj.weight"),
+    ("blk.{l}.attn_q_norm.weight", "model.layers.{l}.self_attn.q_norm.weight"),
+    ("blk.{l}.attn_k_norm.weight", "model.layers.{l}.self_attn.k_norm.weight"),
+    ("blk.{l}.ffn_gate.weight", "model.layers.{l}.mlp.gate_proj.weight"),
+    ("blk.{l}.ffn_up.weight", "model.layers.{l}.mlp.up_proj.weight"),
+    ("blk.{l}.ffn_down.weight", "model.layers.{l}.mlp.down_proj.weight"),
+    // Llama and Qwen: the MLP's input norm.
+    ("blk.{l}.ffn_norm.weight", "model.layers.{l}.post_attention_layernorm.weight"),
+];
+
+/// Gemma 3 names its four block norms differently; these come before [`LLAMA_CPP`].
+const LLAMA_CPP_GEMMA3: &[(&str, &str)] = &[
+    ("blk.{l}.post_attention_norm.weight", "model.layers.{l}.post_attention_layernorm.weight"),
+    ("blk.{l}.ffn_norm.weight", "model.layers.{l}.pre_feedforward_layernorm.weight"),
+    ("blk.{l}.post_ffw_norm.weight", "model.layers.{l}.post_feedforward_layernorm.weight"),
+];
+
+/// GGUF tensors the configuration reads rather than the weights (Llama 3.1's RoPE factors).
+pub(crate) const GGUF_CONFIG_TENSORS: &[&str] = &["rope_freqs.weight"];
+
+/// What a GGUF tensor needs before it reads like its HF counterpart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Fixup {
+    None,
+    /// llama.cpp's converter interleaves the two rotary halves of each head's rows for
+    /// llama-architecture models (`permute`); this undoes it. `heads` is the tensor's head count.
+    Unpermute { heads: usize },
+    /// llama.cpp stores Gemma's norms as `1 + w` (it multiplies by the weight), HF as `w`.
+    MinusOne,
+}
+
+/// The HF name of a llama.cpp tensor and the fix-up its values need; `None` for a name the
+/// tables do not know (the loader then reports it as not part of the model).
+pub(crate) fn hf_name_of_gguf(config: &ModelConfig, name: &str) -> Option<(String, Fixup)> {
+    let (pattern, layer) = match name.strip_prefix("blk.").and_then(|rest| rest.split_once('.')) {
+        Some((layer, rest)) if layer.parse::<usize>().is_ok() => (format!("blk.{{l}}.{rest}"), Some(layer)),
+        _ => (name.to_string(), None),
+    };
+    let gemma = config.architecture == Architecture::Gemma3;
+    let extra: &[(&str, &str)] = if gemma { LLAMA_CPP_GEMMA3 } else { &[] };
+    let (_, hf) = extra.iter().chain(LLAMA_CPP).find(|(gguf, _)| *gguf == pattern)?;
+    let hf = layer.map_or_else(|| hf.to_string(), |l| hf.replace("{l}", l));
+    let fixup = match pattern.as_str() {
+        "blk.{l}.attn_q.weight" | "blk.{l}.attn_q.bias" if config.architecture == Architecture::Llama => Fixup::Unpermute { heads: config.n_heads },
+        "blk.{l}.attn_k.weight" | "blk.{l}.attn_k.bias" if config.architecture == Architecture::Llama => Fixup::Unpermute { heads: config.n_kv_heads },
+        p if gemma && p.ends_with("norm.weight") => Fixup::MinusOne,
+        _ => Fixup::None,
+    };
+    Some((hf, fixup))
+}
+
+/// Undoes llama.cpp's rotary row interleaving: within each head, stored row `2i + t` is HF row
+/// `t · head_dim/2 + i`. `data` is `[rows, cols]` row-major (a bias has `cols = 1`).
+pub(crate) fn unpermute_rows(data: &[f32], rows: usize, heads: usize) -> Option<Vec<f32>> {
+    if heads == 0 || !rows.is_multiple_of(heads) || !(rows / heads).is_multiple_of(2) || !data.len().is_multiple_of(rows.max(1)) {
+        return None;
+    }
+    let cols = data.len() / rows;
+    let head_dim = rows / heads;
+    let half = head_dim / 2;
+    let mut out = vec![0.0; data.len()];
+    for h in 0..heads {
+        for t in 0..2 {
+            for i in 0..half {
+                let from = (h * head_dim + 2 * i + t) * cols;
+                let to = (h * head_dim + t * half + i) * cols;
+                out[to..to + cols].copy_from_slice(&data[from..from + cols]);
+            }
+        }
+    }
+    Some(out)
+}
+
 /// Suffixes of non-parameter buffers some checkpoints carry (causal masks, cached RoPE frequencies).
 const IGNORED_SUFFIXES: &[&str] = &[".attn.bias", ".attn.masked_bias", ".attention.bias", ".attention.masked_bias", ".rotary_emb.inv_freq"];
 
 fn table(architecture: Architecture) -> &'static [Rule] {
     match architecture {
-        Architecture::Llama | Architecture::Qwen2 => LLAMA,
+        Architecture::Llama | Architecture::Qwen2 | Architecture::Qwen3 => LLAMA,
+        Architecture::Gemma3 => GEMMA3,
         Architecture::Gpt2 => GPT2,
         Architecture::GptNeox => GPT_NEOX,
     }
@@ -338,6 +458,7 @@ fn transpose(data: &[f32], rows: usize, cols: usize) -> Vec<f32> {
 fn apply(transform: Transform, config: &ModelConfig, shape: &[usize], data: Vec<f32>) -> Vec<HostTensor> {
     match (transform, shape) {
         (Keep, _) => vec![HostTensor { shape: shape.to_vec(), data }],
+        (PlusOne, _) => vec![HostTensor { shape: shape.to_vec(), data: data.into_iter().map(|w| 1.0 + w).collect() }],
         (Transpose, &[rows, cols]) => vec![HostTensor { shape: vec![cols, rows], data: transpose(&data, rows, cols) }],
         (SplitLast3, &[rows, cols]) => {
             let part = cols / 3;

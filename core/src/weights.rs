@@ -1,16 +1,21 @@
-//! Reading HF safetensors weights from bytes: single files and sharded checkpoints, F32/F16/BF16,
-//! and this project's q8_0 layout (see [`crate::quant`]).
+//! Reading weights from bytes: HF safetensors (single files and sharded checkpoints, F32/F16/BF16,
+//! and this project's q8_0 layout, see [`crate::quant`]) and GGUF model files (llama.cpp's names
+//! and block types, see [`crate::gguf`]), both presented under HF names and shapes.
 //!
-//! No I/O happens here: callers hand over the bytes of `model.safetensors`, or of
-//! `model.safetensors.index.json` plus every shard it names.
+//! No I/O happens here: callers hand over the bytes of `model.safetensors`, of
+//! `model.safetensors.index.json` plus every shard it names, or of a `.gguf` file.
 
 use std::collections::BTreeMap;
 
 use safetensors::{Dtype, SafeTensors, tensor::TensorView};
 use serde::Deserialize;
 
+use crate::config::ModelConfig;
 use crate::error::{Error, Result, Shape};
+use crate::ggml::GgmlType;
+use crate::gguf::{Gguf, TensorInfo};
 use crate::quant::{Q8_SCALES_SUFFIX, q8_0_parts, q8_0_to_f32};
+use crate::weight_map::{Fixup, GGUF_CONFIG_TENSORS, hf_name_of_gguf, unpermute_rows};
 
 /// The weight files of a checkpoint, as bytes.
 pub enum WeightFiles<'a> {
@@ -18,11 +23,29 @@ pub enum WeightFiles<'a> {
     Single(&'a [u8]),
     /// `model.safetensors.index.json` and its shards, keyed by the file names the index uses.
     Sharded { index: &'a [u8], shards: BTreeMap<String, &'a [u8]> },
+    /// A GGUF model file: configuration, tokenizer and weights in one.
+    Gguf(&'a [u8]),
+}
+
+/// One tensor as a file stores it.
+enum Stored<'a> {
+    Safetensors(TensorView<'a>),
+    /// A GGUF tensor with its HF shape and what its values need to read like HF's.
+    Ggml { info: TensorInfo, shape: Vec<usize>, bytes: &'a [u8], fixup: Fixup },
+}
+
+impl Stored<'_> {
+    fn shape(&self) -> &[usize] {
+        match self {
+            Self::Safetensors(view) => view.shape(),
+            Self::Ggml { shape, .. } => shape,
+        }
+    }
 }
 
 /// Every tensor of a checkpoint, by HF name, borrowed from the file bytes.
 pub(crate) struct TensorTable<'a> {
-    tensors: BTreeMap<String, TensorView<'a>>,
+    tensors: BTreeMap<String, Stored<'a>>,
     /// q8_0 scales, by the name of the tensor they scale.
     q8_scales: BTreeMap<String, TensorView<'a>>,
 }
@@ -36,12 +59,15 @@ pub struct Footprint {
     pub largest_bytes: u64,
     /// All tensors together, as f32 (q8_0 scales excluded: they vanish when dequantised).
     pub total_bytes: u64,
+    /// All tensors together as the file stores them (quantised blocks stay this size on devices
+    /// that keep them quantised).
+    pub stored_bytes: u64,
 }
 
 /// The checkpoint's [`Footprint`]; fails like loading would on a malformed file.
 pub fn footprint(files: &WeightFiles<'_>) -> Result<Footprint> {
     let table = TensorTable::parse(files)?;
-    let mut out = Footprint { largest: String::new(), largest_bytes: 0, total_bytes: 0 };
+    let mut out = Footprint { largest: String::new(), largest_bytes: 0, total_bytes: 0, stored_bytes: table.stored_bytes() };
     for (name, shape) in table.names() {
         let bytes = shape.0.iter().fold(4u64, |acc, &d| acc.saturating_mul(d as u64));
         out.total_bytes = out.total_bytes.saturating_add(bytes);
@@ -65,6 +91,7 @@ impl<'a> TensorTable<'a> {
     pub(crate) fn parse(files: &WeightFiles<'a>) -> Result<Self> {
         let mut tensors = BTreeMap::new();
         match files {
+            WeightFiles::Gguf(bytes) => return Self::parse_gguf(&Gguf::parse(bytes)?),
             WeightFiles::Single(bytes) => {
                 for (name, view) in parse_file("model.safetensors", bytes)?.tensors() {
                     tensors.insert(name, view);
@@ -107,24 +134,65 @@ impl<'a> TensorTable<'a> {
                 q8_scales.insert(base, view);
             }
         }
+        let tensors = tensors.into_iter().map(|(name, view)| (name, Stored::Safetensors(view))).collect();
         Ok(Self { tensors, q8_scales })
     }
 
+    /// A GGUF file's tensors under their HF names (unknown names are kept as they are, for the
+    /// loader to report).
+    fn parse_gguf(file: &Gguf<'a>) -> Result<Self> {
+        let config = ModelConfig::from_gguf(file)?;
+        let mut tensors = BTreeMap::new();
+        for info in &file.tensors {
+            if GGUF_CONFIG_TENSORS.contains(&info.name.as_str()) {
+                continue;
+            }
+            let (name, fixup) = hf_name_of_gguf(&config, &info.name).unwrap_or_else(|| (info.name.clone(), Fixup::None));
+            let stored = Stored::Ggml { shape: info.shape(), bytes: file.data(info), info: info.clone(), fixup };
+            if tensors.insert(name.clone(), stored).is_some() {
+                return Err(Error::Gguf(format!("two tensors map to `{name}`")));
+            }
+        }
+        Ok(Self { tensors, q8_scales: BTreeMap::new() })
+    }
+
     pub(crate) fn names(&self) -> impl Iterator<Item = (&str, Shape)> {
-        self.tensors.iter().map(|(name, view)| (name.as_str(), Shape(view.shape().to_vec())))
+        self.tensors.iter().map(|(name, stored)| (name.as_str(), Shape(stored.shape().to_vec())))
     }
 
     pub(crate) fn shape(&self, name: &str) -> Option<&[usize]> {
-        self.tensors.get(name).map(TensorView::shape)
+        self.tensors.get(name).map(Stored::shape)
+    }
+
+    /// Bytes of every tensor as stored (scales included).
+    fn stored_bytes(&self) -> u64 {
+        let stored = self.tensors.values().map(|s| match s {
+            Stored::Safetensors(view) => view.data().len() as u64,
+            Stored::Ggml { bytes, .. } => bytes.len() as u64,
+        });
+        stored.chain(self.q8_scales.values().map(|v| v.data().len() as u64)).sum()
     }
 
     /// The tensor's values as `f32` (dequantised when it is q8_0), rejecting unsupported dtypes and
     /// non-finite values.
     pub(crate) fn values(&self, name: &str) -> Result<Vec<f32>> {
-        let view = self.tensors.get(name).ok_or_else(|| Error::MissingTensor { name: name.to_string(), expected: Shape(vec![]) })?;
-        let values = match self.q8_scales.get(name) {
-            Some(scales) => q8_0_to_f32(name, view, scales)?,
-            None => to_f32(name, view)?,
+        let stored = self.tensors.get(name).ok_or_else(|| Error::MissingTensor { name: name.to_string(), expected: Shape(vec![]) })?;
+        let values = match (stored, self.q8_scales.get(name)) {
+            (Stored::Safetensors(view), Some(scales)) => q8_0_to_f32(name, view, scales)?,
+            (Stored::Safetensors(view), None) => to_f32(name, view)?,
+            (Stored::Ggml { info, shape, bytes, fixup }, _) => {
+                let mut values = Vec::with_capacity(info.numel());
+                crate::ggml::dequantize(info.ty, bytes, &mut values).map_err(|reason| Error::Gguf(format!("tensor `{}`: {reason}", info.name)))?;
+                match fixup {
+                    Fixup::None => values,
+                    Fixup::MinusOne => values.into_iter().map(|w| w - 1.0).collect(),
+                    Fixup::Unpermute { heads } => unpermute_rows(&values, shape[0], *heads).ok_or_else(|| Error::ShapeMismatch {
+                        name: info.name.clone(),
+                        expected: Shape(vec![*heads, 2, shape[0] / heads.max(&1) / 2]),
+                        found: Shape(shape.clone()),
+                    })?,
+                }
+            }
         };
         if values.iter().any(|v| !v.is_finite()) {
             return Err(Error::NonFiniteWeights { name: name.to_string() });
@@ -135,7 +203,16 @@ impl<'a> TensorTable<'a> {
     /// A q8_0 tensor's values and scales as stored, without dequantising; `None` when the tensor
     /// is not q8_0. Rejects non-finite scales.
     pub(crate) fn q8_0(&self, name: &str) -> Result<Option<(Vec<i8>, Vec<f32>)>> {
-        let (Some(view), Some(scales)) = (self.tensors.get(name), self.q8_scales.get(name)) else {
+        if let Some(Stored::Ggml { info, bytes, fixup: Fixup::None, .. }) = self.tensors.get(name)
+            && info.ty == GgmlType::Q8_0
+        {
+            let (quants, scales) = crate::ggml::q8_0_parts(bytes).map_err(|reason| Error::Gguf(format!("tensor `{}`: {reason}", info.name)))?;
+            if scales.iter().any(|s| !s.is_finite()) {
+                return Err(Error::NonFiniteWeights { name: name.to_string() });
+            }
+            return Ok(Some((quants, scales)));
+        }
+        let (Some(Stored::Safetensors(view)), Some(scales)) = (self.tensors.get(name), self.q8_scales.get(name)) else {
             return Ok(None);
         };
         let (quants, scales) = q8_0_parts(name, view, scales)?;

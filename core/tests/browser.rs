@@ -1,4 +1,4 @@
-//! In headless Chromium (`cargo xtask test`): a reference fixture on WebGPU and on burn's CPU
+//! In headless Chromium (`cargo xtask test`): reference fixtures on WebGPU and on burn's CPU
 //! backend inside the browser gives transformers' logits and greedy ids.
 #![cfg(target_arch = "wasm32")]
 
@@ -46,7 +46,7 @@ async fn check(fixture: &Fixture, device: &Device, backend: &str) {
 
 #[wasm_bindgen_test]
 async fn reference_fixtures_on_webgpu_and_cpu_in_the_browser() {
-    let fixtures = [fixture!("qwen2"), fixture!("gpt_neox")];
+    let fixtures = [fixture!("qwen2"), fixture!("gpt_neox"), fixture!("qwen3"), fixture!("gemma3")];
     let cpu = device::cpu();
     for f in &fixtures {
         check(f, &cpu, "cpu (wasm)").await;
