@@ -40,6 +40,7 @@ fn command(case: &str, path: &Path, scratch: &Path) -> Vec<String> {
         Some("pairs") => vec!["extract", "--model", &qwen2, "--pairs", &path_s, "--layer", "1", "--out", &out],
         Some("vector") => return ["logits", "--model", &qwen2, "--prompt", "Once upon a time", "--steer", &format!("{path_s}:4")].map(String::from).to_vec(),
         Some("gguf") => vec!["vector", "import", "--gguf", &path_s, "--out", &out],
+        Some("gguf-model") => vec!["generate", "--model", &path_s, "--chat", "Hi", "--max-tokens", "2"],
         other => panic!("unknown corpus folder {other:?}"),
     };
     args.into_iter().map(String::from).collect()
@@ -99,7 +100,7 @@ fn every_malformed_input_is_refused_clearly_quickly_and_without_a_panic() {
 fn the_corpus_and_its_expectations_agree() {
     let corpus = fixtures().join("malformed");
     let expected: BTreeMap<String, String> = serde_json::from_slice(&std::fs::read(corpus.join("expected.json")).expect("expected.json")).expect("JSON");
-    for folder in ["model", "report", "pairs", "vector", "gguf"] {
+    for folder in ["model", "report", "pairs", "vector", "gguf", "gguf-model"] {
         for entry in std::fs::read_dir(corpus.join(folder)).expect("corpus folder") {
             let name = format!("{folder}/{}", entry.expect("entry").file_name().to_string_lossy());
             assert!(expected.contains_key(&name), "{name} has no entry in expected.json");

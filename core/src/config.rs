@@ -203,7 +203,7 @@ impl ModelConfig {
         };
         let key = |suffix: &str| format!("{arch}.{suffix}");
         let need = |field: &'static str| -> Result<usize> {
-            let value = file.uint(&key(field)).ok_or(Error::InvalidConfig { field, reason: format!("GGUF key `{}` is missing or not a number", key(field)) })?;
+            let value = file.uint(&key(field)).ok_or_else(|| Error::Gguf(format!("the metadata key `{}` is missing or not a number", key(field))))?;
             usize::try_from(value).map_err(|_| size_out_of_range(field, value, usize::MAX))
         };
         let d_model = need("embedding_length")?;

@@ -77,6 +77,8 @@ pub enum Error {
     Gguf(String),
     #[error("tensor `{name}` has ggml type {ty}; supported types are F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K, Q3_K, Q4_K, Q5_K and Q6_K")]
     UnsupportedGgmlType { name: String, ty: String },
+    #[error("the GGUF file's tokenizer (tokenizer.ggml.*) could not be built: {0}")]
+    GgufTokenizer(String),
     #[error("chat template: {0}")]
     ChatTemplate(String),
     #[error("the {backend} backend failed: {reason}")]

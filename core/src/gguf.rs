@@ -453,7 +453,9 @@ mod tests {
     #[test]
     fn hostile_headers_are_refused_not_panicked_on() {
         let bytes = file();
-        for cut in 0..bytes.len() {
+        // Every cut before the end of the tensor data (the padding after it may go).
+        let end = Gguf::parse(&bytes).map(|g| g.tensors[0].start + g.tensors[0].len).unwrap();
+        for cut in 0..end {
             assert!(Gguf::parse(&bytes[..cut]).is_err(), "truncated at {cut}");
         }
         let mut huge = bytes.clone();

@@ -23,8 +23,12 @@ impl Tokenizer {
     /// with the file's merges and the pre-tokenizer `tokenizer.ggml.pre` names, or `llama`
     /// SentencePiece BPE with byte fallback and merges recovered from the vocabulary.
     pub fn from_gguf(file: &Gguf<'_>) -> Result<Self> {
-        let json = gguf_tokenizer_json(file)?;
-        Self::from_bytes(&serde_json::to_vec(&json).map_err(|e| Error::Tokenizer(e.to_string()))?)
+        let as_gguf = |e: Error| match e {
+            Error::Tokenizer(reason) => Error::GgufTokenizer(reason),
+            other => other,
+        };
+        let json = gguf_tokenizer_json(file).map_err(as_gguf)?;
+        Self::from_bytes(&serde_json::to_vec(&json).map_err(|e| Error::Tokenizer(e.to_string()))?).map_err(as_gguf)
     }
 
     /// The id of a token of the vocabulary (e.g. a special token), if it exists.
@@ -62,7 +66,7 @@ impl Tokenizer {
 }
 
 fn gguf_error(reason: impl Into<String>) -> Error {
-    Error::Tokenizer(format!("GGUF tokenizer metadata: {}", reason.into()))
+    Error::GgufTokenizer(reason.into())
 }
 
 /// Splits that `tokenizer.ggml.pre` names (llama.cpp's pre-tokenizers), as regular expressions

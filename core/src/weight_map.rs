@@ -405,7 +405,7 @@ pub(crate) fn load(config: &ModelConfig, files: &WeightFiles<'_>, keep_q8: bool)
             let original = by_name.get(&hf_name).ok_or_else(|| Error::MissingTensor { name: hf_name.clone(), expected: Shape(expected.clone()) })?;
             let shape = table_in.shape(original).ok_or_else(|| Error::MissingTensor { name: hf_name.clone(), expected: Shape(expected.clone()) })?;
             if shape != expected.as_slice() {
-                return Err(Error::ShapeMismatch { name: original.clone(), expected: Shape(expected), found: Shape(shape.to_vec()) });
+                return Err(Error::ShapeMismatch { name: table_in.display_name(original), expected: Shape(expected), found: Shape(shape.to_vec()) });
             }
             used.insert(original.clone());
             let targets: Vec<String> = rule.to.iter().map(|t| fill(t)).collect();

@@ -164,6 +164,14 @@ impl<'a> TensorTable<'a> {
         self.tensors.get(name).map(Stored::shape)
     }
 
+    /// How to name a tensor to the user: as the file names it (GGUF tensors by llama.cpp's name).
+    pub(crate) fn display_name(&self, name: &str) -> String {
+        match self.tensors.get(name) {
+            Some(Stored::Ggml { info, .. }) => info.name.clone(),
+            _ => name.to_string(),
+        }
+    }
+
     /// Bytes of every tensor as stored (scales included).
     fn stored_bytes(&self) -> u64 {
         let stored = self.tensors.values().map(|s| match s {
