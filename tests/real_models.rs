@@ -164,5 +164,8 @@ fn a_sentiment_vector_steers_the_real_smollm2_and_a_random_one_does_not() {
     let random: Vec<f32> = rows.iter().map(|r| r.random.logit_diff.unwrap()).collect();
     assert!(steered.windows(2).all(|w| w[1] > w[0]), "logP(happy) − logP(sad) must grow with the coefficient: {steered:?}");
     let span = |v: &[f32]| v.iter().fold(f32::MIN, |m, &x| m.max(x)) - v.iter().fold(f32::MAX, |m, &x| m.min(x));
-    assert!(span(&steered) > 3.0 * span(&random), "the concept direction must move the preference far more than an equal-norm random one: {steered:?} vs {random:?}");
+    assert!(
+        span(&steered) > 3.0 * span(&random),
+        "the concept direction must move the preference far more than an equal-norm random one: {steered:?} vs {random:?}"
+    );
 }

@@ -53,7 +53,11 @@ fn gguf_in(dir: &Path) -> Result<Option<PathBuf>> {
     match found.len() {
         0 => Ok(None),
         1 => Ok(found.pop()),
-        _ => bail!("{} holds several .gguf files ({}); pass one with --model", dir.display(), found.iter().filter_map(|p| p.file_name()).map(|n| n.to_string_lossy()).collect::<Vec<_>>().join(", ")),
+        _ => bail!(
+            "{} holds several .gguf files ({}); pass one with --model",
+            dir.display(),
+            found.iter().filter_map(|p| p.file_name()).map(|n| n.to_string_lossy()).collect::<Vec<_>>().join(", ")
+        ),
     }
 }
 
@@ -77,7 +81,13 @@ impl ModelFiles {
         let chat_template = match (read_if_present(&dir.join("chat_template.jinja"))?, read_if_present(&dir.join("tokenizer_config.json"))?) {
             (Some(source), config) => {
                 let source = String::from_utf8(source).context("chat_template.jinja is not UTF-8")?;
-                let token = |key: &str| config.as_deref().and_then(|c| serde_json::from_slice::<serde_json::Value>(c).ok()).and_then(|c| c[key].as_str().map(String::from)).unwrap_or_default();
+                let token = |key: &str| {
+                    config
+                        .as_deref()
+                        .and_then(|c| serde_json::from_slice::<serde_json::Value>(c).ok())
+                        .and_then(|c| c[key].as_str().map(String::from))
+                        .unwrap_or_default()
+                };
                 Some(ChatTemplate::new(&source, &token("bos_token"), &token("eos_token"))?)
             }
             (None, Some(config)) => ChatTemplate::from_tokenizer_config(&config)?,

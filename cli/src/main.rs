@@ -21,7 +21,11 @@ use clap::{Args, Parser, Subcommand};
 use serde_json::json;
 
 #[derive(Parser)]
-#[command(name = "analog", version, about = "Run, inspect and steer small language models from HF directories or GGUF files (Llama, Qwen2/3, Gemma 3, GPT-2, GPT-NeoX).")]
+#[command(
+    name = "analog",
+    version,
+    about = "Run, inspect and steer small language models from HF directories or GGUF files (Llama, Qwen2/3, Gemma 3, GPT-2, GPT-NeoX)."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

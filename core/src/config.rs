@@ -215,7 +215,9 @@ impl ModelConfig {
         };
         let vocab_size = match file.uint(&key("vocab_size")) {
             Some(v) => v as usize,
-            None => file.array("tokenizer.ggml.tokens").map(<[_]>::len).or_else(|| file.tensor("token_embd.weight").map(|t| t.dims[t.dims.len() - 1])).unwrap_or(0),
+            None => {
+                file.array("tokenizer.ggml.tokens").map(<[_]>::len).or_else(|| file.tensor("token_embd.weight").map(|t| t.dims[t.dims.len() - 1])).unwrap_or(0)
+            }
         };
         let gemma = architecture == Architecture::Gemma3;
         let theta = file.float(&key("rope.freq_base")).unwrap_or(match architecture {
@@ -315,7 +317,10 @@ impl ModelConfig {
         }
         if let Some(window) = &self.sliding_window {
             if window.size == 0 || window.layers.iter().any(|&l| l >= self.n_layers) {
-                return Err(Error::InvalidConfig { field: "sliding_window", reason: format!("size {} and layers {:?} do not fit {} layers", window.size, window.layers, self.n_layers) });
+                return Err(Error::InvalidConfig {
+                    field: "sliding_window",
+                    reason: format!("size {} and layers {:?} do not fit {} layers", window.size, window.layers, self.n_layers),
+                });
             }
             if window.rope.rotary_dim != self.head_dim || !(window.rope.theta.is_finite() && window.rope.theta > 1.0) {
                 return Err(Error::InvalidConfig { field: "rope_local_base_freq", reason: format!("is {}; expected > 1", window.rope.theta) });
@@ -619,17 +624,19 @@ impl TryFrom<Gemma3HfConfig> for ModelConfig {
             sandwich_norm: true,
             embed_scale: Some((c.hidden_size as f32).sqrt()),
             attn_scale: Some((c.query_pre_attn_scalar.max(1) as f64).powf(-0.5)),
-            sliding_window: (!sliding.is_empty()).then(|| -> Result<SlidingWindow> {
-                Ok(SlidingWindow {
-                    size: c.sliding_window,
-                    layers: sliding,
-                    rope: Rope {
-                        theta: local.rope_theta.or(c.rope_local_base_freq).unwrap_or(GEMMA3_LOCAL_THETA),
-                        rotary_dim: c.head_dim,
-                        scaling: local.scaling()?,
-                    },
+            sliding_window: (!sliding.is_empty())
+                .then(|| -> Result<SlidingWindow> {
+                    Ok(SlidingWindow {
+                        size: c.sliding_window,
+                        layers: sliding,
+                        rope: Rope {
+                            theta: local.rope_theta.or(c.rope_local_base_freq).unwrap_or(GEMMA3_LOCAL_THETA),
+                            rotary_dim: c.head_dim,
+                            scaling: local.scaling()?,
+                        },
+                    })
                 })
-            }).transpose()?,
+                .transpose()?,
             bos_token_id: c.bos_token_id,
             eos_token_ids: if eos.is_empty() { vec![1] } else { eos },
         })

@@ -7,8 +7,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::chat::{ChatMessage, ChatTemplate};
 use crate::config::ModelConfig;
-use crate::gguf::Gguf;
 use crate::error::{Error, Result};
+use crate::gguf::Gguf;
 use crate::hooks::Hooks;
 use crate::model::{KvCache, Model};
 use crate::tokenizer::{StreamDecoder, Tokenizer};
@@ -196,7 +196,10 @@ impl TextModel {
     /// opener, encoded as transformers' `apply_chat_template` does (the template writes any BOS
     /// itself, so none is added). Models without a template are refused.
     pub fn chat_ids(&self, messages: &[ChatMessage]) -> Result<Vec<u32>> {
-        let template = self.chat_template.as_ref().ok_or_else(|| Error::ChatTemplate("this model has no chat template (it is not an instruct model); use a plain prompt".into()))?;
+        let template = self
+            .chat_template
+            .as_ref()
+            .ok_or_else(|| Error::ChatTemplate("this model has no chat template (it is not an instruct model); use a plain prompt".into()))?;
         let ids = self.tokenizer.encode_plain(&template.render(messages, true)?)?;
         if ids.is_empty() {
             return Err(Error::EmptyPrompt);

@@ -228,7 +228,12 @@ impl<'a> Gguf<'a> {
                 return Err(bad(format!("tensor `{name}` has dimensions {dims:?}: empty or too large")));
             };
             if dims[0] % ty.block_len() as u64 != 0 {
-                return Err(bad(format!("tensor `{name}` ({}) has rows of {} values, not a whole number of {}-value blocks", ty.name(), dims[0], ty.block_len())));
+                return Err(bad(format!(
+                    "tensor `{name}` ({}) has rows of {} values, not a whole number of {}-value blocks",
+                    ty.name(),
+                    dims[0],
+                    ty.block_len()
+                )));
             }
             if offset % alignment as u64 != 0 {
                 return Err(bad(format!("tensor `{name}` starts at offset {offset}, which is not a multiple of the alignment {alignment}")));

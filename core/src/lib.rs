@@ -33,8 +33,8 @@ mod weight_map;
 pub mod weights;
 
 pub use burn::tensor::Device;
-pub use config::{Architecture, ModelConfig};
 pub use chat::{ChatMessage, ChatTemplate};
+pub use config::{Architecture, ModelConfig};
 pub use error::{Error, Result};
 pub use generate::{Decoder, GenerateOptions, Generation, Sampler, Sampling, StopReason, TextModel, TokenEvent, read_f32};
 pub use hooks::{Edit, EditOp, HookPoint, Hooks, Positions};

@@ -121,11 +121,8 @@ fn merges_from_vocabulary(tokens: &[String], rank: impl Fn(usize) -> f64) -> Vec
     let ids: std::collections::HashMap<&str, usize> = tokens.iter().enumerate().map(|(i, t)| (t.as_str(), i)).collect();
     let mut merges: Vec<(f64, usize, usize, usize, usize)> = Vec::new();
     for (id, token) in tokens.iter().enumerate() {
-        let mut local: Vec<(usize, usize)> = token
-            .char_indices()
-            .skip(1)
-            .filter_map(|(at, _)| Some((*ids.get(&token[..at])?, *ids.get(&token[at..])?)))
-            .collect();
+        let mut local: Vec<(usize, usize)> =
+            token.char_indices().skip(1).filter_map(|(at, _)| Some((*ids.get(&token[..at])?, *ids.get(&token[at..])?))).collect();
         local.sort_unstable();
         merges.extend(local.into_iter().map(|(l, r)| (rank(id), tokens[l].chars().count(), tokens[r].chars().count(), l, r)));
     }
@@ -151,7 +148,8 @@ fn gguf_tokenizer_json(file: &Gguf<'_>) -> Result<Value> {
     };
     let model = file.str("tokenizer.ggml.model").ok_or_else(|| gguf_error("`tokenizer.ggml.model` is missing; supply tokenizer.json"))?;
     let mut tokens = strings("tokenizer.ggml.tokens")?.ok_or_else(|| gguf_error("`tokenizer.ggml.tokens` is missing"))?;
-    let types: Vec<i128> = file.array("tokenizer.ggml.token_type").map(|a| a.iter().map(|v| if let gguf::Value::Int(i) = v { *i } else { 1 }).collect()).unwrap_or_default();
+    let types: Vec<i128> =
+        file.array("tokenizer.ggml.token_type").map(|a| a.iter().map(|v| if let gguf::Value::Int(i) = v { *i } else { 1 }).collect()).unwrap_or_default();
     if !types.is_empty() && types.len() != tokens.len() {
         return Err(gguf_error(format!("{} token types for {} tokens", types.len(), tokens.len())));
     }
@@ -180,7 +178,12 @@ fn gguf_tokenizer_json(file: &Gguf<'_>) -> Result<Value> {
             let pre = file.str("tokenizer.ggml.pre").unwrap_or("default");
             let model = json!({"type": "BPE", "dropout": null, "unk_token": null, "continuing_subword_prefix": null, "end_of_word_suffix": null,
                 "fuse_unk": false, "byte_fallback": false, "ignore_merges": false, "vocab": vocab_json(&tokens)?, "merges": merges});
-            (model, Value::Null, byte_level_pre_tokenizer(pre)?, json!({"type": "ByteLevel", "add_prefix_space": true, "trim_offsets": true, "use_regex": true}))
+            (
+                model,
+                Value::Null,
+                byte_level_pre_tokenizer(pre)?,
+                json!({"type": "ByteLevel", "add_prefix_space": true, "trim_offsets": true, "use_regex": true}),
+            )
         }
         "llama" => {
             let gemma = matches!(file.architecture()?, "gemma" | "gemma2" | "gemma3");
@@ -193,7 +196,10 @@ fn gguf_tokenizer_json(file: &Gguf<'_>) -> Result<Value> {
                 }
                 merges_from_vocabulary(&tokens, |id| id as f64)
             } else {
-                let scores: Vec<f64> = file.array("tokenizer.ggml.scores").map(|a| a.iter().map(|v| if let gguf::Value::Float(f) = v { *f } else { 0.0 }).collect()).unwrap_or_default();
+                let scores: Vec<f64> = file
+                    .array("tokenizer.ggml.scores")
+                    .map(|a| a.iter().map(|v| if let gguf::Value::Float(f) = v { *f } else { 0.0 }).collect())
+                    .unwrap_or_default();
                 if scores.len() != tokens.len() {
                     return Err(gguf_error(format!("{} scores for {} tokens", scores.len(), tokens.len())));
                 }
@@ -204,7 +210,8 @@ fn gguf_tokenizer_json(file: &Gguf<'_>) -> Result<Value> {
             let model = json!({"type": "BPE", "dropout": null, "unk_token": unk_token, "continuing_subword_prefix": null, "end_of_word_suffix": null,
                 "fuse_unk": true, "byte_fallback": true, "ignore_merges": false, "vocab": vocab_json(&tokens)?, "merges": merges});
             let decode = |strip: bool| {
-                let mut steps = vec![json!({"type": "Replace", "pattern": {"String": "▁"}, "content": " "}), json!({"type": "ByteFallback"}), json!({"type": "Fuse"})];
+                let mut steps =
+                    vec![json!({"type": "Replace", "pattern": {"String": "▁"}, "content": " "}), json!({"type": "ByteFallback"}), json!({"type": "Fuse"})];
                 if strip {
                     steps.push(json!({"type": "Strip", "content": " ", "start": 1, "stop": 0}));
                 }

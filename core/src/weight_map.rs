@@ -273,7 +273,9 @@ pub(crate) enum Fixup {
     None,
     /// llama.cpp's converter interleaves the two rotary halves of each head's rows for
     /// llama-architecture models (`permute`); this undoes it. `heads` is the tensor's head count.
-    Unpermute { heads: usize },
+    Unpermute {
+        heads: usize,
+    },
     /// llama.cpp stores Gemma's norms as `1 + w` (it multiplies by the weight), HF as `w`.
     MinusOne,
 }

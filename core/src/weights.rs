@@ -31,7 +31,12 @@ pub enum WeightFiles<'a> {
 enum Stored<'a> {
     Safetensors(TensorView<'a>),
     /// A GGUF tensor with its HF shape and what its values need to read like HF's.
-    Ggml { info: TensorInfo, shape: Vec<usize>, bytes: &'a [u8], fixup: Fixup },
+    Ggml {
+        info: TensorInfo,
+        shape: Vec<usize>,
+        bytes: &'a [u8],
+        fixup: Fixup,
+    },
 }
 
 impl Stored<'_> {
