@@ -62,6 +62,19 @@ macro_rules! impl_scope {
 impl_scope!(DedicatedWorkerGlobalScope, Window);
 
 async fn response(scope: &impl Scope, url: &str, what: &str) -> Result<Response, String> {
+    let response = any_response(scope, url, what).await?;
+    if !response.ok() {
+        return Err(http_error(&response, url, what));
+    }
+    Ok(response)
+}
+
+fn http_error(response: &Response, url: &str, what: &str) -> String {
+    format!("the {what} at {url}: HTTP {} {}", response.status(), response.status_text())
+}
+
+/// The response to a GET with a timeout, whatever its status.
+async fn any_response(scope: &impl Scope, url: &str, what: &str) -> Result<Response, String> {
     let controller = AbortController::new().map_err(|e| js_error("AbortController", e))?;
     let init = RequestInit::new();
     init.set_signal(Some(&controller.signal()));
@@ -69,13 +82,9 @@ async fn response(scope: &impl Scope, url: &str, what: &str) -> Result<Response,
     let timer = scope.set_timeout(abort.unchecked_ref(), TIMEOUT_MS).unwrap_or(0);
     let result = JsFuture::from(scope.fetch(url, &init)).await;
     scope.clear_timeout(timer);
-    let response: Response = result
+    Ok(result
         .map_err(|e| js_error(&format!("cannot fetch the {what} at {url} (network error or no answer within {} s)", TIMEOUT_MS / 1000), e))?
-        .unchecked_into();
-    if !response.ok() {
-        return Err(format!("the {what} at {url}: HTTP {} {}", response.status(), response.status_text()));
-    }
-    Ok(response)
+        .unchecked_into())
 }
 
 fn content_length(response: &Response) -> Option<u64> {
@@ -157,6 +166,26 @@ pub async fn model_file(
     recorded_by: &str,
     progress: &mut Progress<'_>,
 ) -> Result<Fetched, String> {
+    let fetched = cached_file(scope, url, name, sha256, recorded_by, false, progress).await?;
+    fetched.ok_or_else(|| format!("the {name} at {url} is missing"))
+}
+
+/// A model file that may be absent (`tokenizer_config.json`): `None` when the server answers
+/// 404, or when it cannot be reached (the other files may have come from the cache: a visit
+/// offline still loads the model, logging why this file is missing); otherwise as [`model_file`].
+pub async fn optional_model_file(scope: &DedicatedWorkerGlobalScope, url: &str, name: &str, progress: &mut Progress<'_>) -> Result<Option<Fetched>, String> {
+    cached_file(scope, url, name, None, "", true, progress).await
+}
+
+async fn cached_file(
+    scope: &DedicatedWorkerGlobalScope,
+    url: &str,
+    name: &str,
+    sha256: Option<&str>,
+    recorded_by: &str,
+    optional: bool,
+    progress: &mut Progress<'_>,
+) -> Result<Option<Fetched>, String> {
     let cache = open_cache(scope).await;
     if let Some(cache) = &cache
         && let Ok(hit) = JsFuture::from(cache.match_with_str(url)).await
@@ -164,11 +193,22 @@ pub async fn model_file(
     {
         let bytes = read_body(&hit, MAX_MODEL_FILE, name, &mut |done, total, _| progress(&format!("{name} (cache)"), done, total, None)).await?;
         if sha256.is_none_or(|want| sha256_hex(&bytes) == want) {
-            return Ok(Fetched { bytes, from_cache: true });
+            return Ok(Some(Fetched { bytes, from_cache: true }));
         }
         let _ = JsFuture::from(cache.delete_with_str(url)).await;
     }
-    let response = response(scope, url, name).await?;
+    let response = match any_response(scope, url, name).await {
+        Ok(response) if optional && response.status() == 404 => return Ok(None),
+        Ok(response) => response,
+        Err(e) if optional => {
+            web_sys::console::warn_1(&format!("going on without it: {e}").into());
+            return Ok(None);
+        }
+        Err(e) => return Err(e),
+    };
+    if !response.ok() {
+        return Err(http_error(&response, url, name));
+    }
     let mut bytes = read_body(&response, MAX_MODEL_FILE, name, &mut |done, total, rate| progress(name, done, total, rate)).await?;
     if let Some(want) = sha256 {
         let got = sha256_hex(&bytes);
@@ -181,7 +221,7 @@ pub async fn model_file(
     {
         let _ = JsFuture::from(cache.put_with_str(url, &copy)).await;
     }
-    Ok(Fetched { bytes, from_cache: false })
+    Ok(Some(Fetched { bytes, from_cache: false }))
 }
 
 /// The bytes of a file the visitor picked or dropped.

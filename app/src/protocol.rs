@@ -12,14 +12,15 @@ use serde::{Deserialize, Serialize};
 /// A job number chosen by the page; events about a job carry it back.
 pub type Job = u32;
 
-/// Where a model's three files come from.
+/// Where a model's files come from.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum ModelSource {
-    /// A directory URL holding `config.json`, `model.safetensors` and `tokenizer.json`
-    /// (an HF repo resolves to `https://huggingface.co/<repo>/resolve/main/`). `sha256` maps file
-    /// names to recorded digests; files it names are checked. `recorded_by` says who recorded
-    /// them ("the catalog", "the report `…`"), for the messages.
+    /// A directory URL holding `config.json`, `model.safetensors` and `tokenizer.json`, and
+    /// optionally `tokenizer_config.json` (its chat template); an HF repo resolves to
+    /// `https://huggingface.co/<repo>/resolve/main/`. `sha256` maps file names to recorded digests;
+    /// files it names are checked. `recorded_by` says who recorded them ("the catalog", "the
+    /// report `…`"), for the messages.
     Url {
         base: String,
         label: String,
@@ -27,8 +28,20 @@ pub enum ModelSource {
         #[serde(default)]
         recorded_by: String,
     },
-    /// Files the visitor picked or dropped; they arrive beside the message in this order.
+    /// Files the visitor picked or dropped; they arrive beside the message in this order. Either
+    /// `config.json`, `model.safetensors` and `tokenizer.json`, or one `.gguf` file (with an
+    /// optional `tokenizer.json`); `tokenizer_config.json` may come with both.
     Files { names: Vec<String> },
+    /// The URL of one GGUF model file (configuration, weights, tokenizer and chat template in one);
+    /// `sha256`, when given, is the file's recorded digest, checked as `Url`'s are.
+    Gguf {
+        url: String,
+        label: String,
+        #[serde(default)]
+        sha256: Option<String>,
+        #[serde(default)]
+        recorded_by: String,
+    },
 }
 
 /// One steering vector applied at one layer.
@@ -53,19 +66,24 @@ pub enum Request {
         job: Job,
         source: ModelSource,
     },
-    /// Stream a generation; with `steer`, the vectors are added at every position.
+    /// Stream a generation; with `steer`, the vectors are added at every position. With `chat`,
+    /// `prompt` is one user message in the model's chat format, and the output is the reply.
     Generate {
         job: Job,
         prompt: String,
         options: GenerateOptions,
         steer: Vec<Steer>,
+        #[serde(default)]
+        chat: bool,
     },
-    /// Baseline then steered generation from the same prompt and seed.
+    /// Baseline then steered generation from the same prompt and seed (`chat` as in `Generate`).
     Compare {
         job: Job,
         prompt: String,
         options: GenerateOptions,
         steer: Steer,
+        #[serde(default)]
+        chat: bool,
     },
     /// Per-layer residual norms and the logit lens at the prompt's last token.
     Inspect {
@@ -126,6 +144,11 @@ pub struct ModelInfo {
     /// What was checked against recorded digests, e.g. "model.safetensors matches the sha256 the
     /// catalog records"; `None` when nothing recorded a digest (local files, a bare URL).
     pub verified: Option<String>,
+    /// The model came with a chat template (in its GGUF file or `tokenizer_config.json`), so
+    /// prompts can be sent as chat messages. Also true when the template is there but cannot be
+    /// used: chat requests then fail with the template's error.
+    #[serde(default)]
+    pub has_chat_template: bool,
 }
 
 /// One layer of the residual-stream view.
@@ -247,21 +270,64 @@ impl Event {
     }
 }
 
-/// Resolves what a visitor types into the model box: an `owner/name` HF repo id or a URL.
-pub fn model_url(input: &str) -> Result<String, String> {
+/// Where the HF hub serves files; `?hub=` on the page replaces it with a stand-in on this machine.
+pub const HF_HUB: &str = "https://huggingface.co/";
+
+/// The hub base a page URL's `hub=` asks for: plain http on this machine only (a stand-in server
+/// for tests), so that a shared link cannot send the model box's repo ids to another host.
+pub fn hub_base(requested: &str) -> Result<String, String> {
+    let requested = requested.trim();
+    analog_core::report::check_url(requested)?;
+    if !requested.to_ascii_lowercase().starts_with("http://") {
+        return Err(format!("`hub={requested}` must be a plain http URL on this machine (a stand-in for huggingface.co)"));
+    }
+    Ok(if requested.ends_with('/') { requested.to_string() } else { format!("{requested}/") })
+}
+
+/// Where a model named in the model box lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ModelLocation {
+    /// A folder URL (ending in `/`) holding `config.json`, `model.safetensors`, `tokenizer.json`.
+    Folder(String),
+    /// The URL of one `.gguf` file.
+    Gguf(String),
+}
+
+/// Resolves what a visitor types into the model box: an HF repo id `owner/name` (a folder),
+/// `owner/name/file.gguf` (one file of the repo), or a URL (a `.gguf` file, else a folder).
+/// `hub` is [`HF_HUB`] or a stand-in from [`hub_base`].
+pub fn model_location(input: &str, hub: &str) -> Result<ModelLocation, String> {
     let input = input.trim();
     let lower = input.to_ascii_lowercase();
     if lower.starts_with("https://") || lower.starts_with("http://") {
         // https anywhere, plain http only on this machine; no credentials, no look-alike hosts.
         analog_core::report::check_url(input)?;
-        return Ok(if input.ends_with('/') { input.to_string() } else { format!("{input}/") });
+        if is_gguf(input) {
+            return Ok(ModelLocation::Gguf(input.to_string()));
+        }
+        return Ok(ModelLocation::Folder(if input.ends_with('/') { input.to_string() } else { format!("{input}/") }));
     }
     let parts: Vec<&str> = input.split('/').collect();
     let valid = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) && !s.starts_with('.');
-    if parts.len() == 2 && parts.iter().all(|p| valid(p)) {
-        return Ok(format!("https://huggingface.co/{input}/resolve/main/"));
+    match parts.as_slice() {
+        [owner, name] if valid(owner) && valid(name) => Ok(ModelLocation::Folder(format!("{hub}{input}/resolve/main/"))),
+        [owner, name, file] if valid(owner) && valid(name) && valid(file) && is_gguf(file) => {
+            Ok(ModelLocation::Gguf(format!("{hub}{owner}/{name}/resolve/main/{file}")))
+        }
+        _ => Err(format!("`{input}` is neither an HF repo id (owner/name), a GGUF file of one (owner/name/file.gguf) nor an https URL")),
     }
-    Err(format!("`{input}` is neither an HF repo id (owner/name) nor an https URL"))
+}
+
+/// Whether a URL or file name names a GGUF file (the query and fragment aside).
+pub fn is_gguf(name: &str) -> bool {
+    let path = name.split(['?', '#']).next().unwrap_or_default();
+    path.to_ascii_lowercase().ends_with(".gguf")
+}
+
+/// The file name at the end of a URL, for progress and messages.
+pub fn file_name(url: &str) -> &str {
+    let path = url.split(['?', '#']).next().unwrap_or_default();
+    path.rsplit('/').next().unwrap_or(path)
 }
 
 #[cfg(test)]
@@ -270,14 +336,51 @@ mod tests {
 
     #[test]
     fn repo_ids_and_urls_resolve() {
-        assert_eq!(model_url("HuggingFaceTB/SmolLM2-135M").unwrap(), "https://huggingface.co/HuggingFaceTB/SmolLM2-135M/resolve/main/");
-        assert_eq!(model_url(" https://example.org/m ").unwrap(), "https://example.org/m/");
-        assert_eq!(model_url("http://127.0.0.1:8080/models/a/").unwrap(), "http://127.0.0.1:8080/models/a/");
-        for bad in
-            ["", "a/b/c", "javascript:alert(1)", "http://example.org/x", "../etc", "a/..", "http://localhost.evil.org/m", "http://localhost:1@evil.org/m"]
-        {
+        let model_url = |input: &str| model_location(input, HF_HUB);
+        let folder = |url: &str| Ok(ModelLocation::Folder(url.into()));
+        let gguf = |url: &str| Ok(ModelLocation::Gguf(url.into()));
+        assert_eq!(model_url("HuggingFaceTB/SmolLM2-135M"), folder("https://huggingface.co/HuggingFaceTB/SmolLM2-135M/resolve/main/"));
+        assert_eq!(model_url(" https://example.org/m "), folder("https://example.org/m/"));
+        assert_eq!(model_url("http://127.0.0.1:8080/models/a/"), folder("http://127.0.0.1:8080/models/a/"));
+        assert_eq!(
+            model_url("Qwen/Qwen3-0.6B-GGUF/Qwen3-0.6B-Q8_0.gguf"),
+            gguf("https://huggingface.co/Qwen/Qwen3-0.6B-GGUF/resolve/main/Qwen3-0.6B-Q8_0.gguf")
+        );
+        assert_eq!(model_url("https://example.org/m/a.GGUF?download=1"), gguf("https://example.org/m/a.GGUF?download=1"));
+        assert_eq!(model_location("o/n/m.gguf", "http://127.0.0.1:9/"), gguf("http://127.0.0.1:9/o/n/resolve/main/m.gguf"));
+        assert_eq!(model_location("o/n", "http://127.0.0.1:9/"), folder("http://127.0.0.1:9/o/n/resolve/main/"));
+        for bad in [
+            "",
+            "a/b/c",
+            "a/b/c.safetensors",
+            "a/b/../c.gguf",
+            "a/b/.gguf",
+            "javascript:alert(1)",
+            "http://example.org/x",
+            "http://example.org/x.gguf",
+            "../etc",
+            "a/..",
+            "http://localhost.evil.org/m",
+            "http://localhost:1@evil.org/m",
+        ] {
             assert!(model_url(bad).is_err(), "{bad}");
         }
+        assert_eq!(file_name("https://h/o/n/resolve/main/m.gguf?x=1"), "m.gguf");
+    }
+
+    #[test]
+    fn only_a_local_stand_in_replaces_the_hub() {
+        assert_eq!(hub_base("http://127.0.0.1:8080").unwrap(), "http://127.0.0.1:8080/");
+        assert_eq!(hub_base("http://localhost:1/hub/").unwrap(), "http://localhost:1/hub/");
+        for bad in ["https://evil.org/", "http://evil.org/", "http://localhost:1@evil.org/", "javascript:alert(1)", ""] {
+            assert!(hub_base(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn requests_from_earlier_pages_read_without_chat() {
+        let text = r#"{"generate":{"job":1,"prompt":"hi","options":{"max_new_tokens":4,"sampling":{"temperature":0.0,"top_k":0,"top_p":1.0,"seed":1},"stop_at_eos":true},"steer":[]}}"#;
+        assert!(matches!(serde_json::from_str::<Request>(text).unwrap(), Request::Generate { chat: false, .. }));
     }
 
     #[test]

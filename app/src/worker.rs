@@ -6,6 +6,7 @@ use std::cell::RefCell;
 use std::collections::HashSet;
 use std::rc::Rc;
 
+use analog_core::chat::{ChatMessage, ChatTemplate};
 use analog_core::device::BackendKind;
 use analog_core::report::{self, InterventionInputs};
 use analog_core::steering::metrics::{self, EvalSpec};
@@ -20,12 +21,65 @@ use wasm_bindgen::prelude::*;
 use web_sys::{DedicatedWorkerGlobalScope, MessageEvent};
 
 use crate::fetch::{self, Fetched};
-use crate::protocol::{CoefficientSweep, Event, Job, LayerView, ModelInfo, ModelSource, Request, Steer};
+use crate::protocol::{CoefficientSweep, Event, Job, LayerView, ModelInfo, ModelSource, Request, Steer, file_name, is_gguf};
 
 /// The loaded model and what the page needs to know about it.
 struct Loaded {
     model: TextModel,
     info: ModelInfo,
+    /// Why the chat template that came with the model cannot be used (chat requests fail with it).
+    chat_error: Option<String>,
+}
+
+/// A model's files as fetched or read, before the model is built from them.
+enum ModelFiles {
+    /// `config.json`, `model.safetensors` and `tokenizer.json`.
+    Hf { config: Vec<u8>, weights: Vec<u8>, tokenizer: Vec<u8> },
+    /// One GGUF file, and a `tokenizer.json` that replaces the tokenizer it describes.
+    Gguf { file: Vec<u8>, tokenizer: Option<Vec<u8>> },
+}
+
+/// What a load brings in: the files, `tokenizer_config.json` (a chat template) when present, and
+/// what the page shows about where they came from.
+struct Incoming {
+    label: String,
+    files: ModelFiles,
+    tokenizer_config: Option<Vec<u8>>,
+    from_cache: bool,
+    verified: Option<String>,
+}
+
+/// Local files: one `.gguf` (with an optional `tokenizer.json`), or `config.json`,
+/// `model.safetensors` and `tokenizer.json`; `tokenizer_config.json` with either. Only the files
+/// used are read.
+async fn read_local(names: &[String], files: &[web_sys::File]) -> Result<Incoming, Vec<String>> {
+    let find = |name: &str| names.iter().position(|n| n == name).and_then(|i| files.get(i));
+    let read = async |name: &str| -> Result<Option<Vec<u8>>, Vec<String>> {
+        match find(name) {
+            Some(file) => fetch::read_file(file).await.map(Some).map_err(errors),
+            None => Ok(None),
+        }
+    };
+    let require =
+        |bytes: Option<Vec<u8>>, name: &str| bytes.ok_or_else(|| errors(format!("pick or drop `{name}` with the other model files (or one .gguf file)")));
+    let ggufs: Vec<&String> = names.iter().filter(|n| is_gguf(n)).collect();
+    let (label, files) = match ggufs.as_slice() {
+        [] => {
+            let config = require(read("config.json").await?, "config.json")?;
+            let tokenizer = require(read("tokenizer.json").await?, "tokenizer.json")?;
+            let weights = require(read("model.safetensors").await?, "model.safetensors")?;
+            ("local files".to_string(), ModelFiles::Hf { config, weights, tokenizer })
+        }
+        [gguf] => {
+            let file = require(read(gguf).await?, gguf)?;
+            (gguf.to_string(), ModelFiles::Gguf { file, tokenizer: read("tokenizer.json").await? })
+        }
+        many => {
+            let many: Vec<&str> = many.iter().map(|n| n.as_str()).collect();
+            return Err(errors(format!("pick or drop one .gguf file at a time (got {})", many.join(", "))));
+        }
+    };
+    Ok(Incoming { label, files, tokenizer_config: read("tokenizer_config.json").await?, from_cache: false, verified: None })
 }
 
 struct Worker {
@@ -147,14 +201,16 @@ impl Worker {
                 Ok(())
             }
             Request::Load { job, source } => self.load(job, source, files).await,
-            Request::Generate { job, prompt, options, steer } => {
+            Request::Generate { job, prompt, options, steer, chat } => {
                 let mut hooks = steering_hooks(&self.model()?.info, &steer)?;
-                self.generate(job, 0, &prompt, &options, &mut hooks).await
+                let ids = self.prompt_ids(&prompt, chat)?;
+                self.generate(job, 0, &ids, &options, &mut hooks).await
             }
-            Request::Compare { job, prompt, options, steer } => {
+            Request::Compare { job, prompt, options, steer, chat } => {
                 let mut steered = steering_hooks(&self.model()?.info, std::slice::from_ref(&steer))?;
-                self.generate(job, 0, &prompt, &options, &mut Hooks::new()).await?;
-                self.generate(job, 1, &prompt, &options, &mut steered).await
+                let ids = self.prompt_ids(&prompt, chat)?;
+                self.generate(job, 0, &ids, &options, &mut Hooks::new()).await?;
+                self.generate(job, 1, &ids, &options, &mut steered).await
             }
             Request::Inspect { job, prompt } => {
                 let loaded = self.model()?;
@@ -214,52 +270,47 @@ impl Worker {
         }
     }
 
+    /// Fetches or reads a model's files, then builds it on the device its footprint allows.
     async fn load(&mut self, job: Job, source: ModelSource, files: Vec<web_sys::File>) -> JobResult {
-        let (label, config, weights, tokenizer, from_cache, verified) = match source {
-            ModelSource::Url { base, label, sha256, recorded_by } => {
-                let checked: Vec<&str> =
-                    ["config.json", "tokenizer.json", "model.safetensors"].into_iter().filter(|name| sha256.iter().any(|(n, _)| n == name)).collect();
-                let verified = (!checked.is_empty()).then(|| format!("sha256 of {} verified against {recorded_by}", checked.join(", ")));
-                let expected = |name: &str| sha256.iter().find(|(n, _)| n == name).map(|(_, s)| s.clone());
-                let scope = self.scope.clone();
-                let mut progress = |what: &str, done: u64, total: Option<u64>, rate: Option<f64>| {
-                    post(&scope, &Event::Progress { job, what: what.to_string(), done, total, bytes_per_s: rate })
-                };
-                let mut cached = true;
-                let mut get = async |name: &str, progress: &mut fetch::Progress<'_>| -> Result<Vec<u8>, Vec<String>> {
-                    let Fetched { bytes, from_cache } =
-                        fetch::model_file(&self.scope, &format!("{base}{name}"), name, expected(name).as_deref(), &recorded_by, progress)
-                            .await
-                            .map_err(errors)?;
-                    cached &= from_cache;
-                    Ok(bytes)
-                };
-                let config = get("config.json", &mut progress).await?;
-                let tokenizer = get("tokenizer.json", &mut progress).await?;
-                let weights = get("model.safetensors", &mut progress).await?;
-                (label, config, weights, tokenizer, cached, verified)
+        let incoming = match source {
+            ModelSource::Url { base, label, sha256, recorded_by } => self.fetch_folder(job, base, label, &sha256, &recorded_by).await?,
+            ModelSource::Gguf { url, label, sha256, recorded_by } => {
+                let name = file_name(&url).to_string();
+                let Fetched { bytes, from_cache } =
+                    fetch::model_file(&self.scope, &url, &name, sha256.as_deref(), &recorded_by, &mut self.progress(job)).await.map_err(errors)?;
+                let verified = sha256.is_some().then(|| format!("sha256 of {name} verified against {recorded_by}"));
+                Incoming { label, files: ModelFiles::Gguf { file: bytes, tokenizer: None }, tokenizer_config: None, from_cache, verified }
             }
-            ModelSource::Files { names } => {
-                let mut by_name = std::collections::HashMap::new();
-                for (name, file) in names.iter().zip(&files) {
-                    by_name.insert(name.as_str(), fetch::read_file(file).await.map_err(errors)?);
-                }
-                let mut take = |name: &str| by_name.remove(name).ok_or_else(|| errors(format!("pick or drop `{name}` with the other model files")));
-                let config = take("config.json")?;
-                let weights = take("model.safetensors")?;
-                let tokenizer = take("tokenizer.json")?;
-                ("local files".to_string(), config, weights, tokenizer, false, None)
-            }
+            ModelSource::Files { names } => read_local(&names, &files).await?,
         };
         self.send(&Event::Progress { job, what: "building the model".into(), done: 0, total: None, bytes_per_s: None });
         yield_now(&self.scope).await;
         // The new files are in (a typo or a network error has left the old model usable); the old
         // model goes before the new one is built, so a switch never holds two models' tensors.
         self.model = None;
-        let sha = report::sha256_hex(&weights);
-        let footprint = analog_core::weights::footprint(&WeightFiles::Single(&weights)).map_err(errors)?;
-        self.place(&footprint, weights.len() as u64)?;
-        let model = TextModel::from_bytes(&config, &WeightFiles::Single(&weights), &tokenizer, &self.device).map_err(errors)?;
+        let Incoming { label, files, tokenizer_config, from_cache, verified } = incoming;
+        let (weights, weight_files) = match &files {
+            ModelFiles::Hf { weights, .. } => (weights, WeightFiles::Single(weights)),
+            ModelFiles::Gguf { file, .. } => (file, WeightFiles::Gguf(file)),
+        };
+        let sha = report::sha256_hex(weights);
+        let bytes = weights.len() as u64;
+        // From the header alone (safetensors or GGUF): refuse what cannot fit before building.
+        let footprint = analog_core::weights::footprint(&weight_files).map_err(errors)?;
+        self.place(&footprint, bytes)?;
+        let model = match &files {
+            ModelFiles::Hf { config, weights: _, tokenizer } => TextModel::from_bytes(config, &weight_files, tokenizer, &self.device),
+            ModelFiles::Gguf { file, tokenizer } => TextModel::from_gguf(file, tokenizer.as_deref(), &self.device),
+        }
+        .map_err(errors)?;
+        drop(files);
+        // `tokenizer_config.json`'s template replaces the GGUF file's; one that cannot be used
+        // leaves the model usable for plain prompts, and chat requests report why.
+        let (model, chat_error) = match tokenizer_config.map(|bytes| ChatTemplate::from_tokenizer_config(&bytes)) {
+            Some(Ok(template)) => (model.with_chat_template(template), None),
+            Some(Err(e)) if model.chat_template.is_none() => (model, Some(format!("tokenizer_config.json: {e}"))),
+            Some(Err(_)) | None => (model, None),
+        };
         let c = model.config();
         let info = ModelInfo {
             label,
@@ -270,12 +321,57 @@ impl Worker {
             vocab_size: c.vocab_size,
             context_length: c.context_length,
             weights_sha256: sha,
-            bytes: weights.len() as u64,
+            bytes,
             verified,
+            has_chat_template: model.chat_template.is_some() || chat_error.is_some(),
         };
-        self.model = Some(Loaded { model, info: info.clone() });
+        self.model = Some(Loaded { model, info: info.clone(), chat_error });
         self.send(&Event::Loaded { job, info, from_cache });
         Ok(())
+    }
+
+    /// Posts download progress of `job`.
+    fn progress(&self, job: Job) -> impl FnMut(&str, u64, Option<u64>, Option<f64>) + use<> {
+        let scope = self.scope.clone();
+        move |what: &str, done: u64, total: Option<u64>, rate: Option<f64>| {
+            post(&scope, &Event::Progress { job, what: what.to_string(), done, total, bytes_per_s: rate })
+        }
+    }
+
+    /// A model folder by URL: the three files (checked against `sha256` where it names them) and
+    /// `tokenizer_config.json` when the folder has one.
+    async fn fetch_folder(&self, job: Job, base: String, label: String, sha256: &[(String, String)], recorded_by: &str) -> Result<Incoming, Vec<String>> {
+        let checked: Vec<&str> =
+            ["config.json", "tokenizer.json", "model.safetensors"].into_iter().filter(|name| sha256.iter().any(|(n, _)| n == name)).collect();
+        let verified = (!checked.is_empty()).then(|| format!("sha256 of {} verified against {recorded_by}", checked.join(", ")));
+        let expected = |name: &str| sha256.iter().find(|(n, _)| n == name).map(|(_, s)| s.clone());
+        let mut progress = self.progress(job);
+        let mut cached = true;
+        let mut get = async |name: &str, progress: &mut fetch::Progress<'_>| -> Result<Vec<u8>, Vec<String>> {
+            let Fetched { bytes, from_cache } =
+                fetch::model_file(&self.scope, &format!("{base}{name}"), name, expected(name).as_deref(), recorded_by, progress).await.map_err(errors)?;
+            cached &= from_cache;
+            Ok(bytes)
+        };
+        let config = get("config.json", &mut progress).await?;
+        let tokenizer = get("tokenizer.json", &mut progress).await?;
+        let weights = get("model.safetensors", &mut progress).await?;
+        let name = "tokenizer_config.json";
+        let tokenizer_config =
+            fetch::optional_model_file(&self.scope, &format!("{base}{name}"), name, &mut progress).await.map_err(errors)?.map(|fetched| fetched.bytes);
+        Ok(Incoming { label, files: ModelFiles::Hf { config, weights, tokenizer }, tokenizer_config, from_cache: cached, verified })
+    }
+
+    /// The ids of `prompt`: as typed, or with `chat` as one user message in the model's chat format.
+    fn prompt_ids(&self, prompt: &str, chat: bool) -> Result<Vec<u32>, Vec<String>> {
+        let loaded = self.model()?;
+        if !chat {
+            return loaded.model.encode(prompt).map_err(errors);
+        }
+        if let (None, Some(e)) = (&loaded.model.chat_template, &loaded.chat_error) {
+            return Err(errors(e));
+        }
+        loaded.model.chat_ids(&[ChatMessage::user(prompt)]).map_err(errors)
     }
 
     /// Picks the device for a model of this footprint: WebGPU when every tensor fits its largest
@@ -313,14 +409,14 @@ impl Worker {
         Ok(())
     }
 
-    async fn generate(&self, job: Job, stream: u8, prompt: &str, options: &GenerateOptions, hooks: &mut Hooks) -> JobResult {
+    /// Streams the generation that continues `ids` as `stream` of `job`.
+    async fn generate(&self, job: Job, stream: u8, ids: &[u32], options: &GenerateOptions, hooks: &mut Hooks) -> JobResult {
         let loaded = self.model()?;
         let model = &loaded.model;
-        let ids = model.encode(prompt).map_err(errors)?;
         let pieces = ids.iter().map(|&id| model.tokenizer.piece(id).unwrap_or_default()).collect();
-        self.send(&Event::Prompt { job, stream, ids: ids.clone(), pieces });
+        self.send(&Event::Prompt { job, stream, ids: ids.to_vec(), pieces });
         let started = now_s();
-        let mut decoder = Decoder::new(model, &ids, options, hooks).map_err(errors)?;
+        let mut decoder = Decoder::new(model, ids, options, hooks).map_err(errors)?;
         let mut last_yield = js_sys::Date::now();
         while let Some(token) = decoder.next(hooks).await.map_err(errors)? {
             let piece = model.tokenizer.piece(token.id).unwrap_or_default();

@@ -28,6 +28,11 @@ pub enum ModelStatus {
 }
 
 impl ModelStatus {
+    /// Whether the loaded model came with a chat template (the chat toggles show then).
+    pub fn has_chat_template(&self) -> bool {
+        matches!(self, Self::Ready { info, .. } if info.has_chat_template)
+    }
+
     fn state(&self) -> &'static str {
         match self {
             Self::Loading { .. } => "loading",
@@ -90,6 +95,8 @@ pub struct AppState {
     pub storage_error: RwSignal<Option<String>>,
     /// Stored work this version could not read, kept aside and offered as a download.
     pub unreadable_saved: RwSignal<Option<String>>,
+    /// A stand-in for the HF hub on this machine (`hub=` in the URL, for tests); `None`: huggingface.co.
+    pub hub: StoredValue<Option<String>>,
 }
 
 pub fn state() -> AppState {
@@ -126,6 +133,9 @@ fn App() -> impl IntoView {
         saved: RwSignal::new(saved),
         storage_error: RwSignal::new(None),
         unreadable_saved: RwSignal::new(unreadable),
+        hub: StoredValue::new(
+            url.hub.as_deref().and_then(|hub| crate::protocol::hub_base(hub).map_err(|e| web_sys::console::warn_1(&format!("ignoring hub=: {e}").into())).ok()),
+        ),
     };
     provide_context(state);
     bridge::start(state, url.webgpu);

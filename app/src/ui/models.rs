@@ -1,12 +1,13 @@
 //! Choosing and loading a model: the embedded default analog, released models by HF repo id or
-//! URL, and local files (picker or drag-and-drop), with progress and status.
+//! URL (a model folder or a GGUF file), and local files (picker or drag-and-drop), with progress
+//! and status.
 
 use analog_core::catalog::Catalog;
 use leptos::prelude::*;
 
 use super::bridge::{BackendBadge, done, send};
 use super::{AppState, ModelStatus, base_url, human_bytes, human_params, state};
-use crate::protocol::{Event, ModelSource, Request, model_url};
+use crate::protocol::{Event, HF_HUB, ModelLocation, ModelSource, Request, model_location};
 
 /// Fetches `catalog.json`, then loads the model the URL names (or the catalog's default).
 pub fn load_catalog_then_model(state: AppState) {
@@ -28,7 +29,8 @@ async fn fetch_catalog() -> Result<Catalog, String> {
     serde_json::from_str(&text).map_err(|e| e.to_string())
 }
 
-/// Loads a catalog id, an HF repo id or a URL.
+/// Loads a catalog id, an HF repo id (`owner/name`, or `owner/name/file.gguf`) or a URL (a
+/// model folder or a `.gguf` file).
 pub fn load_ref(state: AppState, reference: &str) {
     let catalog = state.catalog.get_untracked().unwrap_or_default();
     let source = if let Some(m) = catalog.models.iter().find(|m| m.id == reference) {
@@ -39,8 +41,11 @@ pub fn load_ref(state: AppState, reference: &str) {
             recorded_by: "the catalog".into(),
         }
     } else {
-        match model_url(reference) {
-            Ok(base) => ModelSource::Url { base, label: reference.trim().to_string(), sha256: Vec::new(), recorded_by: String::new() },
+        let hub = state.hub.get_value().unwrap_or_else(|| HF_HUB.to_string());
+        let label = reference.trim().to_string();
+        match model_location(reference, &hub) {
+            Ok(ModelLocation::Folder(base)) => ModelSource::Url { base, label, sha256: Vec::new(), recorded_by: String::new() },
+            Ok(ModelLocation::Gguf(url)) => ModelSource::Gguf { url, label, sha256: None, recorded_by: String::new() },
             Err(e) => {
                 state.model.set(ModelStatus::Error(e));
                 return;
@@ -51,21 +56,27 @@ pub fn load_ref(state: AppState, reference: &str) {
     load(state, source, Vec::new());
 }
 
-/// Loads the analog a transfer report names from its `url`, refusing weights whose sha256 is not
-/// the one the report records.
-pub fn load_report_analog(state: AppState, base: String, id: &str, weights_sha256: &str, report_id: &str) {
-    // The URL it comes from, so that a shared link loads the same files.
-    state.model_ref.set(base.clone());
-    let source = ModelSource::Url {
-        base,
-        label: id.to_string(),
-        sha256: vec![("model.safetensors".into(), weights_sha256.to_string())],
-        recorded_by: format!("the report `{report_id}`"),
+/// Loads the analog a transfer report names from its `url` (a model folder or a GGUF file),
+/// refusing weights whose sha256 is not the one the report records.
+pub fn load_report_analog(state: AppState, location: ModelLocation, id: &str, weights_sha256: &str, report_id: &str) {
+    let recorded_by = format!("the report `{report_id}`");
+    let label = id.to_string();
+    let source = match location {
+        ModelLocation::Folder(base) => {
+            // The URL it comes from, so that a shared link loads the same files.
+            state.model_ref.set(base.clone());
+            ModelSource::Url { base, label, sha256: vec![("model.safetensors".into(), weights_sha256.to_string())], recorded_by }
+        }
+        ModelLocation::Gguf(url) => {
+            state.model_ref.set(url.clone());
+            ModelSource::Gguf { url, label, sha256: Some(weights_sha256.to_string()), recorded_by }
+        }
     };
     load(state, source, Vec::new());
 }
 
-/// Local files: `config.json`, `model.safetensors`, `tokenizer.json`.
+/// Local files: `config.json`, `model.safetensors`, `tokenizer.json`, or one `.gguf` file (with an
+/// optional `tokenizer.json`); `tokenizer_config.json` may come with either.
 pub fn load_files(state: AppState, files: Vec<web_sys::File>) {
     let names = files.iter().map(web_sys::File::name).collect();
     state.model_ref.set(String::new());
@@ -108,8 +119,8 @@ fn load(state: AppState, source: ModelSource, files: Vec<web_sys::File>) {
     );
 }
 
-/// The model picker: catalog and hub models, an HF repo id or URL, local files by picker or
-/// drag-and-drop, the backend badge and the status line. No props.
+/// The model picker: catalog and hub models, an HF repo id or URL (folder or GGUF file), local
+/// files by picker or drag-and-drop, the backend badge and the status line. No props.
 #[component]
 pub fn ModelPicker() -> impl IntoView {
     let state = state();
@@ -163,12 +174,12 @@ pub fn ModelPicker() -> impl IntoView {
                 <BackendBadge/>
             </div>
             <div class="row">
-                <input type="text" data-testid="model-url" placeholder="HF repo id (owner/name) or https URL of a model folder"
+                <input type="text" data-testid="model-url" placeholder="HF repo id (owner/name or owner/name/file.gguf), or https URL of a model folder or .gguf file"
                     prop:value=custom on:input=move |ev| set_custom.set(event_target_value(&ev))
                     on:keydown=move |ev: leptos::ev::KeyboardEvent| if ev.key() == "Enter" { load_ref(state, &custom.get_untracked()) }/>
                 <button data-testid="model-load" on:click=move |_| load_ref(state, &custom.get_untracked())>"Load"</button>
                 <label class="file-button">"Local files…"
-                    <input type="file" multiple data-testid="model-files" accept=".json,.safetensors"
+                    <input type="file" multiple data-testid="model-files" accept=".json,.safetensors,.gguf"
                         on:change=move |ev| {
                             let input: web_sys::HtmlInputElement = event_target(&ev);
                             on_files(input.files());
@@ -202,13 +213,14 @@ fn Status() -> impl IntoView {
         ModelStatus::Ready { info, from_cache } => {
             let memory = human_bytes(info.n_params as f64 * 4.0);
             let text = format!(
-                "{} · {} · {} parameters · {} layers · d_model {} · context {} · ≈{memory} in memory{}{}",
+                "{} · {} · {} parameters · {} layers · d_model {} · context {} · ≈{memory} in memory{}{}{}",
                 info.label,
                 info.architecture,
                 human_params(info.n_params as u64),
                 info.n_layers,
                 info.d_model,
                 info.context_length,
+                if info.has_chat_template { " · chat template" } else { "" },
                 if from_cache { " · loaded from this browser's cache" } else { "" },
                 info.verified.map(|v| format!(" · {v}")).unwrap_or_default(),
             );

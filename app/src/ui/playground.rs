@@ -1,5 +1,6 @@
-//! Playground: prompt, streaming generation with sampling controls, tokens/s, the token view and
-//! the residual stream per layer (norms and logit lens).
+//! Playground: prompt (or, for models with a chat template, a chat message), streaming generation
+//! with sampling controls, tokens/s, the token view and the residual stream per layer (norms and
+//! logit lens).
 
 use leptos::prelude::*;
 
@@ -33,6 +34,25 @@ pub fn TokenView(stream: RwSignal<Stream>) -> impl IntoView {
     }
 }
 
+/// The "Chat" toggle (`chat-mode`), shown while the loaded model has a chat template; `chat`
+/// turns on with each such model loaded.
+#[component]
+pub fn ChatToggle(chat: RwSignal<bool>) -> impl IntoView {
+    let state = state();
+    Effect::new(move |_| {
+        if state.model.with(ModelStatus::has_chat_template) {
+            chat.set(true);
+        }
+    });
+    view! {
+        <Show when=move || state.model.with(ModelStatus::has_chat_template)>
+            <label class="control" title="Send the prompt as one user message in the model's chat format; the output is the assistant's reply">
+                <input type="checkbox" data-testid="chat-mode" prop:checked=chat on:change=move |ev| chat.set(event_target_checked(&ev))/>" Chat"
+            </label>
+        </Show>
+    }
+}
+
 /// The playground view: prompt, sampling, Generate/Stop/Inspect, the streamed output, the token
 /// view and the residual stream per layer (norms and logit lens). No props.
 #[component]
@@ -42,17 +62,22 @@ pub fn Playground() -> impl IntoView {
     let stream = RwSignal::new(Stream { state: "idle", ..Stream::default() });
     let running: RwSignal<Option<Job>> = RwSignal::new(None);
     let lens: RwSignal<Vec<LayerView>> = RwSignal::new(Vec::new());
+    let chat = RwSignal::new(true);
     let ready = move || matches!(state.model.get(), ModelStatus::Ready { .. });
+    let chatting = move || chat.get() && state.model.with(ModelStatus::has_chat_template);
 
     let generate = move || {
         if running.get_untracked().is_some() || !ready() {
             return;
         }
         let prompt = state.prompt.get_untracked();
-        stream.set(Stream { state: "running", prompt_text: prompt.clone(), ..Stream::default() });
+        let chat = chat.get_untracked() && state.model.with_untracked(ModelStatus::has_chat_template);
+        // In chat mode the output is the assistant's reply alone (the token view shows the
+        // conversation as the template wrote it).
+        stream.set(Stream { state: "running", prompt_text: if chat { String::new() } else { prompt.clone() }, ..Stream::default() });
         let options = controls.options();
         let job = send(
-            |job| Request::Generate { job, prompt, options, steer: Vec::new() },
+            |job| Request::Generate { job, prompt, options, steer: Vec::new(), chat },
             &[],
             move |event| {
                 let finished = matches!(event, Event::Generated { .. } | Event::Failed { .. });
@@ -87,7 +112,11 @@ pub fn Playground() -> impl IntoView {
     view! {
         <section class="view" aria-labelledby="play-title">
             <h2 id="play-title">"Playground"</h2>
-            <p class="hint">"Type a prompt and generate. Ctrl+Enter generates; the model runs in a worker, so the page stays responsive."</p>
+            <p class="hint">
+                {move || if chatting() { "Chat mode: your text is sent as a message to the model, and the output is its reply. " } else { "Type a prompt and generate. " }}
+                "Ctrl+Enter generates; the model runs in a worker, so the page stays responsive."
+            </p>
+            <ChatToggle chat=chat/>
             <textarea data-testid="prompt" rows="3" aria-label="prompt"
                 prop:value=move || state.prompt.get()
                 on:input=move |ev| state.prompt.set(event_target_value(&ev))

@@ -96,7 +96,8 @@ pub fn export_all(state: AppState) {
 }
 
 /// The shareable state in the URL: `#/<tab>?model=…&pairs=…&layer=…&coef=…&prompt=…`
-/// (`webgpu=0` forces the CPU backend).
+/// (`webgpu=0` forces the CPU backend; `hub=http://127.0.0.1:…/` resolves HF repo ids against a
+/// stand-in for huggingface.co on this machine, for tests).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct UrlState {
     pub tab: String,
@@ -106,6 +107,7 @@ pub struct UrlState {
     pub coef: Option<f32>,
     pub prompt: Option<String>,
     pub webgpu: bool,
+    pub hub: Option<String>,
 }
 
 fn decode(s: &str) -> String {
@@ -131,6 +133,7 @@ impl UrlState {
                 "coef" => out.coef = v.parse().ok().filter(|c: &f32| c.is_finite()),
                 "prompt" => out.prompt = Some(v),
                 "webgpu" => out.webgpu = v != "0",
+                "hub" => out.hub = Some(v),
                 _ => {}
             }
         }
@@ -160,6 +163,9 @@ pub fn mirror_to_url(state: AppState) {
             query.push(format!("coef={}", state.coef.get()));
         }
         query.push(format!("prompt={}", encode(&state.prompt.get())));
+        if let Some(hub) = state.hub.get_value() {
+            query.push(format!("hub={}", encode(&hub)));
+        }
         let hash = format!("#/{}?{}", tab.slug(), query.join("&"));
         if let Some(history) = web_sys::window().and_then(|w| w.history().ok()) {
             let _ = history.replace_state_with_url(&wasm_bindgen::JsValue::NULL, "", Some(&hash));

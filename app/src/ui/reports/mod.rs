@@ -15,7 +15,7 @@ use super::models::load_report_analog;
 use super::store::download;
 use super::widgets::ErrorLine;
 use super::{ModelStatus, base_url, state};
-use crate::protocol::{Event, Request, model_url};
+use crate::protocol::{Event, HF_HUB, Request, model_location};
 
 /// What the view shows.
 #[derive(Debug, Clone, PartialEq)]
@@ -195,12 +195,12 @@ fn AnalogOffer() -> impl IntoView {
         }
         let base = ctx.opened.get().map(|(target, _)| target).unwrap_or_else(base_url);
         let resolved = web_sys::Url::new_with_base(&url, &base).map(|u| u.href()).map_err(|_| format!("the report's analog URL `{url}` is not a URL"));
-        Some(match resolved.and_then(|u| model_url(&u)) {
-            Ok(base) => view! {
+        Some(match resolved.and_then(|u| model_location(&u, HF_HUB)) {
+            Ok(location) => view! {
                 <p class="offer">
                     <button data-testid="report-load-analog" on:click=move |_| {
                         ctx.reopen_when_loaded.set(true);
-                        load_report_analog(app, base.clone(), &id, &sha, &report_id);
+                        load_report_analog(app, location.clone(), &id, &sha, &report_id);
                     }>{format!("Load the report's analog, {id}")}</button>
                     " — its weights are checked against the sha256 the report records."
                 </p>

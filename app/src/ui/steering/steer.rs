@@ -7,17 +7,19 @@ use super::{StudioState, model_ready, studio};
 use crate::protocol::{Event, Request};
 use crate::ui::bridge::{done, send};
 use crate::ui::widgets::{Controls, SamplingControls, Stream, StreamView};
-use crate::ui::{AppState, state};
+use crate::ui::{AppState, ModelStatus, state};
 
-/// Streams the baseline (stream 0) and the steered generation (stream 1) of the prompt.
-fn compare(studio: StudioState, app: AppState, controls: SamplingControls, baseline: RwSignal<Stream>, steered: RwSignal<Stream>) {
+/// Streams the baseline (stream 0) and the steered generation (stream 1) of the prompt; with
+/// `chat`, of the prompt as a user message in the model's chat format (the outputs are replies).
+fn compare(studio: StudioState, app: AppState, controls: SamplingControls, chat: bool, baseline: RwSignal<Stream>, steered: RwSignal<Stream>) {
     let Some(steer) = studio.steer(app) else { return studio.fail("extract or load a vector first") };
     let prompt = app.prompt.get_untracked();
-    baseline.set(Stream { state: "running", prompt_text: prompt.clone(), ..Stream::default() });
-    steered.set(Stream { state: "running", prompt_text: prompt.clone(), ..Stream::default() });
+    let shown = if chat { String::new() } else { prompt.clone() };
+    baseline.set(Stream { state: "running", prompt_text: shown.clone(), ..Stream::default() });
+    steered.set(Stream { state: "running", prompt_text: shown, ..Stream::default() });
     let options = controls.options();
     send(
-        |job| Request::Compare { job, prompt, options, steer },
+        |job| Request::Compare { job, prompt, options, steer, chat },
         &[],
         move |event| {
             let stream = match &event {
@@ -43,8 +45,9 @@ fn compare(studio: StudioState, app: AppState, controls: SamplingControls, basel
 }
 
 /// "3 · Steer": layer (`layer`), coefficient (`coef`) and normalisation, the prompt
-/// (`steer-prompt`) and sampling, the two buttons (`steer-generate`, `coef-sweep`), and the
-/// baseline and steered outputs (`baseline-output`, `steered-output`). No props.
+/// (`steer-prompt`; sent in the chat format with `steer-chat`, shown for models with a chat
+/// template) and sampling, the two buttons (`steer-generate`, `coef-sweep`), and the baseline and
+/// steered outputs (`baseline-output`, `steered-output`). No props.
 #[component]
 pub fn SteerPanel() -> impl IntoView {
     let (studio, app) = (studio(), state());
@@ -52,6 +55,8 @@ pub fn SteerPanel() -> impl IntoView {
     let baseline = RwSignal::new(Stream { state: "idle", ..Stream::default() });
     let steered = RwSignal::new(Stream { state: "idle", ..Stream::default() });
     let normalise = studio.normalise;
+    let chat = RwSignal::new(false);
+    let chatting = move || chat.get_untracked() && app.model.with_untracked(ModelStatus::has_chat_template);
     let no_vector = move || !model_ready(app) || studio.vector.with(Option::is_none);
     let coef_label = move || {
         if normalise.get() {
@@ -74,11 +79,16 @@ pub fn SteerPanel() -> impl IntoView {
                     on:input=move |ev| if let Ok(c) = event_target_value(&ev).parse() { app.coef.set(c) }/>
             </label>
             <label class="control"><input type="checkbox" prop:checked=normalise on:change=move |ev| normalise.set(event_target_checked(&ev))/>" normalised"</label>
+            <Show when=move || app.model.with(ModelStatus::has_chat_template)>
+                <label class="control" title="Send the prompt as one user message in the model's chat format; the outputs are the assistant's replies">
+                    <input type="checkbox" data-testid="steer-chat" prop:checked=chat on:change=move |ev| chat.set(event_target_checked(&ev))/>" chat format"
+                </label>
+            </Show>
         </div>
         <textarea rows="2" aria-label="prompt" data-testid="steer-prompt" prop:value=move || app.prompt.get() on:input=move |ev| app.prompt.set(event_target_value(&ev))></textarea>
         <Controls controls=controls/>
         <div class="buttons">
-            <button data-testid="steer-generate" class="primary" disabled=no_vector on:click=move |_| compare(studio, app, controls, baseline, steered)>"Generate baseline and steered"</button>
+            <button data-testid="steer-generate" class="primary" disabled=no_vector on:click=move |_| compare(studio, app, controls, chatting(), baseline, steered)>"Generate baseline and steered"</button>
             <button data-testid="coef-sweep" disabled=move || no_vector() || studio.progress.with(Option::is_some) on:click=move |_| super::sweep::measure(studio, app)>"Measure across coefficients"</button>
         </div>
         <div class="grid2">
