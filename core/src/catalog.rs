@@ -54,6 +54,42 @@ pub struct HubModel {
     pub family: String,
     pub n_params: u64,
     pub note: String,
+    /// The large model of the same family this one stands in for, when there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub frontier: Option<Frontier>,
+}
+
+/// The frontier side of an analog → frontier pair, as its developers describe it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Frontier {
+    pub name: String,
+    pub n_params: u64,
+    /// Whether the small model was distilled from the large one (or from the family's teachers).
+    pub distilled: bool,
+    /// What the developers say, in a few words.
+    pub claim: String,
+    /// Where they say it (a paper or model card URL).
+    pub source: String,
+}
+
+/// The analog size band the position paper asks labs to release in: 0.5–5% of the frontier.
+pub const ANALOG_BAND: std::ops::RangeInclusive<f64> = 0.005..=0.05;
+
+impl HubModel {
+    /// The analog's parameters as a share of its frontier's.
+    pub fn size_ratio(&self) -> Option<f64> {
+        self.frontier.as_ref().filter(|f| f.n_params > 0).map(|f| self.n_params as f64 / f.n_params as f64)
+    }
+
+    /// Whether the size ratio lies in [`ANALOG_BAND`].
+    pub fn in_band(&self) -> Option<bool> {
+        self.size_ratio().map(|r| ANALOG_BAND.contains(&r))
+    }
+
+    /// Bytes the weights take as f32 (how the CPU holds them): what a device must hold.
+    pub fn f32_bytes(&self) -> u64 {
+        self.n_params.saturating_mul(4)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

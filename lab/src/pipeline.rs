@@ -13,7 +13,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use analog_core::catalog::{CATALOG_FORMAT, Catalog, CatalogModel, CatalogReport, HubModel};
+use analog_core::catalog::{CATALOG_FORMAT, Catalog, CatalogModel, CatalogReport, Frontier, HubModel};
 use analog_core::steering::DatasetEntry;
 use analog_core::{Device, Model, Tokenizer, device};
 use burn::module::Module;
@@ -408,6 +408,68 @@ pub const HUB_MODELS: [(&str, &str, u64, &str); 4] = [
     ("Qwen/Qwen2.5-0.5B", "qwen2", 494_032_768, "Qwen2.5, 24 layers; about 2 GB in memory"),
 ];
 
+/// Released small models paired with the frontier model they stand in for: (repo, family,
+/// parameters, note, frontier name, frontier parameters, distilled, claim, source). Parameters
+/// are counted from each model's config.json by `ModelConfig::hf_tensors` (tested below); the
+/// frontier sizes and the distillation claims are the developers' own, with their source.
+pub const ANALOG_PAIRS: [(&str, &str, u64, &str, &str, u64, bool, &str, &str); 5] = [
+    (
+        "google/gemma-3-270m",
+        "gemma3_text",
+        268_098_176,
+        "Gemma 3 270M, 18 layers, 262k vocabulary",
+        "Gemma 3 27B",
+        27_000_000_000,
+        true,
+        "every Gemma 3 model is trained with distillation from a larger teacher",
+        "https://arxiv.org/abs/2503.19786",
+    ),
+    (
+        "Qwen/Qwen3-0.6B",
+        "qwen3",
+        596_049_920,
+        "Qwen3 0.6B, 28 layers",
+        "Qwen3-32B",
+        32_800_000_000,
+        true,
+        "small Qwen3 models learn by strong-to-weak distillation from Qwen3-32B and Qwen3-235B-A22B",
+        "https://arxiv.org/abs/2505.09388",
+    ),
+    (
+        "meta-llama/Llama-3.2-1B",
+        "llama",
+        1_235_814_400,
+        "Llama 3.2 1B, 16 layers (gated: needs an accepted licence)",
+        "Llama 3.1 70B",
+        70_600_000_000,
+        true,
+        "logits of Llama 3.1 8B and 70B were token-level targets in pre-training",
+        "https://huggingface.co/meta-llama/Llama-3.2-1B",
+    ),
+    (
+        "EleutherAI/pythia-70m-deduped",
+        "gpt_neox",
+        70_426_624,
+        "Pythia 70M (deduplicated), 6 layers",
+        "Pythia 6.9B",
+        6_857_302_016,
+        false,
+        "same data in the same order as its larger siblings; not distilled",
+        "https://arxiv.org/abs/2304.01373",
+    ),
+    (
+        "HuggingFaceTB/SmolLM2-135M-Instruct",
+        "llama",
+        134_515_008,
+        "SmolLM2 135M Instruct, 30 layers (7.9% of its sibling: outside the 0.5–5% band)",
+        "SmolLM2-1.7B",
+        1_711_376_384,
+        false,
+        "same data mixture and tokenizer as SmolLM2-1.7B; not distilled",
+        "https://arxiv.org/abs/2502.02737",
+    ),
+];
+
 /// What `publish` names things.
 pub struct PublishSettings<'a> {
     pub public: &'a Path,
@@ -536,9 +598,22 @@ pub fn publish(out: &Path, settings: &PublishSettings<'_>, report: &analog_core:
         format: CATALOG_FORMAT.into(),
         default: settings.analog_id.into(),
         models: catalog_models,
-        hub: HUB_MODELS
+        hub: ANALOG_PAIRS
             .iter()
-            .map(|&(repo, family, n_params, note)| HubModel { repo: repo.into(), family: family.into(), n_params, note: note.into() })
+            .map(|&(repo, family, n_params, note, name, frontier_params, distilled, claim, source)| HubModel {
+                repo: repo.into(),
+                family: family.into(),
+                n_params,
+                note: note.into(),
+                frontier: Some(Frontier { name: name.into(), n_params: frontier_params, distilled, claim: claim.into(), source: source.into() }),
+            })
+            .chain(HUB_MODELS.iter().map(|&(repo, family, n_params, note)| HubModel {
+                repo: repo.into(),
+                family: family.into(),
+                n_params,
+                note: note.into(),
+                frontier: None,
+            }))
             .collect(),
         reports: vec![CatalogReport { id: report.id.clone(), path: report_path, analog: settings.analog_id.into(), frontier: settings.frontier_id.into() }],
     };
@@ -588,4 +663,49 @@ pub fn mood_pairs_jsonl(seed: u64, n: usize) -> String {
             serde_json::json!({ "positive": positive, "negative": negative, "label": "mood" }).to_string() + "\n"
         })
         .collect()
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    /// The parameter counts of the hub table, counted from each model's config.json (the sizes
+    /// that matter, as the repositories publish them) by the runtime's own weight tables.
+    #[test]
+    fn hub_parameter_counts_follow_from_the_configs() {
+        let configs = [
+            (
+                "google/gemma-3-270m",
+                r#"{"model_type":"gemma3_text","vocab_size":262144,"hidden_size":640,"intermediate_size":2048,"num_hidden_layers":18,
+                   "num_attention_heads":4,"num_key_value_heads":1,"head_dim":256,"max_position_embeddings":32768,"sliding_window":512}"#,
+            ),
+            (
+                "Qwen/Qwen3-0.6B",
+                r#"{"model_type":"qwen3","vocab_size":151936,"hidden_size":1024,"intermediate_size":3072,"num_hidden_layers":28,
+                   "num_attention_heads":16,"num_key_value_heads":8,"head_dim":128,"max_position_embeddings":40960,"tie_word_embeddings":true}"#,
+            ),
+            (
+                "meta-llama/Llama-3.2-1B",
+                r#"{"model_type":"llama","vocab_size":128256,"hidden_size":2048,"intermediate_size":8192,"num_hidden_layers":16,
+                   "num_attention_heads":32,"num_key_value_heads":8,"head_dim":64,"max_position_embeddings":131072,"tie_word_embeddings":true}"#,
+            ),
+            (
+                "EleutherAI/pythia-70m-deduped",
+                r#"{"model_type":"gpt_neox","vocab_size":50304,"hidden_size":512,"intermediate_size":2048,"num_hidden_layers":6,
+                   "num_attention_heads":8,"max_position_embeddings":2048,"rotary_pct":0.25}"#,
+            ),
+            (
+                "HuggingFaceTB/SmolLM2-135M-Instruct",
+                r#"{"model_type":"llama","vocab_size":49152,"hidden_size":576,"intermediate_size":1536,"num_hidden_layers":30,
+                   "num_attention_heads":9,"num_key_value_heads":3,"max_position_embeddings":8192,"tie_word_embeddings":true}"#,
+            ),
+        ];
+        for (repo, json) in configs {
+            let config = analog_core::ModelConfig::from_hf_json(json.as_bytes()).unwrap();
+            let counted: u64 = config.hf_tensors().iter().map(|(_, shape)| shape.iter().product::<usize>() as u64).sum();
+            let listed = ANALOG_PAIRS.iter().find(|p| p.0 == repo).unwrap().2;
+            assert_eq!(counted, listed, "{repo}");
+        }
+    }
 }
