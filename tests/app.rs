@@ -130,6 +130,106 @@ fn journey(webgpu: bool) {
     shot("about", "main");
 }
 
+/// The real SmolLM2-135M-Instruct GGUF file (`cargo xtask models`).
+fn smollm2_gguf() -> PathBuf {
+    let dir = std::env::var_os("ANALOG_MODELS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/analog-explorer/models"));
+    let path = dir.join("SmolLM2-135M-Instruct.Q4_1.gguf");
+    assert!(path.is_file(), "{} is missing: run `cargo xtask models`", path.display());
+    path
+}
+
+/// A released model as people run it in browsers today: the SmolLM2-135M-Instruct GGUF through
+/// the model box, from a hub id (against a local stand-in for huggingface.co) and as a local file;
+/// chat in its template; extract a sentiment vector at a middle layer, steer with it, and export
+/// it as a GGUF control vector.
+fn gguf_journey(webgpu: bool) {
+    let gguf = smollm2_gguf();
+    let models = gguf.parent().expect("the models folder").to_path_buf();
+    let port = serve(vec![("/hub/HuggingFaceTB/SmolLM2-135M-Instruct-GGUF/resolve/main", models), ("/fixtures", root().join("tests/fixtures")), ("", dist())]);
+    let base = format!("http://127.0.0.1:{port}");
+    let browser = Browser::start(webgpu);
+    let shot = |name: &str, scroll_to: &str| {
+        if !webgpu {
+            browser.js("const e = document.querySelector(arguments[0]); if (e) e.scrollIntoView({block: 'start'});", json!([scroll_to]));
+            browser.screenshot(&shots().join(format!("{name}.png")));
+        }
+    };
+    browser.goto(&format!("{base}/?hub={base}/hub/#/play"));
+    browser.wait_state("model-status", "ready", LOAD);
+
+    // A local .gguf file, as a visitor picking it.
+    browser.upload("model-files", &gguf);
+    browser.wait("the GGUF model", "return document.querySelector('[data-testid=model-status]').textContent.includes('30 layers')", json!([]), LOAD);
+    browser.wait_state("model-status", "ready", LOAD);
+    let status = browser.text("model-status");
+    assert!(status.contains("chat template") && status.contains("d_model 576"), "{status}");
+
+    // The same file from the hub (owner/name/file.gguf), downloaded with progress into the cache.
+    browser.js("document.querySelector('[data-testid=model-status]').setAttribute('data-state', 'stale')", json!([]));
+    browser.set_value("model-url", "HuggingFaceTB/SmolLM2-135M-Instruct-GGUF/SmolLM2-135M-Instruct.Q4_1.gguf");
+    browser.click("model-load");
+    browser.wait_state("model-status", "ready", LOAD);
+    assert!(browser.text("model-status").contains("SmolLM2-135M-Instruct-GGUF"), "{}", browser.text("model-status"));
+
+    // Chat in the model's template.
+    browser.wait("the chat toggle", "return document.querySelector('[data-testid=chat-mode]')", json!([]), LOAD);
+    assert!(
+        browser.js("return document.querySelector('[data-testid=chat-mode]').checked", json!([])).as_bool().unwrap_or(false),
+        "chat is on for an instruct model"
+    );
+    browser.set_value("prompt", "What is the capital of France?");
+    browser.set_value("max-tokens", "12");
+    browser.click("generate");
+    browser.wait_state("output", "done", WORK);
+    let answer = browser.text("output");
+    assert!(answer.contains("Paris"), "chat answer: {answer:?}");
+    shot("real-model-chat", "main");
+
+    // Extract a sentiment vector from a few built-in pairs at layer 15, steer, export.
+    let pairs: Vec<&str> = include_str!("../public/datasets/sentiment.jsonl").lines().take(8).collect();
+    let pairs_file = std::env::temp_dir().join(format!("analog-sentiment-{}-{webgpu}.jsonl", std::process::id()));
+    std::fs::write(&pairs_file, pairs.join("\n")).expect("a temporary pair set");
+    browser.click("tab-steer");
+    browser.upload("pairs-file", &pairs_file);
+    browser.set_value("layer", "15");
+    browser.click("extract");
+    browser.wait_state("vector-status", "ready", WORK);
+    assert!(browser.text("vector-status").contains("d_model 576"), "{}", browser.text("vector-status"));
+    browser.set_value("coef", "6");
+    browser.set_value("steer-prompt", "I watched the movie last night. It was");
+    browser.set_value("max-tokens", "8");
+    browser.click("steer-generate");
+    browser.wait_state("baseline-output", "done", WORK);
+    browser.wait_state("steered-output", "done", WORK);
+    let (baseline, steered) = (browser.text("baseline-output"), browser.text("steered-output"));
+    assert_ne!(baseline, steered, "steering the real model changed nothing");
+    shot("real-model-steering", "[data-testid=layer]");
+    browser.js(
+        "window.__exported = null; const create = URL.createObjectURL; URL.createObjectURL = b => { b.arrayBuffer().then(a => { window.__exported = Array.from(new Uint8Array(a.slice(0, 4))).concat([a.byteLength]); }); return create(b); };",
+        json!([]),
+    );
+    browser.click("export-gguf");
+    let exported = browser.wait("the exported control vector", "return window.__exported", json!([]), LOAD);
+    let bytes: Vec<u64> = serde_json::from_value(exported).expect("magic and length");
+    assert_eq!(&bytes[..4], &[71, 71, 85, 70], "GGUF magic");
+    assert!(bytes[4] > 576 * 4, "a control vector of one 576-wide direction at least: {} bytes", bytes[4]);
+    let _ = std::fs::remove_file(&pairs_file);
+}
+
+#[test]
+#[ignore = "needs the site built by trunk and the real models: run by cargo xtask test"]
+fn a_real_gguf_model_chats_and_steers_on_webgpu() {
+    gguf_journey(true);
+}
+
+#[test]
+#[ignore = "needs the site built by trunk and the real models: run by cargo xtask test"]
+fn a_real_gguf_model_chats_and_steers_on_the_cpu() {
+    gguf_journey(false);
+}
+
 #[test]
 #[ignore = "needs the site built by trunk: run by cargo xtask test"]
 fn the_app_works_on_webgpu() {

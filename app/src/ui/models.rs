@@ -136,7 +136,13 @@ pub fn ModelPicker() -> impl IntoView {
             view! { <option value=m.id.clone()>{label}</option> }
         });
         let hub = catalog.hub.into_iter().map(|h| {
-            let label = format!("{} · {} {} · {}", h.repo, human_params(h.n_params), h.family, h.note);
+            let pair = match (&h.frontier, h.size_ratio()) {
+                (Some(f), Some(ratio)) => {
+                    format!(" · {:.1}% of {}{}", ratio * 100.0, f.name, if f.distilled { ", distilled from it" } else { "" })
+                }
+                _ => String::new(),
+            };
+            let label = format!("{} · {} {}{pair} · ≈{} as f32", h.repo, human_params(h.n_params), h.family, human_bytes(h.f32_bytes() as f64));
             view! { <option value=h.repo.clone()>{label}</option> }
         });
         let from_files = LAST_LOAD.with_borrow(|last| matches!(last, Some((ModelSource::Files { .. }, _))));
@@ -186,8 +192,37 @@ pub fn ModelPicker() -> impl IntoView {
                         }/>
                 </label>
             </div>
+            <HubPair/>
             <Status/>
         </section>
+    }
+}
+
+/// For a hub model paired with a frontier model (`hub-pair`): the size ratio against the paper's
+/// 0.5–5% band, whether it was distilled, the developers' claim and its source, and the memory
+/// its weights need as f32. Nothing for other models. No props.
+#[component]
+fn HubPair() -> impl IntoView {
+    let state = state();
+    move || {
+        let current = state.model_ref.get();
+        let catalog = state.catalog.get().unwrap_or_default();
+        let hub = catalog.hub.into_iter().find(|h| h.repo == current)?;
+        let frontier = hub.frontier.clone()?;
+        let ratio = hub.size_ratio()?;
+        let band = if hub.in_band() == Some(true) { "inside the 0.5–5% analog band" } else { "outside the 0.5–5% analog band" };
+        let text = format!(
+            "Analog of {} ({}): {:.2}% of its size, {band}; {}. Its developers: “{}”. Weights need ≈{} as f32.",
+            frontier.name,
+            human_params(frontier.n_params),
+            ratio * 100.0,
+            if frontier.distilled { "distilled from the family's larger models" } else { "not distilled" },
+            frontier.claim,
+            human_bytes(hub.f32_bytes() as f64),
+        );
+        Some(view! {
+            <p class="hub-pair" data-testid="hub-pair">{text}" "<a href=frontier.source.clone() target="_blank" rel="noopener noreferrer">"source"</a></p>
+        })
     }
 }
 

@@ -121,8 +121,8 @@ fn VectorStatus() -> impl IntoView {
                 <p>{format!("Vector: {} layers × d_model {} · {} · {} pairs", v.directions.len(), v.model.d_model, method_name(v.method), v.pairs.n_pairs)}</p>
                 <div class="buttons">
                     <button data-testid="save-vector" on:click=save>"Save vector"</button>
-                    <button on:click=move |_| download("steering-vector.json", "application/json", json.as_bytes())>"Export JSON"</button>
-                    <button on:click=move |_| download("steering-vector.gguf", "application/octet-stream", &analog_core::steering::gguf::export(&gguf_vector, "analog-explorer"))>"Export GGUF"</button>
+                    <button data-testid="export-json" on:click=move |_| download("steering-vector.json", "application/json", json.as_bytes())>"Export JSON"</button>
+                    <button data-testid="export-gguf" on:click=move |_| download("steering-vector.gguf", "application/octet-stream", &analog_core::steering::gguf::export(&gguf_vector, "analog-explorer"))>"Export GGUF"</button>
                 </div>
             }
         })
