@@ -40,7 +40,7 @@ fn is_gguf(path: &Path) -> bool {
 }
 
 /// The one `.gguf` file of a directory without safetensors weights.
-fn gguf_in(dir: &Path) -> Result<Option<PathBuf>> {
+pub fn gguf_in(dir: &Path) -> Result<Option<PathBuf>> {
     if dir.join("model.safetensors").is_file() || dir.join("model.safetensors.index.json").is_file() {
         return Ok(None);
     }

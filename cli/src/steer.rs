@@ -124,7 +124,12 @@ pub fn extract(args: ExtractArgs) -> Result<()> {
 pub fn load_with_identity(args: &ModelArgs) -> Result<(TextModel, VectorModel)> {
     let model = load(args)?;
     let id = args.model.canonicalize().ok().and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned())).unwrap_or_else(|| "model".into());
-    let weights = ["model.safetensors", "model.safetensors.index.json"].iter().map(|f| args.model.join(f)).find(|p| p.is_file()).context("no weights file")?;
+    let weights = if args.model.is_file() {
+        args.model.clone()
+    } else {
+        let safetensors = ["model.safetensors", "model.safetensors.index.json"].iter().map(|f| args.model.join(f)).find(|p| p.is_file());
+        safetensors.or(crate::files::gguf_in(&args.model)?).context("no weights file")?
+    };
     let weights_sha256 = crate::files::sha256_file(&weights)?;
     let d_model = model.config().d_model;
     Ok((model, VectorModel { id, weights_sha256, d_model }))

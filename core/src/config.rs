@@ -270,7 +270,10 @@ impl ModelConfig {
             bos_token_id: token("tokenizer.ggml.bos_token_id"),
             eos_token_ids: token("tokenizer.ggml.eos_token_id").into_iter().collect(),
         };
-        config.validate()?;
+        config.validate().map_err(|e| match e {
+            Error::InvalidConfig { field, reason } => Error::Gguf(format!("`{field}` {reason}")),
+            other => other,
+        })?;
         Ok(config)
     }
 

@@ -169,6 +169,8 @@ impl TextModel {
     /// `tokenizer_json` replaces the tokenizer the file describes (for pre-tokenizers not known here).
     pub fn from_gguf(bytes: &[u8], tokenizer_json: Option<&[u8]>, device: &Device) -> Result<Self> {
         let file = Gguf::parse(bytes)?;
+        // The configuration first: what it refuses is said the same way the app's footprint check says it.
+        ModelConfig::from_gguf(&file)?;
         let tokenizer = match tokenizer_json {
             Some(json) => Tokenizer::from_bytes(json)?,
             None => Tokenizer::from_gguf(&file)?,

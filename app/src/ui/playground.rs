@@ -46,8 +46,8 @@ pub fn ChatToggle(chat: RwSignal<bool>) -> impl IntoView {
     });
     view! {
         <Show when=move || state.model.with(ModelStatus::has_chat_template)>
-            <label class="control" title="Send the prompt as one user message in the model's chat format; the output is the assistant's reply">
-                <input type="checkbox" data-testid="chat-mode" prop:checked=chat on:change=move |ev| chat.set(event_target_checked(&ev))/>" Chat"
+            <label class="toggle" title="Send the prompt as one user message in the model's chat format; the output is the assistant's reply">
+                <input type="checkbox" data-testid="chat-mode" prop:checked=chat on:change=move |ev| chat.set(event_target_checked(&ev))/>"Chat: send the text as a user message in the model's chat template"
             </label>
         </Show>
     }
