@@ -143,7 +143,8 @@ fn smollm2_gguf() -> PathBuf {
 /// A released model as people run it in browsers today: the SmolLM2-135M-Instruct GGUF through
 /// the model box, from a hub id (against a local stand-in for huggingface.co) and as a local file;
 /// chat in its template; extract a sentiment vector at a middle layer, steer with it, and export
-/// it as a GGUF control vector.
+/// it as a GGUF control vector. On SwiftShader (WebGPU without a GPU) a token of this model takes
+/// about 10 s, so that run uses fewer pairs and tokens.
 fn gguf_journey(webgpu: bool) {
     let gguf = smollm2_gguf();
     let models = gguf.parent().expect("the models folder").to_path_buf();
@@ -156,6 +157,8 @@ fn gguf_journey(webgpu: bool) {
             browser.screenshot(&shots().join(format!("{name}.png")));
         }
     };
+    let started = std::time::Instant::now();
+    let stage = |what: &str| eprintln!("gguf journey ({}): {what} at {:.0?}", if webgpu { "webgpu" } else { "cpu" }, started.elapsed());
     browser.goto(&format!("{base}/?hub={base}/hub/#/play"));
     browser.wait_state("model-status", "ready", LOAD);
 
@@ -166,6 +169,7 @@ fn gguf_journey(webgpu: bool) {
     let status = browser.text("model-status");
     assert!(status.contains("chat template") && status.contains("d_model 576"), "{status}");
 
+    stage("the local file loaded");
     // The same file from the hub (owner/name/file.gguf), downloaded with progress into the cache.
     browser.js("document.querySelector('[data-testid=model-status]').setAttribute('data-state', 'stale')", json!([]));
     browser.set_value("model-url", "HuggingFaceTB/SmolLM2-135M-Instruct-GGUF/SmolLM2-135M-Instruct.Q4_1.gguf");
@@ -173,6 +177,7 @@ fn gguf_journey(webgpu: bool) {
     browser.wait_state("model-status", "ready", LOAD);
     assert!(browser.text("model-status").contains("SmolLM2-135M-Instruct-GGUF"), "{}", browser.text("model-status"));
 
+    stage("the hub file loaded");
     // Chat in the model's template.
     browser.wait("the chat toggle", "return document.querySelector('[data-testid=chat-mode]')", json!([]), LOAD);
     assert!(
@@ -180,7 +185,7 @@ fn gguf_journey(webgpu: bool) {
         "chat is on for an instruct model"
     );
     browser.set_value("prompt", "What is the capital of France?");
-    browser.set_value("max-tokens", "12");
+    browser.set_value("max-tokens", if webgpu { "6" } else { "12" });
     browser.set_value("temperature", "0");
     browser.click("generate");
     browser.wait_state("output", "done", WORK);
@@ -188,8 +193,9 @@ fn gguf_journey(webgpu: bool) {
     assert!(answer.contains("Paris"), "chat answer: {answer:?}");
     shot("real-model-chat", "main");
 
+    stage("chatted");
     // Extract a sentiment vector from a few built-in pairs at layer 15, steer, export.
-    let pairs: Vec<&str> = include_str!("../public/datasets/sentiment.jsonl").lines().take(8).collect();
+    let pairs: Vec<&str> = include_str!("../public/datasets/sentiment.jsonl").lines().take(if webgpu { 2 } else { 8 }).collect();
     let pairs_file = std::env::temp_dir().join(format!("analog-sentiment-{}-{webgpu}.jsonl", std::process::id()));
     std::fs::write(&pairs_file, pairs.join("\n")).expect("a temporary pair set");
     browser.click("tab-steer");
@@ -198,14 +204,16 @@ fn gguf_journey(webgpu: bool) {
     browser.click("extract");
     browser.wait_state("vector-status", "ready", WORK);
     assert!(browser.text("vector-status").contains("d_model 576"), "{}", browser.text("vector-status"));
+    stage("extracted");
     browser.set_value("coef", "0.5");
     browser.set_value("steer-prompt", "I watched the movie last night. It was");
-    browser.set_value("max-tokens", "8");
+    browser.set_value("max-tokens", if webgpu { "2" } else { "8" });
     browser.click("steer-generate");
     browser.wait_state("baseline-output", "done", WORK);
     browser.wait_state("steered-output", "done", WORK);
     let (baseline, steered) = (browser.text("baseline-output"), browser.text("steered-output"));
     assert_ne!(baseline, steered, "steering the real model changed nothing");
+    stage("steered");
     shot("real-model-steering", "[data-testid=layer]");
     browser.js(
         "window.__exported = null; const create = URL.createObjectURL; URL.createObjectURL = b => { b.arrayBuffer().then(a => { window.__exported = Array.from(new Uint8Array(a.slice(0, 4))).concat([a.byteLength]); }); return create(b); };",
@@ -217,6 +225,7 @@ fn gguf_journey(webgpu: bool) {
     assert_eq!(&bytes[..4], &[71, 71, 85, 70], "GGUF magic");
     assert!(bytes[4] > 576 * 4, "a control vector of one 576-wide direction at least: {} bytes", bytes[4]);
     let _ = std::fs::remove_file(&pairs_file);
+    stage("exported");
 }
 
 #[test]
