@@ -408,66 +408,78 @@ pub const HUB_MODELS: [(&str, &str, u64, &str); 4] = [
     ("Qwen/Qwen2.5-0.5B", "qwen2", 494_032_768, "Qwen2.5, 24 layers; about 2 GB in memory"),
 ];
 
-/// Released small models paired with the frontier model they stand in for: (repo, family,
-/// parameters, note, frontier name, frontier parameters, distilled, claim, source). Parameters
+/// Released small models paired with the frontier model they stand in for. Parameters
 /// are counted from each model's config.json by `ModelConfig::hf_tensors` (tested below); the
 /// frontier sizes and the distillation claims are the developers' own, with their source.
-pub const ANALOG_PAIRS: [(&str, &str, u64, &str, &str, u64, bool, &str, &str); 5] = [
-    (
-        "google/gemma-3-270m",
-        "gemma3_text",
-        268_098_176,
-        "Gemma 3 270M, 18 layers, 262k vocabulary",
-        "Gemma 3 27B",
-        27_000_000_000,
-        true,
-        "every Gemma 3 model is trained with distillation from a larger teacher",
-        "https://arxiv.org/abs/2503.19786",
-    ),
-    (
-        "Qwen/Qwen3-0.6B",
-        "qwen3",
-        596_049_920,
-        "Qwen3 0.6B, 28 layers",
-        "Qwen3-32B",
-        32_800_000_000,
-        true,
-        "small Qwen3 models learn by strong-to-weak distillation from Qwen3-32B and Qwen3-235B-A22B",
-        "https://arxiv.org/abs/2505.09388",
-    ),
-    (
-        "meta-llama/Llama-3.2-1B",
-        "llama",
-        1_235_814_400,
-        "Llama 3.2 1B, 16 layers (gated: needs an accepted licence)",
-        "Llama 3.1 70B",
-        70_600_000_000,
-        true,
-        "logits of Llama 3.1 8B and 70B were token-level targets in pre-training",
-        "https://huggingface.co/meta-llama/Llama-3.2-1B",
-    ),
-    (
-        "EleutherAI/pythia-70m-deduped",
-        "gpt_neox",
-        70_426_624,
-        "Pythia 70M (deduplicated), 6 layers",
-        "Pythia 6.9B",
-        6_857_302_016,
-        false,
-        "same data in the same order as its larger siblings; not distilled",
-        "https://arxiv.org/abs/2304.01373",
-    ),
-    (
-        "HuggingFaceTB/SmolLM2-135M-Instruct",
-        "llama",
-        134_515_008,
-        "SmolLM2 135M Instruct, 30 layers (7.9% of its sibling: outside the 0.5–5% band)",
-        "SmolLM2-1.7B",
-        1_711_376_384,
-        false,
-        "same data mixture and tokenizer as SmolLM2-1.7B; not distilled",
-        "https://arxiv.org/abs/2502.02737",
-    ),
+/// A released small model and the frontier model it stands in for (see [`ANALOG_PAIRS`]).
+pub struct AnalogPair {
+    pub repo: &'static str,
+    pub family: &'static str,
+    pub n_params: u64,
+    pub note: &'static str,
+    pub frontier: &'static str,
+    pub frontier_params: u64,
+    pub distilled: bool,
+    pub claim: &'static str,
+    pub source: &'static str,
+}
+
+pub const ANALOG_PAIRS: [AnalogPair; 5] = [
+    AnalogPair {
+        repo: "google/gemma-3-270m",
+        family: "gemma3_text",
+        n_params: 268_098_176,
+        note: "Gemma 3 270M, 18 layers, 262k vocabulary",
+        frontier: "Gemma 3 27B",
+        frontier_params: 27_000_000_000,
+        distilled: true,
+        claim: "every Gemma 3 model is trained with distillation from a larger teacher",
+        source: "https://arxiv.org/abs/2503.19786",
+    },
+    AnalogPair {
+        repo: "Qwen/Qwen3-0.6B",
+        family: "qwen3",
+        n_params: 596_049_920,
+        note: "Qwen3 0.6B, 28 layers",
+        frontier: "Qwen3-32B",
+        frontier_params: 32_800_000_000,
+        distilled: true,
+        claim: "small Qwen3 models learn by strong-to-weak distillation from Qwen3-32B and Qwen3-235B-A22B",
+        source: "https://arxiv.org/abs/2505.09388",
+    },
+    AnalogPair {
+        repo: "meta-llama/Llama-3.2-1B",
+        family: "llama",
+        n_params: 1_235_814_400,
+        note: "Llama 3.2 1B, 16 layers (gated: needs an accepted licence)",
+        frontier: "Llama 3.1 70B",
+        frontier_params: 70_600_000_000,
+        distilled: true,
+        claim: "logits of Llama 3.1 8B and 70B were token-level targets in pre-training",
+        source: "https://huggingface.co/meta-llama/Llama-3.2-1B",
+    },
+    AnalogPair {
+        repo: "EleutherAI/pythia-70m-deduped",
+        family: "gpt_neox",
+        n_params: 70_426_624,
+        note: "Pythia 70M (deduplicated), 6 layers",
+        frontier: "Pythia 6.9B",
+        frontier_params: 6_857_302_016,
+        distilled: false,
+        claim: "same data in the same order as its larger siblings; not distilled",
+        source: "https://arxiv.org/abs/2304.01373",
+    },
+    AnalogPair {
+        repo: "HuggingFaceTB/SmolLM2-135M-Instruct",
+        family: "llama",
+        n_params: 134_515_008,
+        note: "SmolLM2 135M Instruct, 30 layers (7.9% of its sibling: outside the 0.5–5% band)",
+        frontier: "SmolLM2-1.7B",
+        frontier_params: 1_711_376_384,
+        distilled: false,
+        claim: "same data mixture and tokenizer as SmolLM2-1.7B; not distilled",
+        source: "https://arxiv.org/abs/2502.02737",
+    },
 ];
 
 /// What `publish` names things.
@@ -600,12 +612,18 @@ pub fn publish(out: &Path, settings: &PublishSettings<'_>, report: &analog_core:
         models: catalog_models,
         hub: ANALOG_PAIRS
             .iter()
-            .map(|&(repo, family, n_params, note, name, frontier_params, distilled, claim, source)| HubModel {
-                repo: repo.into(),
-                family: family.into(),
-                n_params,
-                note: note.into(),
-                frontier: Some(Frontier { name: name.into(), n_params: frontier_params, distilled, claim: claim.into(), source: source.into() }),
+            .map(|p| HubModel {
+                repo: p.repo.into(),
+                family: p.family.into(),
+                n_params: p.n_params,
+                note: p.note.into(),
+                frontier: Some(Frontier {
+                    name: p.frontier.into(),
+                    n_params: p.frontier_params,
+                    distilled: p.distilled,
+                    claim: p.claim.into(),
+                    source: p.source.into(),
+                }),
             })
             .chain(HUB_MODELS.iter().map(|&(repo, family, n_params, note)| HubModel {
                 repo: repo.into(),
@@ -704,7 +722,7 @@ mod tests {
         for (repo, json) in configs {
             let config = analog_core::ModelConfig::from_hf_json(json.as_bytes()).unwrap();
             let counted: u64 = config.hf_tensors().iter().map(|(_, shape)| shape.iter().product::<usize>() as u64).sum();
-            let listed = ANALOG_PAIRS.iter().find(|p| p.0 == repo).unwrap().2;
+            let listed = ANALOG_PAIRS.iter().find(|p| p.repo == repo).unwrap().n_params;
             assert_eq!(counted, listed, "{repo}");
         }
     }
