@@ -161,7 +161,14 @@ fn the_f32_footprint_is_read_from_the_headers() {
         assert!(original.total_bytes >= model.model.n_params as u64 * 4 - original.largest_bytes, "{name}: {original:?}");
         for format in [WeightFormat::F16, WeightFormat::Q8_0] {
             let small = convert(&weights.files(), format).unwrap();
-            assert_eq!(analog_core::weights::footprint(&WeightFiles::Single(&small)).unwrap(), original, "{name} as {format:?}");
+            let converted = analog_core::weights::footprint(&WeightFiles::Single(&small)).unwrap();
+            // The f32 figures agree; what the file stores shrinks with the format.
+            assert_eq!(
+                (&converted.largest, converted.largest_bytes, converted.total_bytes),
+                (&original.largest, original.largest_bytes, original.total_bytes),
+                "{name} as {format:?}"
+            );
+            assert!(converted.stored_bytes < original.stored_bytes || original.stored_bytes < original.total_bytes, "{name} as {format:?}: {converted:?}");
         }
     }
 }

@@ -408,9 +408,6 @@ pub const HUB_MODELS: [(&str, &str, u64, &str); 4] = [
     ("Qwen/Qwen2.5-0.5B", "qwen2", 494_032_768, "Qwen2.5, 24 layers; about 2 GB in memory"),
 ];
 
-/// Released small models paired with the frontier model they stand in for. Parameters
-/// are counted from each model's config.json by `ModelConfig::hf_tensors` (tested below); the
-/// frontier sizes and the distillation claims are the developers' own, with their source.
 /// A released small model and the frontier model it stands in for (see [`ANALOG_PAIRS`]).
 pub struct AnalogPair {
     pub repo: &'static str,
@@ -424,6 +421,9 @@ pub struct AnalogPair {
     pub source: &'static str,
 }
 
+/// Released small models paired with the frontier model they stand in for. Parameters
+/// are counted from each model's config.json by `ModelConfig::hf_tensors` (tested below); the
+/// frontier sizes and the distillation claims are the developers' own, with their source.
 pub const ANALOG_PAIRS: [AnalogPair; 5] = [
     AnalogPair {
         repo: "google/gemma-3-270m",
