@@ -170,7 +170,7 @@ impl TextModel {
     pub fn from_gguf(bytes: &[u8], tokenizer_json: Option<&[u8]>, device: &Device) -> Result<Self> {
         let file = Gguf::parse(bytes)?;
         // The configuration first: what it refuses is said the same way the app's footprint check says it.
-        ModelConfig::from_gguf(&file)?;
+        let config = ModelConfig::from_gguf(&file)?;
         let tokenizer = match tokenizer_json {
             Some(json) => Tokenizer::from_bytes(json)?,
             None => Tokenizer::from_gguf(&file)?,
@@ -182,7 +182,7 @@ impl TextModel {
             }
             None => None,
         };
-        let model = Model::from_gguf(&file, bytes, device)?;
+        let model = Model::from_gguf(&file, config, device)?;
         Ok(Self { model, tokenizer, chat_template })
     }
 

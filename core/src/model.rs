@@ -438,10 +438,11 @@ impl Model {
         Self::from_weights(config, host, device)
     }
 
-    /// Loads the model of a parsed GGUF file (`bytes` is the whole file `file` was parsed from).
-    pub fn from_gguf(file: &crate::gguf::Gguf<'_>, bytes: &[u8], device: &Device) -> Result<Self> {
-        let config = ModelConfig::from_gguf(file)?;
-        let host = crate::weight_map::load(&config, &crate::weights::WeightFiles::Gguf(bytes), analog_kernels::fused_on(device))?;
+    /// Loads the model of a parsed GGUF file whose configuration is `config`
+    /// ([`ModelConfig::from_gguf`]).
+    pub fn from_gguf(file: &crate::gguf::Gguf<'_>, config: ModelConfig, device: &Device) -> Result<Self> {
+        let table = crate::weights::TensorTable::from_gguf(file, &config)?;
+        let host = crate::weight_map::load_table(&config, &table, analog_kernels::fused_on(device))?;
         Self::from_weights(config, host, device)
     }
 

@@ -388,7 +388,11 @@ impl HostWeights {
 /// q8_0 weights of linear layers that need no reordering stay quantised (see [`HostQ8`]); every
 /// other tensor is f32.
 pub(crate) fn load(config: &ModelConfig, files: &WeightFiles<'_>, keep_q8: bool) -> Result<HostWeights> {
-    let table_in = TensorTable::parse(files)?;
+    load_table(config, &TensorTable::parse(files)?, keep_q8)
+}
+
+/// [`load`] from a tensor table already read (a GGUF file parsed once for everything it holds).
+pub(crate) fn load_table(config: &ModelConfig, table_in: &TensorTable<'_>, keep_q8: bool) -> Result<HostWeights> {
     let by_name: BTreeMap<String, String> = table_in.names().map(|(name, _)| (normalise_name(config.architecture, name), name.to_string())).collect();
     let mut used = BTreeSet::new();
     let mut tensors = BTreeMap::new();

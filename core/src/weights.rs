@@ -96,7 +96,10 @@ impl<'a> TensorTable<'a> {
     pub(crate) fn parse(files: &WeightFiles<'a>) -> Result<Self> {
         let mut tensors = BTreeMap::new();
         match files {
-            WeightFiles::Gguf(bytes) => return Self::parse_gguf(&Gguf::parse(bytes)?),
+            WeightFiles::Gguf(bytes) => {
+                let file = Gguf::parse(bytes)?;
+                return Self::from_gguf(&file, &ModelConfig::from_gguf(&file)?);
+            }
             WeightFiles::Single(bytes) => {
                 for (name, view) in parse_file("model.safetensors", bytes)?.tensors() {
                     tensors.insert(name, view);
@@ -143,16 +146,15 @@ impl<'a> TensorTable<'a> {
         Ok(Self { tensors, q8_scales })
     }
 
-    /// A GGUF file's tensors under their HF names (unknown names are kept as they are, for the
-    /// loader to report).
-    fn parse_gguf(file: &Gguf<'a>) -> Result<Self> {
-        let config = ModelConfig::from_gguf(file)?;
+    /// A parsed GGUF file's tensors under their HF names (unknown names are kept as they are, for
+    /// the loader to report); `config` is the file's own.
+    pub(crate) fn from_gguf(file: &Gguf<'a>, config: &ModelConfig) -> Result<Self> {
         let mut tensors = BTreeMap::new();
         for info in &file.tensors {
             if GGUF_CONFIG_TENSORS.contains(&info.name.as_str()) {
                 continue;
             }
-            let (name, fixup) = hf_name_of_gguf(&config, &info.name).unwrap_or_else(|| (info.name.clone(), Fixup::None));
+            let (name, fixup) = hf_name_of_gguf(config, &info.name).unwrap_or_else(|| (info.name.clone(), Fixup::None));
             let stored = Stored::Ggml { shape: info.shape(), bytes: file.data(info), info: info.clone(), fixup };
             if tensors.insert(name.clone(), stored).is_some() {
                 return Err(Error::Gguf(format!("two tensors map to `{name}`")));
