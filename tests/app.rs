@@ -352,15 +352,18 @@ fn malformed_inputs_show_an_error_panel() {
     browser.wait_state("model-status", "ready", LOAD);
     let case_timeout = Duration::from_secs(30);
 
-    // Models: each folder through the model box, as a visitor pasting a URL would.
-    let mut models = 0;
-    for (case, phrase) in expected.iter().filter(|(case, _)| case.starts_with("model/")) {
+    // A broken model through the model box, as a visitor pasting a URL would: its error in the status.
+    let refused = |case: &str, url: &str, phrase: &str| {
         browser.js("document.querySelector('[data-testid=model-status]').setAttribute('data-state', 'stale')", json!([]));
-        browser.set_value("model-url", &format!("{base}/malformed/{case}/"));
+        browser.set_value("model-url", url);
         browser.click("model-load");
         browser.wait_state("model-status", "error", case_timeout);
         let status = browser.text("model-status");
-        assert!(status.contains(phrase.as_str()), "{case}: expected {phrase:?} in the model status, found {status:?}");
+        assert!(status.contains(phrase), "{case}: expected {phrase:?} in the model status, found {status:?}");
+    };
+    let mut models = 0;
+    for (case, phrase) in expected.iter().filter(|(case, _)| case.starts_with("model/")) {
+        refused(case, &format!("{base}/malformed/{case}/"), phrase);
         models += 1;
     }
     assert!(models >= 20, "only {models} model cases");
@@ -368,12 +371,7 @@ fn malformed_inputs_show_an_error_panel() {
     // GGUF model files by URL; a template that loops is only caught when it renders (the CLI's
     // case chats with it), so it is left to `cli/tests/malformed.rs`.
     for (case, phrase) in expected.iter().filter(|(case, _)| case.starts_with("gguf-model/") && !case.contains("endless")) {
-        browser.js("document.querySelector('[data-testid=model-status]').setAttribute('data-state', 'stale')", json!([]));
-        browser.set_value("model-url", &format!("{base}/malformed/{case}"));
-        browser.click("model-load");
-        browser.wait_state("model-status", "error", case_timeout);
-        let status = browser.text("model-status");
-        assert!(status.contains(phrase.as_str()), "{case}: expected {phrase:?} in the model status, found {status:?}");
+        refused(case, &format!("{base}/malformed/{case}"), phrase);
     }
 
     // A well-formed model (d_model 32, 2 layers: what the vector cases were written for) loads
