@@ -138,7 +138,7 @@ pub fn ModelPicker() -> impl IntoView {
         let hub = catalog.hub.into_iter().map(|h| {
             let pair = match (&h.frontier, h.size_ratio()) {
                 (Some(f), Some(ratio)) => {
-                    format!(" · {:.1}% of {}{}", ratio * 100.0, f.name, if f.distilled { ", distilled from it" } else { "" })
+                    format!(" · {:.1}% of {}{}", ratio * 100.0, f.name, if f.distilled { ", distilled" } else { ", not distilled" })
                 }
                 _ => String::new(),
             };
