@@ -77,7 +77,7 @@ fn q8_0_weights_stay_quantised_on_wgpu_and_agree_with_the_cpu() {
         // The CPU dequantises at load; wgpu keeps every linear weight that needs no reordering in
         // q8_0 (GPT-2 and GPT-NeoX split their fused q/k/v projection, so those are f32).
         assert!(linears(&on_cpu).iter().all(|l| matches!(l.weight, LinearWeight::F32(_))), "{name}");
-        let kept = linears(&on_gpu).iter().filter(|l| matches!(l.weight, LinearWeight::Q8(_))).count();
+        let kept = linears(&on_gpu).iter().filter(|l| matches!(l.weight, LinearWeight::Quant(_))).count();
         let expected = if matches!(name, "llama" | "qwen2") { 6 } else { 3 } * on_gpu.config().n_layers;
         assert_eq!(kept, expected, "{name}: q8_0 linear weights on wgpu");
         // The prompt's prefill dequantises into a matmul; each decoded token runs the q8_0 matrix-vector kernel.

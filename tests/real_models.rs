@@ -6,8 +6,10 @@
 
 use std::path::PathBuf;
 
+use analog_core::model::{Embedding, LinearWeight};
 use analog_core::steering::metrics::{EvalSpec, evaluate};
-use analog_core::steering::{Aggregation, HookSite, Method, PairSet, VectorModel, collect, steering_vector};
+use analog_core::steering::{Aggregation, HookSite, Method, PairSet, PromptFormat, VectorModel, collect, encode_pairs, steering_vector};
+use analog_core::weights::WeightFiles;
 use analog_core::{ChatMessage, Device, GenerateOptions, Hooks, Positions, Sampling, TextModel, device};
 use analog_tests::backends;
 use serde::Deserialize;
@@ -78,21 +80,42 @@ fn check_logits(model: &TextModel, ids: &[u32], want: &Logits, what: &str) {
     assert_eq!(argmax, want.argmax, "{what}: argmax");
 }
 
-/// Gemma 3's tied 262 144 × 640 embedding is one 671 MB f32 buffer, past the largest buffer wgpu
-/// grants (256 MB by default, lavapipe included): it runs on the CPU until vocabulary-sized
-/// matrices are split across buffers or kept quantised.
-fn matches_transformers(name: &str, wgpu: bool) {
+/// On wgpu every matrix stays in its file's quantised type (Gemma 3's tied 262 144 × 640 embedding would be a
+/// 671 MB f32 buffer, past the 256 MB wgpu grants by default; as Q8_0 it is 178 MB, read as its own transpose).
+fn matches_transformers(name: &str) {
     let r = reference(name);
-    for (backend, device) in backends().into_iter().filter(|(b, _)| wgpu || *b == "cpu") {
+    for (backend, device) in backends() {
         let model = load(&r.file, &device);
         if backend == "cpu" {
             for t in &r.tokenizer {
                 assert_eq!(model.tokenizer.encode_plain(&t.text).unwrap(), t.ids, "{name}: tokens of {:?}", t.text);
             }
-            // Longer than Gemma 3's 512-token sliding window: the local layers must slide.
-            assert_eq!(model.encode(&r.long.prompt).unwrap(), r.long.input_ids);
-            check_logits(&model, &r.long.input_ids, &r.long.logits, &format!("{name} {backend}, {} tokens", r.long.input_ids.len()));
+        } else {
+            let m = &model.model;
+            let linears: Vec<&LinearWeight> = m
+                .blocks
+                .iter()
+                .flat_map(|b| [Some(&b.attn.q), Some(&b.attn.k), Some(&b.attn.v), Some(&b.attn.o), Some(&b.mlp.up), Some(&b.mlp.down), b.mlp.gate.as_ref()])
+                .flatten()
+                .map(|l| &l.weight)
+                .collect();
+            assert!(linears.iter().all(|w| matches!(w, LinearWeight::Quant(_))), "{name}: every linear weight stays quantised on wgpu");
+            assert!(matches!(m.embed, Embedding::Quant(_)) && matches!(m.unembed, LinearWeight::Quant(_)), "{name}: the embedding stays quantised on wgpu");
+            // What the header promised the device is what the model holds: packed codes with their scales, the
+            // tied table once, and the f32 norms.
+            let footprint = analog_core::weights::footprint(&WeightFiles::Gguf(&std::fs::read(model_file(&r.file)).unwrap())).unwrap();
+            let held = m.weight_bytes();
+            assert_eq!(held, footprint.device_bytes, "{name}: device bytes held vs the header's footprint {footprint:?}");
+            println!(
+                "{name}: {} MB on the device (f32 would be {} MB); largest buffer {} MB",
+                held >> 20,
+                footprint.total_bytes >> 20,
+                footprint.device_largest_bytes >> 20
+            );
         }
+        // Longer than Gemma 3's 512-token sliding window: the local layers must slide.
+        assert_eq!(model.encode(&r.long.prompt).unwrap(), r.long.input_ids);
+        check_logits(&model, &r.long.input_ids, &r.long.logits, &format!("{name} {backend}, {} tokens", r.long.input_ids.len()));
         for p in &r.prompts {
             assert_eq!(model.encode(&p.prompt).unwrap(), p.input_ids, "{name}: ids of {:?}", p.prompt);
             check_logits(&model, &p.input_ids, &p.logits, &format!("{name} {backend}, {:?}", p.prompt));
@@ -105,12 +128,12 @@ fn matches_transformers(name: &str, wgpu: bool) {
 
 #[test]
 fn smollm2_gguf_matches_transformers_on_cpu_and_wgpu() {
-    matches_transformers("smollm2", true);
+    matches_transformers("smollm2");
 }
 
 #[test]
-fn gemma3_gguf_matches_transformers_on_cpu() {
-    matches_transformers("gemma3", false);
+fn gemma3_gguf_matches_transformers_on_cpu_and_wgpu() {
+    matches_transformers("gemma3");
 }
 
 #[test]
@@ -168,4 +191,20 @@ fn a_sentiment_vector_steers_the_real_smollm2_and_a_random_one_does_not() {
         span(&steered) > 3.0 * span(&random),
         "the concept direction must move the preference far more than an equal-norm random one: {steered:?} vs {random:?}"
     );
+}
+
+#[test]
+fn pairs_in_the_chat_format_put_the_prompt_in_the_users_turn_and_a_caa_answer_in_the_reply() {
+    let model = load("SmolLM2-135M-Instruct.Q4_1.gguf", &device::cpu());
+    let caa = r#"{"question": "Is the sky blue?\n(A) yes\n(B) no", "answer_matching_behavior": "(A", "answer_not_matching_behavior": "(B"}"#;
+    let plain = r#"{"positive": "I loved it.", "negative": "I hated it."}"#;
+    let pairs = PairSet::from_jsonl(&format!("{caa}\n{plain}\n")).unwrap();
+    let encoded = encode_pairs(&model, &pairs, PromptFormat::Chat).unwrap();
+    let user = |text: &str| model.chat_ids(&[ChatMessage::user(text)]).unwrap();
+    let with_answer = |answer: &str| [user("Is the sky blue?\n(A) yes\n(B) no"), model.tokenizer.encode_plain(answer).unwrap()].concat();
+    assert_eq!(encoded, [with_answer("(A"), with_answer("(B"), user("I loved it."), user("I hated it.")]);
+    // The reply is opened: the last token of a plain prompt is the template's `assistant\n`, not the user's text.
+    let opened = model.tokenizer.encode_plain("<|im_start|>assistant\n").unwrap();
+    assert!(encoded[2].ends_with(&opened), "{:?}", model.tokenizer.decode(&encoded[2]));
+    assert_eq!(encode_pairs(&model, &pairs, PromptFormat::Plain).unwrap()[2], model.encode("I loved it.").unwrap());
 }

@@ -90,13 +90,16 @@ pub enum Request {
         job: Job,
         prompt: String,
     },
-    /// Extract a vector at every layer from JSONL/CSV pairs, with the layer sweep.
+    /// Extract a vector at every layer from JSONL/CSV pairs, with the layer sweep; with `chat`, each
+    /// prompt is sent in the model's chat format (see `PromptFormat::Chat`).
     Extract {
         job: Job,
         pairs: String,
         format: PairFormat,
         method: Method,
         aggregation: Aggregation,
+        #[serde(default)]
+        chat: bool,
     },
     /// Metrics per coefficient (logit shift, KL, trigger rate, perplexity, random baseline).
     /// `pairs` (JSONL) is recorded in the measured intervention, ready for a report.

@@ -228,7 +228,7 @@ impl Worker {
                 self.send(&Event::Inspected { job, layers });
                 Ok(())
             }
-            Request::Extract { job, pairs, format, method, aggregation } => self.extract(job, &pairs, format, method, aggregation).await,
+            Request::Extract { job, pairs, format, method, aggregation, chat } => self.extract(job, &pairs, format, method, aggregation, chat).await,
             Request::Sweep { job, steer, coefs, target, counter, prompts, lexicon, pairs, id, concept } => {
                 let loaded = self.model()?;
                 let spec = EvalSpec::sweep(prompts, Some(target), Some(counter), lexicon, steer.normalise);
@@ -374,17 +374,18 @@ impl Worker {
         loaded.model.chat_ids(&[ChatMessage::user(prompt)]).map_err(errors)
     }
 
-    /// Picks the device for a model of this footprint: WebGPU when every tensor fits its largest
-    /// buffer, else the CPU (the badge says why), and refuses what the CPU cannot hold in a wasm32
-    /// memory.
+    /// Picks the device for a model of this footprint: WebGPU when every tensor (quantised matrices
+    /// as their packed codes) fits its largest buffer, else the CPU (the badge says why), and refuses
+    /// what the CPU cannot hold in a wasm32 memory.
     fn place(&mut self, footprint: &Footprint, file_bytes: u64) -> JobResult {
         let (device, backend, reason) = match &self.gpu {
-            Some((gpu, limit)) if footprint.largest_bytes <= *limit => (gpu.clone(), BackendKind::Wgpu, WEBGPU_FOUND.to_string()),
+            Some((gpu, limit)) if footprint.device_largest_bytes <= *limit => (gpu.clone(), BackendKind::Wgpu, WEBGPU_FOUND.to_string()),
             Some((_, limit)) => (
                 device::cpu(),
                 BackendKind::Cpu,
                 format!(
-                    "`{}` needs {} MB as f32, over this GPU's largest buffer ({} MB): this model runs on the CPU",
+                    "a tensor needs {} MB on the GPU (`{}` is {} MB as f32), over this GPU's largest buffer ({} MB): this model runs on the CPU",
+                    footprint.device_largest_bytes >> 20,
                     footprint.largest,
                     footprint.largest_bytes >> 20,
                     limit >> 20
@@ -444,11 +445,17 @@ impl Worker {
         format: PairFormat,
         method: analog_core::steering::Method,
         aggregation: analog_core::steering::Aggregation,
+        chat: bool,
     ) -> JobResult {
+        use analog_core::steering::{HookSite, PromptFormat, collect_ids, encode_pairs};
         let loaded = self.model()?;
         let pairs = PairSet::parse(text, format).map_err(errors)?;
+        if let (true, None, Some(e)) = (chat, &loaded.model.chat_template, &loaded.chat_error) {
+            return Err(errors(e));
+        }
+        let encoded = encode_pairs(&loaded.model, &pairs, if chat { PromptFormat::Chat } else { PromptFormat::Plain }).map_err(errors)?;
         let scope = self.scope.clone();
-        let acts = analog_core::steering::collect(&loaded.model, &pairs, analog_core::steering::HookSite::ResidPost, aggregation, &mut |done, total| {
+        let acts = collect_ids(&loaded.model.model, &encoded, HookSite::ResidPost, aggregation, &mut |done, total| {
             post(&scope, &Event::Progress { job, what: "running the pairs".into(), done: done as u64, total: Some(total as u64), bytes_per_s: None })
         })
         .await

@@ -3,7 +3,10 @@
 use std::path::{Path, PathBuf};
 
 use analog_core::steering::metrics::{EvalSpec, evaluate};
-use analog_core::steering::{Aggregation, Application, HookSite, Method, PairFormat, PairSet, SteeringVector, VectorModel, collect, steering_vector, sweep};
+use analog_core::steering::{
+    Aggregation, Application, HookSite, Method, PairFormat, PairSet, PromptFormat, SteeringVector, VectorModel, collect_ids, encode_pairs, steering_vector,
+    sweep,
+};
 use analog_core::{Hooks, Positions, TextModel};
 use anyhow::{Context, Result, bail};
 use clap::Args;
@@ -67,11 +70,17 @@ pub struct PairArgs {
     /// Hook site of every block to read (and later steer at).
     #[arg(long, default_value = "resid_post")]
     hook: HookSite,
+    /// Send each prompt in the model's chat format: as the user's turn, read where the assistant is about to
+    /// reply (a CAA A/B item's question as the user's turn and its answer opening the reply).
+    #[arg(long)]
+    chat: bool,
 }
 
 async fn activations(model: &TextModel, args: &PairArgs) -> Result<(PairSet, analog_core::steering::PairActivations)> {
     let pairs = read_pairs(&args.pairs)?;
-    let acts = collect(model, &pairs, args.hook, args.aggregation, &mut |done, total| eprint!("\rextracting: {done}/{total} prompts")).await?;
+    let format = if args.chat { PromptFormat::Chat } else { PromptFormat::Plain };
+    let encoded = encode_pairs(model, &pairs, format)?;
+    let acts = collect_ids(&model.model, &encoded, args.hook, args.aggregation, &mut |done, total| eprint!("\rextracting: {done}/{total} prompts")).await?;
     eprintln!();
     Ok((pairs, acts))
 }

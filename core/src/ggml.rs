@@ -180,6 +180,38 @@ pub fn type_name(id: u32) -> String {
     name.to_owned()
 }
 
+/// How a quantised type rebuilds its values from small integer codes: value `i` of a tensor is
+/// `scale[i / group] · code[i]`, plus `min[i / group]` for the types with minimums. Every quantised
+/// type is exactly this (the K types' packed sub-block scales are multiplied out), so one GPU kernel
+/// per layout reads them all as stored.
+pub use analog_kernels::QuantLayout as CodeLayout;
+
+/// A quantised tensor as codes with their group scales (and minimums, empty without them).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Codes {
+    pub layout: CodeLayout,
+    pub codes: Vec<i8>,
+    pub scales: Vec<f32>,
+    pub mins: Vec<f32>,
+}
+
+impl GgmlType {
+    /// The code layout of a quantised type; `None` for F32, F16 and BF16.
+    pub fn code_layout(self) -> Option<CodeLayout> {
+        let (bits, group, has_min) = match self {
+            Self::F32 | Self::F16 | Self::BF16 => return None,
+            Self::Q4_0 => (4, 32, false),
+            Self::Q4_1 | Self::Q4K => (4, 32, true),
+            Self::Q2K => (4, 16, true),
+            Self::Q3K => (4, 16, false),
+            Self::Q5_0 | Self::Q8_0 => return Some(CodeLayout::Q8_0),
+            Self::Q5_1 | Self::Q5K => (8, 32, true),
+            Self::Q6K => (8, 16, false),
+        };
+        Some(CodeLayout { bits, group, has_min })
+    }
+}
+
 /// Dequantises `bytes` (exactly `ty.bytes_for(n)` bytes for n = the number of values) into f32, appending to `out`.
 ///
 /// Returns `Err` with a reason if the length is not a whole number of blocks, leaving `out` as it was.
@@ -187,44 +219,70 @@ pub fn type_name(id: u32) -> String {
 pub fn dequantize(ty: GgmlType, bytes: &[u8], out: &mut Vec<f32>) -> Result<(), String> {
     let blocks = ty.blocks_in(bytes.len())?;
     let start = out.len();
-    out.resize(start + blocks * ty.block_len(), 0.0);
-    let out = &mut out[start..];
+    let floats = |out: &mut Vec<f32>, decode: fn(&[u8]) -> f32, width: usize| {
+        out.extend(bytes.chunks_exact(width).map(decode));
+    };
     match ty {
-        GgmlType::F32 => each_block(bytes, out, |x: &[u8; 4], y: &mut [f32; 1]| y[0] = f32::from_le_bytes(*x)),
-        GgmlType::F16 => each_block(bytes, out, |x: &[u8; 2], y: &mut [f32; 1]| y[0] = f16::from_le_bytes(*x).to_f32()),
-        GgmlType::BF16 => each_block(bytes, out, |x: &[u8; 2], y: &mut [f32; 1]| y[0] = bf16::from_le_bytes(*x).to_f32()),
-        GgmlType::Q4_0 => each_block(bytes, out, q4_0),
-        GgmlType::Q4_1 => each_block(bytes, out, q4_1),
-        GgmlType::Q5_0 => each_block(bytes, out, q5_0),
-        GgmlType::Q5_1 => each_block(bytes, out, q5_1),
-        GgmlType::Q8_0 => each_block(bytes, out, q8_0),
-        GgmlType::Q2K => each_block(bytes, out, q2_k),
-        GgmlType::Q3K => each_block(bytes, out, q3_k),
-        GgmlType::Q4K => each_block(bytes, out, q4_k),
-        GgmlType::Q5K => each_block(bytes, out, q5_k),
-        GgmlType::Q6K => each_block(bytes, out, q6_k),
+        GgmlType::F32 => floats(out, |b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]), 4),
+        GgmlType::F16 => floats(out, |b| f16::from_le_bytes([b[0], b[1]]).to_f32(), 2),
+        GgmlType::BF16 => floats(out, |b| bf16::from_le_bytes([b[0], b[1]]).to_f32(), 2),
+        _ => {
+            let Some(codes) = codes(ty, bytes)? else { return Ok(()) };
+            let group = codes.layout.group;
+            out.reserve(blocks * ty.block_len());
+            for (g, (chunk, &scale)) in codes.codes.chunks_exact(group).zip(&codes.scales).enumerate() {
+                match codes.mins.get(g) {
+                    Some(&min) => out.extend(chunk.iter().map(|&c| scale * f32::from(c) + min)),
+                    None => out.extend(chunk.iter().map(|&c| scale * f32::from(c))),
+                }
+            }
+        }
     }
+    debug_assert_eq!(out.len() - start, blocks * ty.block_len());
     Ok(())
 }
 
-/// A Q8_0 tensor's blocks split into their int8 values and f32 scales (for keeping weights quantised on the GPU):
-/// value `i` is `quants[i] · scales[i / 32]`.
-pub fn q8_0_parts(bytes: &[u8]) -> Result<(Vec<i8>, Vec<f32>), String> {
-    let blocks = GgmlType::Q8_0.blocks_in(bytes.len())?;
-    let mut quants = Vec::with_capacity(blocks * 32);
-    let mut scales = Vec::with_capacity(blocks);
-    for block in bytes.as_chunks::<34>().0 {
-        scales.push(f16_at(block, 0));
-        quants.extend(block[2..].iter().map(|q| q.cast_signed()));
+/// A quantised tensor's codes, scales and minimums as stored (see [`CodeLayout`]); `None` for the float types.
+///
+/// Returns `Err` with a reason if the length is not a whole number of blocks.
+pub fn codes(ty: GgmlType, bytes: &[u8]) -> Result<Option<Codes>, String> {
+    let blocks = ty.blocks_in(bytes.len())?;
+    let Some(layout) = ty.code_layout() else { return Ok(None) };
+    let values = blocks * ty.block_len();
+    let groups = values / layout.group;
+    let mut out = Codes { layout, codes: vec![0; values], scales: vec![0.0; groups], mins: vec![0.0; groups] };
+    let (c, s, m) = (&mut out.codes[..], &mut out.scales[..], &mut out.mins[..]);
+    match ty {
+        GgmlType::F32 | GgmlType::F16 | GgmlType::BF16 => return Ok(None),
+        GgmlType::Q4_0 => each_block(bytes, c, s, m, q4_0),
+        GgmlType::Q4_1 => each_block(bytes, c, s, m, q4_1),
+        GgmlType::Q5_0 => each_block(bytes, c, s, m, q5_0),
+        GgmlType::Q5_1 => each_block(bytes, c, s, m, q5_1),
+        GgmlType::Q8_0 => each_block(bytes, c, s, m, q8_0),
+        GgmlType::Q2K => each_block(bytes, c, s, m, q2_k),
+        GgmlType::Q3K => each_block(bytes, c, s, m, q3_k),
+        GgmlType::Q4K => each_block(bytes, c, s, m, q4_k),
+        GgmlType::Q5K => each_block(bytes, c, s, m, q5_k),
+        GgmlType::Q6K => each_block(bytes, c, s, m, q6_k),
     }
-    Ok((quants, scales))
+    if !layout.has_min {
+        out.mins = Vec::new();
+    }
+    Ok(Some(out))
 }
 
-/// Runs `decode` on every `B`-byte block of `bytes`, writing its `N` values to the matching chunk of `out`.
-/// The caller has checked that `bytes` holds a whole number of blocks and `out` the same number of chunks.
-fn each_block<const B: usize, const N: usize>(bytes: &[u8], out: &mut [f32], decode: impl Fn(&[u8; B], &mut [f32; N])) {
-    for (block, values) in bytes.as_chunks::<B>().0.iter().zip(out.as_chunks_mut::<N>().0) {
-        decode(block, values);
+/// Runs `decode` on every `B`-byte block of `bytes`, writing its `N` codes and `G` group scales and minimums to
+/// the matching chunks. The caller has checked that `bytes` holds a whole number of blocks and sized the outputs.
+fn each_block<const B: usize, const N: usize, const G: usize>(
+    bytes: &[u8],
+    codes: &mut [i8],
+    scales: &mut [f32],
+    mins: &mut [f32],
+    decode: impl Fn(&[u8; B], &mut [i8; N], &mut [f32; G], &mut [f32; G]),
+) {
+    let blocks = bytes.as_chunks::<B>().0.iter().zip(codes.as_chunks_mut::<N>().0);
+    for ((block, codes), (scales, mins)) in blocks.zip(scales.as_chunks_mut::<G>().0.iter_mut().zip(mins.as_chunks_mut::<G>().0)) {
+        decode(block, codes, scales, mins);
     }
 }
 
@@ -233,29 +291,29 @@ fn f16_at<const B: usize>(block: &[u8; B], at: usize) -> f32 {
     f16::from_le_bytes([block[at], block[at + 1]]).to_f32()
 }
 
-/// A quant as f32, with `offset` subtracted (8 or 16 for the symmetric 4- and 5-bit types).
-fn centred(q: u8, offset: i16) -> f32 {
-    f32::from(i16::from(q) - offset)
+/// A quant with `offset` subtracted (8 or 16 for the symmetric 4- and 5-bit types), as a code.
+fn centred(q: u8, offset: u8) -> i8 {
+    q.cast_signed().wrapping_sub(offset.cast_signed())
 }
 
 /// Q4_0 (18 bytes): `d: f16`, `qs: [u8; 16]`. Value `i < 16` is the low nibble of `qs[i]`, value `i + 16` its high
 /// nibble; `y = d · (q − 8)`.
-fn q4_0(x: &[u8; 18], y: &mut [f32; 32]) {
-    let d = f16_at(x, 0);
-    let (low, high) = y.split_at_mut(16);
+fn q4_0(x: &[u8; 18], c: &mut [i8; 32], s: &mut [f32; 1], _: &mut [f32; 1]) {
+    s[0] = f16_at(x, 0);
+    let (low, high) = c.split_at_mut(16);
     for ((&q, low), high) in x[2..].iter().zip(low).zip(high) {
-        *low = d * centred(q & 0xF, 8);
-        *high = d * centred(q >> 4, 8);
+        *low = centred(q & 0xF, 8);
+        *high = centred(q >> 4, 8);
     }
 }
 
 /// Q4_1 (20 bytes): `d: f16`, `m: f16`, `qs: [u8; 16]` as in Q4_0; `y = d · q + m`.
-fn q4_1(x: &[u8; 20], y: &mut [f32; 32]) {
-    let (d, m) = (f16_at(x, 0), f16_at(x, 2));
-    let (low, high) = y.split_at_mut(16);
+fn q4_1(x: &[u8; 20], c: &mut [i8; 32], s: &mut [f32; 1], m: &mut [f32; 1]) {
+    (s[0], m[0]) = (f16_at(x, 0), f16_at(x, 2));
+    let (low, high) = c.split_at_mut(16);
     for ((&q, low), high) in x[4..].iter().zip(low).zip(high) {
-        *low = d * f32::from(q & 0xF) + m;
-        *high = d * f32::from(q >> 4) + m;
+        *low = (q & 0xF).cast_signed();
+        *high = (q >> 4).cast_signed();
     }
 }
 
@@ -271,28 +329,28 @@ fn five_bit(qh: [u8; 4], qs: &[u8], mut put: impl FnMut(usize, u8, u8)) {
 }
 
 /// Q5_0 (22 bytes): `d: f16`, `qh: [u8; 4]`, `qs: [u8; 16]`; `y = d · (q − 16)`.
-fn q5_0(x: &[u8; 22], y: &mut [f32; 32]) {
-    let d = f16_at(x, 0);
+fn q5_0(x: &[u8; 22], c: &mut [i8; 32], s: &mut [f32; 1], _: &mut [f32; 1]) {
+    s[0] = f16_at(x, 0);
     five_bit([x[2], x[3], x[4], x[5]], &x[6..], |i, low, high| {
-        y[i] = d * centred(low, 16);
-        y[i + 16] = d * centred(high, 16);
+        c[i] = centred(low, 16);
+        c[i + 16] = centred(high, 16);
     });
 }
 
 /// Q5_1 (24 bytes): `d: f16`, `m: f16`, `qh: [u8; 4]`, `qs: [u8; 16]`; `y = d · q + m`.
-fn q5_1(x: &[u8; 24], y: &mut [f32; 32]) {
-    let (d, m) = (f16_at(x, 0), f16_at(x, 2));
+fn q5_1(x: &[u8; 24], c: &mut [i8; 32], s: &mut [f32; 1], m: &mut [f32; 1]) {
+    (s[0], m[0]) = (f16_at(x, 0), f16_at(x, 2));
     five_bit([x[4], x[5], x[6], x[7]], &x[8..], |i, low, high| {
-        y[i] = d * f32::from(low) + m;
-        y[i + 16] = d * f32::from(high) + m;
+        c[i] = low.cast_signed();
+        c[i + 16] = high.cast_signed();
     });
 }
 
 /// Q8_0 (34 bytes): `d: f16`, `qs: [i8; 32]`; `y = d · q`.
-fn q8_0(x: &[u8; 34], y: &mut [f32; 32]) {
-    let d = f16_at(x, 0);
-    for (y, &q) in y.iter_mut().zip(&x[2..]) {
-        *y = d * f32::from(q.cast_signed());
+fn q8_0(x: &[u8; 34], c: &mut [i8; 32], s: &mut [f32; 1], _: &mut [f32; 1]) {
+    s[0] = f16_at(x, 0);
+    for (c, &q) in c.iter_mut().zip(&x[2..]) {
+        *c = q.cast_signed();
     }
 }
 
@@ -305,14 +363,14 @@ fn two_bit_group(g: usize) -> (usize, usize) {
 
 /// Q2_K (84 bytes): `scales: [u8; 16]` (a 4-bit scale and a 4-bit min per group of 16), `qs: [u8; 64]` (2-bit quants),
 /// `d: f16`, `dmin: f16`; `y = d · scale · q − dmin · min`.
-fn q2_k(x: &[u8; 84], y: &mut [f32; QK_K]) {
+fn q2_k(x: &[u8; 84], c: &mut [i8; QK_K], s: &mut [f32; 16], m: &mut [f32; 16]) {
     let (scales, qs) = (&x[..16], &x[16..80]);
     let (d, dmin) = (f16_at(x, 80), f16_at(x, 82));
-    for (g, (y, &sc)) in y.as_chunks_mut::<16>().0.iter_mut().zip(scales).enumerate() {
-        let (dl, ml) = (d * f32::from(sc & 0xF), dmin * f32::from(sc >> 4));
+    for (g, (c, &sc)) in c.as_chunks_mut::<16>().0.iter_mut().zip(scales).enumerate() {
+        (s[g], m[g]) = (d * f32::from(sc & 0xF), -(dmin * f32::from(sc >> 4)));
         let (at, layer) = two_bit_group(g);
-        for (y, &q) in y.iter_mut().zip(&qs[at..at + 16]) {
-            *y = dl * f32::from((q >> (2 * layer)) & 3) - ml;
+        for (c, &q) in c.iter_mut().zip(&qs[at..at + 16]) {
+            *c = ((q >> (2 * layer)) & 3).cast_signed();
         }
     }
 }
@@ -330,18 +388,18 @@ fn q3_k_scales(packed: &[u8]) -> [i8; 16] {
 /// Q3_K (110 bytes): `hmask: [u8; 32]`, `qs: [u8; 64]` (the low two bits, laid out as in Q2_K), `scales: [u8; 12]`
 /// (see [`q3_k_scales`]), `d: f16`. Bit `b` of `hmask[l]` belongs to value `32b + l`: when it is clear the quant is
 /// lowered by 4. `y = d · scale · q`.
-fn q3_k(x: &[u8; 110], y: &mut [f32; QK_K]) {
+fn q3_k(x: &[u8; 110], c: &mut [i8; QK_K], s: &mut [f32; 16], _: &mut [f32; 16]) {
     let (hmask, qs) = (&x[..32], &x[32..96]);
     let scales = q3_k_scales(&x[96..108]);
     let d = f16_at(x, 108);
-    for (g, (y, &sc)) in y.as_chunks_mut::<16>().0.iter_mut().zip(&scales).enumerate() {
-        let dl = d * f32::from(sc);
+    for (g, (c, &sc)) in c.as_chunks_mut::<16>().0.iter_mut().zip(&scales).enumerate() {
+        s[g] = d * f32::from(sc);
         let (at, layer) = two_bit_group(g);
         let (hm_at, hm_bit) = (16 * (g % 2), g / 2);
-        for ((y, &q), &hm) in y.iter_mut().zip(&qs[at..at + 16]).zip(&hmask[hm_at..hm_at + 16]) {
+        for ((c, &q), &hm) in c.iter_mut().zip(&qs[at..at + 16]).zip(&hmask[hm_at..hm_at + 16]) {
             let low = ((q >> (2 * layer)) & 3) as i8;
             let lowered = if hm & (1 << hm_bit) == 0 { 4 } else { 0 };
-            *y = dl * f32::from(low - lowered);
+            *c = low - lowered;
         }
     }
 }
@@ -360,31 +418,30 @@ fn scale_min_k4(packed: &[u8], k: usize) -> (u8, u8) {
 /// Q4_K (144 bytes): `d: f16`, `dmin: f16`, `scales: [u8; 12]` (see [`scale_min_k4`]), `qs: [u8; 128]`. Sub-block `k`
 /// of 32 values reads the low (even `k`) or high (odd `k`) nibbles of `qs[32 · (k / 2)..][..32]`;
 /// `y = d · scale · q − dmin · min`.
-fn q4_k(x: &[u8; 144], y: &mut [f32; QK_K]) {
+fn q4_k(x: &[u8; 144], c: &mut [i8; QK_K], s: &mut [f32; 8], m: &mut [f32; 8]) {
     let (d, dmin) = (f16_at(x, 0), f16_at(x, 2));
     let (scales, qs) = (&x[4..16], &x[16..]);
-    for (k, y) in y.as_chunks_mut::<32>().0.iter_mut().enumerate() {
-        let (sc, m) = scale_min_k4(scales, k);
-        let (dl, ml) = (d * f32::from(sc), dmin * f32::from(m));
+    for (k, c) in c.as_chunks_mut::<32>().0.iter_mut().enumerate() {
+        let (sc, mn) = scale_min_k4(scales, k);
+        (s[k], m[k]) = (d * f32::from(sc), -(dmin * f32::from(mn)));
         let shift = 4 * (k % 2);
-        for (y, &q) in y.iter_mut().zip(&qs[32 * (k / 2)..][..32]) {
-            *y = dl * f32::from((q >> shift) & 0xF) - ml;
+        for (c, &q) in c.iter_mut().zip(&qs[32 * (k / 2)..][..32]) {
+            *c = ((q >> shift) & 0xF).cast_signed();
         }
     }
 }
 
 /// Q5_K (176 bytes): `d: f16`, `dmin: f16`, `scales: [u8; 12]`, `qh: [u8; 32]`, `qs: [u8; 128]`. As Q4_K, with bit 4
 /// of value `l` of sub-block `k` at bit `k` of `qh[l]`.
-fn q5_k(x: &[u8; 176], y: &mut [f32; QK_K]) {
+fn q5_k(x: &[u8; 176], c: &mut [i8; QK_K], s: &mut [f32; 8], m: &mut [f32; 8]) {
     let (d, dmin) = (f16_at(x, 0), f16_at(x, 2));
     let (scales, qh, qs) = (&x[4..16], &x[16..48], &x[48..]);
-    for (k, y) in y.as_chunks_mut::<32>().0.iter_mut().enumerate() {
-        let (sc, m) = scale_min_k4(scales, k);
-        let (dl, ml) = (d * f32::from(sc), dmin * f32::from(m));
+    for (k, c) in c.as_chunks_mut::<32>().0.iter_mut().enumerate() {
+        let (sc, mn) = scale_min_k4(scales, k);
+        (s[k], m[k]) = (d * f32::from(sc), -(dmin * f32::from(mn)));
         let shift = 4 * (k % 2);
-        for ((y, &q), &h) in y.iter_mut().zip(&qs[32 * (k / 2)..][..32]).zip(qh) {
-            let q = ((q >> shift) & 0xF) | ((h >> k) & 1) << 4;
-            *y = dl * f32::from(q) - ml;
+        for ((c, &q), &h) in c.iter_mut().zip(&qs[32 * (k / 2)..][..32]).zip(qh) {
+            *c = (((q >> shift) & 0xF) | ((h >> k) & 1) << 4).cast_signed();
         }
     }
 }
@@ -393,19 +450,18 @@ fn q5_k(x: &[u8; 176], y: &mut [f32; QK_K]) {
 /// Each half of 128 values reads 64 bytes of `ql` and 32 of `qh`: value `32t + l` (t < 4) takes the low (t < 2) or
 /// high nibble of `ql[32 · (t % 2) + l]` and bits `2t..2t + 2` of `qh[l]`, and scale `8 · half + 2t + l / 16`.
 /// `y = d · scale · (q − 32)`.
-fn q6_k(x: &[u8; 210], y: &mut [f32; QK_K]) {
+fn q6_k(x: &[u8; 210], c: &mut [i8; QK_K], s: &mut [f32; 16], _: &mut [f32; 16]) {
     let (ql, qh, scales) = (&x[..128], &x[128..192], &x[192..208]);
     let d = f16_at(x, 208);
-    for (g, (y, &sc)) in y.as_chunks_mut::<16>().0.iter_mut().zip(scales).enumerate() {
-        let dl = d * f32::from(sc.cast_signed());
+    for (g, (c, &sc)) in c.as_chunks_mut::<16>().0.iter_mut().zip(scales).enumerate() {
+        s[g] = d * f32::from(sc.cast_signed());
         let (half, t) = (g / 8, (g % 8) / 2);
         let l = 16 * (g % 2);
         let low = &ql[64 * half + 32 * (t % 2) + l..][..16];
         let high = &qh[32 * half + l..][..16];
         let (low_shift, high_shift) = (4 * (t / 2), 2 * t);
-        for ((y, &lo), &hi) in y.iter_mut().zip(low).zip(high) {
-            let q = ((lo >> low_shift) & 0xF) | ((hi >> high_shift) & 3) << 4;
-            *y = dl * centred(q, 32);
+        for ((c, &lo), &hi) in c.iter_mut().zip(low).zip(high) {
+            *c = centred(((lo >> low_shift) & 0xF) | ((hi >> high_shift) & 3) << 4, 32);
         }
     }
 }
@@ -487,7 +543,7 @@ mod tests {
             assert!(err.contains(ty.name()) && err.contains(&bytes.len().to_string()), "{err}");
             assert_eq!(out, [1.0], "{} left output behind", ty.name());
         }
-        assert!(q8_0_parts(&[0; 35]).is_err());
+        assert!(codes(GgmlType::Q8_0, &[0; 35]).is_err());
         let mut out = vec![];
         dequantize(GgmlType::Q6K, &[], &mut out).unwrap();
         assert!(out.is_empty());
@@ -502,6 +558,27 @@ mod tests {
                 dequantize(ty, &bytes, &mut out).unwrap();
                 assert_eq!(out.len(), blocks * ty.block_len());
             }
+        }
+    }
+
+    #[test]
+    fn codes_fit_their_layout_on_any_bytes() {
+        for (seed, ty) in (7..).zip(ALL) {
+            let bytes = noise(3 * ty.block_bytes(), seed);
+            let Some(codes) = codes(ty, &bytes).unwrap() else {
+                assert!(ty.code_layout().is_none(), "{}", ty.name());
+                continue;
+            };
+            let layout = codes.layout;
+            assert_eq!(codes.codes.len(), 3 * ty.block_len());
+            assert_eq!(codes.scales.len(), codes.codes.len() / layout.group);
+            assert_eq!(codes.mins.len(), if layout.has_min { codes.scales.len() } else { 0 }, "{}", ty.name());
+            let range = match (layout.bits, layout.has_min) {
+                (4, false) => -8..=7,
+                (4, true) => 0..=15,
+                _ => -128..=127,
+            };
+            assert!(codes.codes.iter().all(|c| range.contains(c)), "{} codes outside {range:?}", ty.name());
         }
     }
 
@@ -533,16 +610,5 @@ mod tests {
         assert_eq!(type_name(16), "IQ2_XXS");
         assert_eq!(type_name(15), "Q8_K");
         assert_eq!(type_name(99), "type 99");
-    }
-
-    #[test]
-    fn q8_0_parts_agree_with_dequantize() {
-        let (bytes, want) = reference(GgmlType::Q8_0);
-        let (quants, scales) = q8_0_parts(&bytes).unwrap();
-        assert_eq!((quants.len(), scales.len()), (want.len(), want.len() / 32));
-        for (i, w) in want.iter().enumerate() {
-            assert_eq!(scales[i / 32] * f32::from(quants[i]), *w, "value {i}");
-        }
-        assert_eq!(q8_0_parts(&[]).unwrap(), (vec![], vec![]));
     }
 }

@@ -10,12 +10,12 @@ use burn::tensor::module::{attention, embedding, linear};
 use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
 
-use analog_kernels::Q8Matrix;
+use analog_kernels::QuantMatrix;
 
 use crate::config::{Activation, ModelConfig, NormKind, PositionEncoding, Rope, RopeScaling, SlidingWindow};
 use crate::error::{Error, Result};
 use crate::hooks::{HookPoint, Hooks};
-use crate::weight_map::{HostTensor, HostWeights};
+use crate::weight_map::{HostQuant, HostTensor, HostWeights};
 
 fn param<const D: usize>(tensor: HostTensor, device: &Device) -> Param<Tensor<D>> {
     Param::from_tensor(Tensor::from_data(TensorData::new(tensor.data, tensor.shape), device))
@@ -30,28 +30,56 @@ fn take_opt<const D: usize>(weights: &mut HostWeights, name: &str, present: bool
     present.then(|| take(weights, name, device)).transpose()
 }
 
+/// A quantised matrix as a module: no trainable parameters.
+#[derive(Module, Debug)]
+pub struct QuantWeight {
+    #[module(skip)]
+    pub matrix: QuantMatrix,
+}
+
+impl QuantWeight {
+    fn upload(name: &str, host: HostQuant, device: &Device) -> Result<Self> {
+        let codes = host.codes;
+        let matrix = QuantMatrix::new(codes.layout, &codes.codes, &codes.scales, &codes.mins, host.shape, host.transposed, device)
+            .map_err(|reason| Error::Safetensors { file: "model weights".into(), reason: format!("`{name}`: {reason}") })?;
+        Ok(Self { matrix })
+    }
+}
+
 /// A linear layer's weight `[d_in, d_out]` on the device.
 #[derive(Module, Debug)]
 #[allow(clippy::large_enum_variant)] // one per layer, never moved in a hot loop
 pub enum LinearWeight {
     F32(Param<Tensor<2>>),
-    /// q8_0, dequantised on the fly by the fused kernels (wgpu only; never trained).
-    Q8(Q8Weight),
-}
-
-/// A q8_0 weight as a module: no trainable parameters.
-#[derive(Module, Debug)]
-pub struct Q8Weight {
-    #[module(skip)]
-    pub matrix: Q8Matrix,
+    /// Quantised as the file stores it, dequantised on the fly by the fused kernels (wgpu only; never trained).
+    Quant(QuantWeight),
 }
 
 impl LinearWeight {
-    /// The weight in f32 (dequantised when it is q8_0).
+    /// Takes `name`, quantised when the weights kept it so.
+    fn load(weights: &mut HostWeights, name: &str, device: &Device) -> Result<Self> {
+        match weights.take_quantised(name) {
+            Some(host) => Ok(Self::Quant(QuantWeight::upload(name, host, device)?)),
+            None => Ok(Self::F32(take(weights, name, device)?)),
+        }
+    }
+
+    /// The weight in f32 (dequantised when it is quantised).
     pub fn val(&self) -> Tensor<2> {
         match self {
             Self::F32(weight) => weight.val(),
-            Self::Q8(weight) => weight.matrix.dequantize(),
+            Self::Quant(weight) => weight.matrix.dequantize(),
+        }
+    }
+
+    /// `x @ weight + bias`.
+    ///
+    /// # Shapes
+    /// `[batch, pos, d_in]` → `[batch, pos, d_out]`
+    pub fn apply(&self, x: Tensor<3>, bias: Option<Tensor<1>>) -> Tensor<3> {
+        match self {
+            Self::F32(weight) => linear(x, weight.val(), bias),
+            Self::Quant(weight) => analog_kernels::quant_linear(x, &weight.matrix, bias),
         }
     }
 }
@@ -65,24 +93,46 @@ pub struct Linear {
 
 impl Linear {
     fn load(weights: &mut HostWeights, prefix: &str, bias: bool, device: &Device) -> Result<Self> {
-        let name = format!("{prefix}.weight");
-        let weight = match weights.take_q8(&name) {
-            Some(q8) => LinearWeight::Q8(Q8Weight {
-                matrix: Q8Matrix::new(&q8.quants, &q8.scales, q8.shape, q8.transposed, device)
-                    .map_err(|reason| Error::Safetensors { file: "model.safetensors".into(), reason: format!("`{name}`: {reason}") })?,
-            }),
-            None => LinearWeight::F32(take(weights, &name, device)?),
-        };
-        Ok(Self { weight, bias: take_opt(weights, &format!("{prefix}.bias"), bias, device)? })
+        Ok(Self {
+            weight: LinearWeight::load(weights, &format!("{prefix}.weight"), device)?,
+            bias: take_opt(weights, &format!("{prefix}.bias"), bias, device)?,
+        })
     }
 
     /// # Shapes
     /// `[batch, pos, d_in]` → `[batch, pos, d_out]`
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        let bias = self.bias.as_ref().map(Param::val);
-        match &self.weight {
-            LinearWeight::F32(weight) => linear(x, weight.val(), bias),
-            LinearWeight::Q8(weight) => analog_kernels::q8_linear(x, &weight.matrix, bias),
+        self.weight.apply(x, self.bias.as_ref().map(Param::val))
+    }
+}
+
+/// The token embedding `[vocab, d_model]`.
+#[derive(Module, Debug)]
+#[allow(clippy::large_enum_variant)] // one per model
+pub enum Embedding {
+    F32(Param<Tensor<2>>),
+    /// Quantised as the file stores it; rows are dequantised as they are looked up (wgpu only).
+    Quant(QuantWeight),
+}
+
+impl Embedding {
+    /// The table in f32 (dequantised when it is quantised).
+    pub fn val(&self) -> Tensor<2> {
+        match self {
+            Self::F32(table) => table.val(),
+            Self::Quant(table) => table.matrix.dequantize(),
+        }
+    }
+
+    /// # Shapes
+    /// tokens `[batch, pos]` → `[batch, pos, d_model]`
+    pub fn lookup(&self, tokens: Tensor<2, Int>) -> Tensor<3> {
+        match self {
+            Self::F32(table) => embedding(table.val(), tokens),
+            Self::Quant(table) => {
+                let [batch, pos] = tokens.dims();
+                table.matrix.rows_of(tokens.reshape([batch * pos])).reshape([batch, pos, table.matrix.cols])
+            }
         }
     }
 }
@@ -413,12 +463,12 @@ fn post_norm(norm: Option<&Norm>, x: Tensor<3>) -> Tensor<3> {
 /// A decoder-only language model: embeddings, blocks, final norm and unembedding.
 #[derive(Module, Debug)]
 pub struct Model {
-    pub embed: Param<Tensor<2>>,
+    pub embed: Embedding,
     pub pos_embed: Option<Param<Tensor<2>>>,
     pub blocks: Vec<Block>,
     pub ln_final: Norm,
     /// `[d_model, vocab]`; for tied models the transposed embedding.
-    pub unembed: Param<Tensor<2>>,
+    pub unembed: LinearWeight,
     #[module(skip)]
     pub config: ModelConfig,
     #[module(skip)]
@@ -433,7 +483,7 @@ impl Model {
     /// Loads a model from the bytes of `config.json` and its weights (no tokenizer needed).
     pub fn from_bytes(config_json: &[u8], weights: &crate::weights::WeightFiles<'_>, device: &Device) -> Result<Self> {
         let config = ModelConfig::from_hf_json(config_json)?;
-        // Devices with the fused kernels keep q8_0 linear weights quantised (a quarter of the memory).
+        // Devices with the fused kernels keep quantised weights as stored (a quarter of the f32 bytes or less).
         let host = crate::weight_map::load(&config, weights, analog_kernels::fused_on(device))?;
         Self::from_weights(config, host, device)
     }
@@ -465,18 +515,26 @@ impl Model {
                 layer,
             });
         }
-        let embed_host = weights.take("embed")?;
-        let unembed = if c.tied_embeddings {
-            let [vocab, d] = [c.vocab_size, c.d_model];
-            let mut t = vec![0.0; vocab * d];
-            for (r, row) in embed_host.data.chunks_exact(d).enumerate() {
-                for (j, &x) in row.iter().enumerate() {
-                    t[j * vocab + r] = x;
-                }
+        let (embed, unembed) = match (weights.take_quantised("embed"), c.tied_embeddings) {
+            // A tied quantised table serves as its own transpose: one copy on the device.
+            (Some(host), true) => {
+                let table = QuantWeight::upload("embed", host, device)?;
+                let unembed = LinearWeight::Quant(QuantWeight { matrix: table.matrix.transpose() });
+                (Embedding::Quant(table), unembed)
             }
-            param(HostTensor { shape: vec![d, vocab], data: t }, device)
-        } else {
-            take(&mut weights, "unembed", device)?
+            (Some(host), false) => (Embedding::Quant(QuantWeight::upload("embed", host, device)?), LinearWeight::load(&mut weights, "unembed", device)?),
+            (None, true) => {
+                let table = weights.take("embed")?;
+                let [vocab, d] = [c.vocab_size, c.d_model];
+                let mut t = vec![0.0; vocab * d];
+                for (r, row) in table.data.chunks_exact(d).enumerate() {
+                    for (j, &x) in row.iter().enumerate() {
+                        t[j * vocab + r] = x;
+                    }
+                }
+                (Embedding::F32(param(table, device)), LinearWeight::F32(param(HostTensor { shape: vec![d, vocab], data: t }, device)))
+            }
+            (None, false) => (Embedding::F32(take(&mut weights, "embed", device)?), LinearWeight::load(&mut weights, "unembed", device)?),
         };
         let inv_freq = match &c.positions {
             PositionEncoding::Rotary(rope) => Some(rope_inv_freq(rope)),
@@ -484,7 +542,7 @@ impl Model {
         };
         let local_inv_freq = c.sliding_window.as_ref().map(|w: &SlidingWindow| rope_inv_freq(&w.rope)).filter(|f| Some(f) != inv_freq.as_ref());
         Ok(Self {
-            embed: param(embed_host, device),
+            embed,
             pos_embed: take_opt(&mut weights, "pos_embed", c.positions == PositionEncoding::Learned, device)?,
             blocks,
             ln_final: Norm::load(&mut weights, "ln_final", c, device)?,
@@ -497,7 +555,23 @@ impl Model {
     }
 
     pub fn device(&self) -> Device {
-        self.embed.val().device()
+        self.ln_final.weight.val().device()
+    }
+
+    /// Bytes the weights hold on their device: f32 parameters, and quantised matrices as packed codes
+    /// with their scales (a tied quantised table once).
+    pub fn weight_bytes(&self) -> u64 {
+        let quantised = |w: &LinearWeight| if let LinearWeight::Quant(q) = w { q.matrix.device_bytes() } else { 0 };
+        let mut bytes = 4 * self.num_params() as u64;
+        for b in &self.blocks {
+            let linears = [Some(&b.attn.q), Some(&b.attn.k), Some(&b.attn.v), Some(&b.attn.o), b.mlp.gate.as_ref(), Some(&b.mlp.up), Some(&b.mlp.down)];
+            bytes += linears.into_iter().flatten().map(|l| quantised(&l.weight)).sum::<u64>();
+        }
+        match &self.embed {
+            Embedding::Quant(table) if self.config.tied_embeddings => bytes + table.matrix.device_bytes(),
+            Embedding::Quant(table) => bytes + table.matrix.device_bytes() + quantised(&self.unembed),
+            Embedding::F32(_) => bytes + quantised(&self.unembed),
+        }
     }
 
     pub fn new_cache(&self) -> KvCache {
@@ -518,7 +592,7 @@ impl Model {
             return Err(Error::ContextTooLong { prompt: offset, new: len, needed: offset + len, limit: self.config.context_length });
         }
         let device = self.device();
-        let mut x = embedding(self.embed.val(), tokens);
+        let mut x = self.embed.lookup(tokens);
         if let Some(scale) = self.config.embed_scale {
             x = x * scale;
         }
@@ -574,6 +648,6 @@ impl Model {
     /// # Shapes
     /// `[batch, pos, d_model]` → `[batch, pos, vocab]`
     pub fn unembed(&self, hidden: Tensor<3>) -> Tensor<3> {
-        linear(hidden, self.unembed.val(), None)
+        self.unembed.apply(hidden, None)
     }
 }

@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::config::{Architecture, ModelConfig};
 use crate::error::{Error, Result, Shape};
+use crate::ggml::Codes;
 use crate::weights::{TensorTable, WeightFiles};
 
 /// A tensor in host memory, row-major `f32`.
@@ -16,13 +17,12 @@ pub(crate) struct HostTensor {
     pub data: Vec<f32>,
 }
 
-/// A linear layer's weight kept in q8_0 as the file stores it, for devices that dequantise on the
-/// fly: internally `[in, out]`, stored `[out, in]` when `transposed` (an `nn.Linear` weight).
+/// A matrix kept quantised as the file stores it, for devices that dequantise on the fly: internally
+/// `[in, out]` (the embedding `[vocab, d_model]`), stored `[out, in]` when `transposed` (an `nn.Linear` weight).
 #[derive(Debug, Clone)]
-pub(crate) struct HostQ8 {
+pub(crate) struct HostQuant {
     pub shape: [usize; 2],
-    pub quants: Vec<i8>,
-    pub scales: Vec<f32>,
+    pub codes: Codes,
     pub transposed: bool,
 }
 
@@ -302,14 +302,14 @@ pub(crate) fn hf_name_of_gguf(config: &ModelConfig, name: &str) -> Option<(Strin
 
 /// Undoes llama.cpp's rotary row interleaving: within each head, stored row `2i + t` is HF row
 /// `t · head_dim/2 + i`. `data` is `[rows, cols]` row-major (a bias has `cols = 1`).
-pub(crate) fn unpermute_rows(data: &[f32], rows: usize, heads: usize) -> Option<Vec<f32>> {
+pub(crate) fn unpermute_rows<T: Copy + Default>(data: &[T], rows: usize, heads: usize) -> Option<Vec<T>> {
     if heads == 0 || !rows.is_multiple_of(heads) || !(rows / heads).is_multiple_of(2) || !data.len().is_multiple_of(rows.max(1)) {
         return None;
     }
     let cols = data.len() / rows;
     let head_dim = rows / heads;
     let half = head_dim / 2;
-    let mut out = vec![0.0; data.len()];
+    let mut out = vec![T::default(); data.len()];
     for h in 0..heads {
         for t in 0..2 {
             for i in 0..half {
@@ -369,8 +369,8 @@ fn normalise_name(architecture: Architecture, name: &str) -> String {
 /// The internal weights of a model, and its parameter count as transformers reports it.
 pub(crate) struct HostWeights {
     pub tensors: BTreeMap<String, HostTensor>,
-    /// Linear weights left in q8_0 (only when [`load`] was asked to keep them).
-    pub q8: BTreeMap<String, HostQ8>,
+    /// Matrices left quantised (only when [`load`] was asked to keep them).
+    pub quantised: BTreeMap<String, HostQuant>,
     pub n_params: usize,
 }
 
@@ -379,24 +379,23 @@ impl HostWeights {
         self.tensors.remove(name).ok_or_else(|| Error::MissingTensor { name: name.to_string(), expected: Shape(vec![]) })
     }
 
-    pub(crate) fn take_q8(&mut self, name: &str) -> Option<HostQ8> {
-        self.q8.remove(name)
+    pub(crate) fn take_quantised(&mut self, name: &str) -> Option<HostQuant> {
+        self.quantised.remove(name)
     }
 }
 
-/// Reads every tensor the config calls for, checking names, shapes and values. With `keep_q8`,
-/// q8_0 weights of linear layers that need no reordering stay quantised (see [`HostQ8`]); every
-/// other tensor is f32.
-pub(crate) fn load(config: &ModelConfig, files: &WeightFiles<'_>, keep_q8: bool) -> Result<HostWeights> {
-    load_table(config, &TensorTable::parse(files)?, keep_q8)
+/// Reads every tensor the config calls for, checking names, shapes and values. With `keep_quantised`,
+/// quantised linear weights and embeddings stay as stored (see [`HostQuant`]); every other tensor is f32.
+pub(crate) fn load(config: &ModelConfig, files: &WeightFiles<'_>, keep_quantised: bool) -> Result<HostWeights> {
+    load_table(config, &TensorTable::parse(files)?, keep_quantised)
 }
 
 /// [`load`] from a tensor table already read (a GGUF file parsed once for everything it holds).
-pub(crate) fn load_table(config: &ModelConfig, table_in: &TensorTable<'_>, keep_q8: bool) -> Result<HostWeights> {
+pub(crate) fn load_table(config: &ModelConfig, table_in: &TensorTable<'_>, keep_quantised: bool) -> Result<HostWeights> {
     let by_name: BTreeMap<String, String> = table_in.names().map(|(name, _)| (normalise_name(config.architecture, name), name.to_string())).collect();
     let mut used = BTreeSet::new();
     let mut tensors = BTreeMap::new();
-    let mut q8 = BTreeMap::new();
+    let mut quantised = BTreeMap::new();
     let mut n_params = 0;
 
     for rule in table(config.architecture) {
@@ -415,12 +414,12 @@ pub(crate) fn load_table(config: &ModelConfig, table_in: &TensorTable<'_>, keep_
             }
             used.insert(original.clone());
             let targets: Vec<String> = rule.to.iter().map(|t| fill(t)).collect();
-            if keep_q8
-                && let Some((shape, transposed)) = quantisable_linear(rule.transform, &targets, &expected)
-                && let Some((quants, scales)) = table_in.q8_0(original)?
+            if keep_quantised
+                && let Some((shape, transposed)) = quantisable_matrix(rule.transform, &targets, &expected)
+                && let Some(codes) = table_in.quantised(original)?
             {
-                n_params += quants.len();
-                q8.insert(targets[0].clone(), HostQ8 { shape, quants, scales, transposed });
+                n_params += codes.codes.len();
+                quantised.insert(targets[0].clone(), HostQuant { shape, codes, transposed });
                 continue;
             }
             let data = table_in.values(original)?;
@@ -437,13 +436,13 @@ pub(crate) fn load_table(config: &ModelConfig, table_in: &TensorTable<'_>, keep_
             return Err(Error::UnexpectedTensor { name: name.to_string(), shape, architecture: config.architecture.model_type().into() });
         }
     }
-    Ok(HostWeights { tensors, q8, n_params })
+    Ok(HostWeights { tensors, quantised, n_params })
 }
 
-/// Where a tensor is one linear weight as stored (`Keep`) or transposed, its internal shape and
-/// whether storage is transposed: such a tensor can stay q8_0 with its blocks in file order.
-fn quantisable_linear(transform: Transform, targets: &[String], shape: &[usize]) -> Option<([usize; 2], bool)> {
-    let linear = matches!(targets, [t] if t.starts_with("blocks.") && t.ends_with(".weight"));
+/// Where a tensor is one linear weight or embedding as stored (`Keep`) or transposed, its internal shape and
+/// whether storage is transposed: such a tensor can stay quantised with its groups in file order.
+fn quantisable_matrix(transform: Transform, targets: &[String], shape: &[usize]) -> Option<([usize; 2], bool)> {
+    let linear = matches!(targets, [t] if (t.starts_with("blocks.") && t.ends_with(".weight")) || t == "embed" || t == "unembed");
     match (transform, shape) {
         (Keep, &[rows, cols]) if linear => Some(([rows, cols], false)),
         (Transpose, &[rows, cols]) if linear => Some(([cols, rows], true)),

@@ -12,7 +12,7 @@ use serde::Deserialize;
 
 use crate::config::ModelConfig;
 use crate::error::{Error, Result, Shape};
-use crate::ggml::GgmlType;
+use crate::ggml::{CodeLayout, Codes};
 use crate::gguf::{Gguf, TensorInfo};
 use crate::quant::{Q8_SCALES_SUFFIX, q8_0_parts, q8_0_to_f32};
 use crate::weight_map::{Fixup, GGUF_CONFIG_TENSORS, hf_name_of_gguf, unpermute_rows};
@@ -64,18 +64,25 @@ pub struct Footprint {
     pub largest_bytes: u64,
     /// All tensors together, as f32 (q8_0 scales excluded: they vanish when dequantised).
     pub total_bytes: u64,
-    /// All tensors together as the file stores them (quantised blocks stay this size on devices
-    /// that keep them quantised).
+    /// All tensors together as the file stores them.
     pub stored_bytes: u64,
+    /// On a device that keeps quantised matrices quantised (wgpu): all tensors together, and the
+    /// largest single buffer (a quantised matrix's packed codes, or an f32 tensor).
+    pub device_bytes: u64,
+    pub device_largest_bytes: u64,
 }
 
 /// The checkpoint's [`Footprint`]; fails like loading would on a malformed file.
 pub fn footprint(files: &WeightFiles<'_>) -> Result<Footprint> {
     let table = TensorTable::parse(files)?;
-    let mut out = Footprint { largest: String::new(), largest_bytes: 0, total_bytes: 0, stored_bytes: table.stored_bytes() };
+    let mut out =
+        Footprint { largest: String::new(), largest_bytes: 0, total_bytes: 0, stored_bytes: table.stored_bytes(), device_bytes: 0, device_largest_bytes: 0 };
     for (name, shape) in table.names() {
         let bytes = shape.0.iter().fold(4u64, |acc, &d| acc.saturating_mul(d as u64));
         out.total_bytes = out.total_bytes.saturating_add(bytes);
+        let (buffer, all) = table.device_bytes(name).unwrap_or((bytes, bytes));
+        out.device_bytes = out.device_bytes.saturating_add(all);
+        out.device_largest_bytes = out.device_largest_bytes.max(buffer);
         if bytes > out.largest_bytes {
             out = Footprint { largest: name.to_string(), largest_bytes: bytes, ..out };
         }
@@ -179,6 +186,21 @@ impl<'a> TensorTable<'a> {
         }
     }
 
+    /// A matrix that can stay quantised on the device: the bytes of its largest buffer of packed codes and of
+    /// everything it holds there (codes, scales and minimums); `None` for tensors held as f32.
+    fn device_bytes(&self, name: &str) -> Option<(u64, u64)> {
+        let (shape, layout) = match self.tensors.get(name)? {
+            Stored::Ggml { info, shape, .. } => (shape.as_slice(), info.ty.code_layout()?),
+            Stored::Safetensors(view) if self.q8_scales.contains_key(name) => (view.shape(), CodeLayout::Q8_0),
+            _ => return None,
+        };
+        let &[rows, cols] = shape else { return None };
+        let numel = rows as u64 * cols as u64;
+        let codes = numel.saturating_mul(u64::from(layout.bits)) / 8;
+        let groups = numel / layout.group as u64;
+        Some((layout.largest_part_bytes(rows, cols), codes + groups * 4 * (1 + u64::from(layout.has_min))))
+    }
+
     /// Bytes of every tensor as stored (scales included).
     fn stored_bytes(&self) -> u64 {
         let stored = self.tensors.values().map(|s| match s {
@@ -215,27 +237,46 @@ impl<'a> TensorTable<'a> {
         Ok(values)
     }
 
-    /// A q8_0 tensor's values and scales as stored, without dequantising; `None` when the tensor
-    /// is not q8_0. Rejects non-finite scales.
-    pub(crate) fn q8_0(&self, name: &str) -> Result<Option<(Vec<i8>, Vec<f32>)>> {
-        if let Some(Stored::Ggml { info, bytes, fixup: Fixup::None, .. }) = self.tensors.get(name)
-            && info.ty == GgmlType::Q8_0
-        {
-            let (quants, scales) = crate::ggml::q8_0_parts(bytes).map_err(|reason| Error::Gguf(format!("tensor `{}`: {reason}", info.name)))?;
-            if scales.iter().any(|s| !s.is_finite()) {
-                return Err(Error::NonFiniteWeights { name: name.to_string() });
+    /// A quantised tensor's codes, scales and minimums as stored (llama.cpp's rows reordered where the model reads
+    /// them reordered), without dequantising; `None` when the tensor is floats, or its rows cannot be reordered
+    /// whole groups at a time. Rejects non-finite scales and minimums.
+    pub(crate) fn quantised(&self, name: &str) -> Result<Option<Codes>> {
+        let codes = match self.tensors.get(name) {
+            Some(Stored::Ggml { info, shape, bytes, fixup }) => {
+                let gguf_error = |reason: String| Error::Gguf(format!("tensor `{}`: {reason}", info.name));
+                let Some(codes) = crate::ggml::codes(info.ty, bytes).map_err(gguf_error)? else { return Ok(None) };
+                match fixup {
+                    Fixup::None => codes,
+                    Fixup::MinusOne => return Ok(None),
+                    Fixup::Unpermute { heads } => {
+                        let rows = shape[0];
+                        let groups_whole = rows > 0 && (codes.codes.len() / rows).is_multiple_of(codes.layout.group);
+                        let reorder = |codes: &Codes| -> Option<Codes> {
+                            Some(Codes {
+                                codes: unpermute_rows(&codes.codes, rows, *heads)?,
+                                scales: unpermute_rows(&codes.scales, rows, *heads)?,
+                                mins: if codes.mins.is_empty() { vec![] } else { unpermute_rows(&codes.mins, rows, *heads)? },
+                                layout: codes.layout,
+                            })
+                        };
+                        match groups_whole.then(|| reorder(&codes)).flatten() {
+                            Some(codes) => codes,
+                            None => return Ok(None),
+                        }
+                    }
+                }
             }
-            return Ok(Some((quants, scales)));
-        }
-        let (Some(Stored::Safetensors(view)), Some(scales)) = (self.tensors.get(name), self.q8_scales.get(name)) else {
-            return Ok(None);
+            Some(Stored::Safetensors(view)) => {
+                let Some(scales) = self.q8_scales.get(name) else { return Ok(None) };
+                let (codes, scales) = q8_0_parts(name, view, scales)?;
+                Codes { layout: CodeLayout::Q8_0, codes, scales: scales.iter().map(|s| s.to_f32()).collect(), mins: vec![] }
+            }
+            None => return Ok(None),
         };
-        let (quants, scales) = q8_0_parts(name, view, scales)?;
-        let scales: Vec<f32> = scales.iter().map(|s| s.to_f32()).collect();
-        if scales.iter().any(|s| !s.is_finite()) {
+        if codes.scales.iter().chain(&codes.mins).any(|s| !s.is_finite()) {
             return Err(Error::NonFiniteWeights { name: name.to_string() });
         }
-        Ok(Some((quants, scales)))
+        Ok(Some(codes))
     }
 }
 

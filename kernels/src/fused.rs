@@ -13,16 +13,19 @@ use burn_cubecl::kernel::into_contiguous;
 use burn_cubecl::ops::numeric::empty_device_dtype;
 use burn_cubecl::tensor::CubeTensor;
 
-use self::cube_kernels::{class_stats_kernel, dequantize_kernel, norm_kernel, q8_gemv_kernel, steer_kernel};
-use crate::{Q8Matrix, RowOf, Span};
+use self::cube_kernels::{class_stats_kernel, dequantize_kernel, gemv_kernel, norm_kernel, rows_of_kernel, steer_kernel};
+use crate::{QuantLayout, QuantMatrix, QuantPart, RowOf, Span};
 
 /// Units per cube: a power of two (the tree sum halves it), within WebGPU's guaranteed 256.
 const WIDTH: usize = 256;
 
 /// Cubes WebGPU guarantees along one axis of a launch.
 pub(crate) const MAX_CUBES: usize = 65_535;
-/// Rows (tokens) up to which [`q8_gemv`] beats dequantising the matrix for a matmul.
+/// Rows (tokens) up to which [`gemv`] beats dequantising the matrix for a matmul.
 pub(crate) const GEMV_MAX_ROWS: usize = 4;
+/// The largest transient f32 matrix [`crate::quant_linear`] dequantises (WebGPU guarantees 128 MiB per binding);
+/// bigger ones (a 262 144-token unembedding) always take [`gemv`].
+pub(crate) const DEQUANTIZE_MAX_BYTES: usize = 64 << 20;
 /// Units per cube of the matrix-vector kernel: one cube sums one output over a few hundred inputs.
 const GEMV_WIDTH: usize = 64;
 
@@ -152,51 +155,102 @@ pub(crate) fn accumulate(
     (wrap(sums), wrap(norm_sums))
 }
 
-/// Launches `dequantize_kernel`: one unit per value, on a 2-D grid when one axis is not enough.
-pub(crate) fn dequantize(weight: &Q8Matrix) -> Tensor<2> {
-    let words = int_tensor_primitive(weight.words.clone());
+/// The cube primitives of a quantised matrix: words, scales, and minimums (the scales again when the layout has
+/// none: the kernels never read them then).
+fn quant_parts(weight: &QuantPart) -> (CubeTensor, CubeTensor, CubeTensor) {
     let scales = primitive(weight.scales.clone());
-    let numel = weight.rows * weight.cols;
+    let mins = weight.mins.clone().map(primitive).unwrap_or_else(|| scales.clone());
+    (int_tensor_primitive(weight.words.clone()), scales, mins)
+}
+
+/// A 1-D launch of `units` units of [`WIDTH`], on a 2-D grid when one axis is not enough.
+fn grid(units: usize) -> CubeCount {
+    let cubes = units.div_ceil(WIDTH);
+    CubeCount::Static(cubes.clamp(1, MAX_CUBES) as u32, cubes.div_ceil(MAX_CUBES).max(1) as u32, 1)
+}
+
+/// Launches `dequantize_kernel`: one unit per value.
+pub(crate) fn dequantize(weight: &QuantPart, layout: QuantLayout, transposed: bool) -> Tensor<2> {
+    let (words, scales, mins) = quant_parts(weight);
     let out = empty_device_dtype(scales.client.clone(), scales.device.clone(), [weight.rows, weight.cols].into(), scales.dtype);
-    let cubes = numel.div_ceil(WIDTH);
-    let (x, y) = (cubes.clamp(1, MAX_CUBES), cubes.div_ceil(MAX_CUBES).max(1));
     let dtypes = [dtype_to_storage_type(scales.dtype), dtype_to_storage_type(words.dtype)];
     dequantize_kernel::launch(
         &out.client,
-        CubeCount::Static(x as u32, y as u32, 1),
+        grid(weight.rows * weight.cols),
         CubeDim::new_1d(WIDTH as u32),
         words.into_tensor_arg(),
         scales.into_tensor_arg(),
+        mins.into_tensor_arg(),
         out.clone().into_tensor_arg(),
         weight.rows as u32,
         weight.cols as u32,
-        weight.transposed,
+        transposed,
+        layout.bits,
+        layout.group,
+        layout.has_min,
         dtypes,
     );
     wrap(out)
 }
 
-/// Launches `q8_gemv_kernel`: one cube per (row, output). Callers keep `cols` within
-/// [`MAX_CUBES`] and the rows within [`GEMV_MAX_ROWS`].
-pub(crate) fn q8_gemv(x: Tensor<3>, weight: &Q8Matrix, bias: Option<Tensor<1>>) -> Tensor<3> {
+/// Launches `rows_of_kernel` once per part of a matrix stored as it is (parts of whole rows): one unit per value
+/// of the rows looked up, written by the part that holds the row.
+pub(crate) fn rows_of(weight: &QuantMatrix, ids: Tensor<1, Int>) -> Tensor<2> {
+    let [n] = ids.dims();
+    let ids = int_tensor_primitive(ids);
+    let out = empty_device_dtype(ids.client.clone(), ids.device.clone(), [n, weight.cols].into(), burn::tensor::DType::F32);
+    let layout = weight.layout;
+    let mut first = 0;
+    for part in &weight.parts {
+        let (words, scales, mins) = quant_parts(part);
+        let dtypes = [dtype_to_storage_type(scales.dtype), dtype_to_storage_type(words.dtype)];
+        rows_of_kernel::launch(
+            &out.client,
+            grid(n * weight.cols),
+            CubeDim::new_1d(WIDTH as u32),
+            words.into_tensor_arg(),
+            scales.into_tensor_arg(),
+            mins.into_tensor_arg(),
+            ids.clone().into_tensor_arg(),
+            out.clone().into_tensor_arg(),
+            first as u32,
+            part.rows as u32,
+            weight.cols as u32,
+            layout.bits,
+            layout.group,
+            layout.has_min,
+            dtypes,
+        );
+        first += part.rows;
+    }
+    wrap(out)
+}
+
+/// Launches `gemv_kernel`: one cube per (output, row of `x`); outputs beyond [`MAX_CUBES`] wrap onto the third
+/// grid axis. Callers keep the rows of `x` within [`MAX_CUBES`].
+pub(crate) fn gemv(x: Tensor<3>, weight: &QuantPart, layout: QuantLayout, transposed: bool, bias: Option<Tensor<1>>) -> Tensor<3> {
     let [batch, seq, d_in] = x.dims();
     let x = primitive(x.reshape([batch * seq, d_in]));
-    let words = int_tensor_primitive(weight.words.clone());
-    let scales = primitive(weight.scales.clone());
+    let (words, scales, mins) = quant_parts(weight);
     let has_bias = bias.is_some();
     let bias = bias.map(primitive).unwrap_or_else(|| scales.clone());
     let out = empty_device_dtype(x.client.clone(), x.device.clone(), [batch * seq, weight.cols].into(), x.dtype);
     let dtypes = [dtype_to_storage_type(x.dtype), dtype_to_storage_type(words.dtype)];
-    q8_gemv_kernel::launch(
+    let across = weight.cols.clamp(1, MAX_CUBES);
+    gemv_kernel::launch(
         &x.client,
-        CubeCount::Static(weight.cols as u32, (batch * seq) as u32, 1),
+        CubeCount::Static(across as u32, (batch * seq) as u32, weight.cols.div_ceil(across) as u32),
         CubeDim::new_1d(GEMV_WIDTH as u32),
         x.clone().into_tensor_arg(),
         words.into_tensor_arg(),
         scales.into_tensor_arg(),
+        mins.into_tensor_arg(),
         bias.into_tensor_arg(),
         out.clone().into_tensor_arg(),
-        weight.transposed,
+        transposed,
+        layout.bits,
+        layout.group,
+        layout.has_min,
         has_bias,
         GEMV_WIDTH,
         dtypes,
@@ -377,17 +431,36 @@ mod cube_kernels {
         }
     }
 
-    /// Value `flat` (storage order) of a q8_0 matrix: byte `flat % 4` of its word, sign-extended,
-    /// times its block's scale. Masking after the shift reads the byte whether the shift is
-    /// arithmetic or logical.
+    /// Value `flat` (storage order) of a quantised matrix: code `flat % (32 / bits)` of its word, made signed as
+    /// the layout says (see `QuantLayout`), times its group's scale, plus the group's minimum when it has them.
+    /// Masking after the shift reads the code whether the shift is arithmetic or logical.
     #[cube]
-    fn q8_value<F: Float, I: Int>(words: &Tensor<I>, scales: &Tensor<F>, flat: usize) -> F {
-        let shift = I::cast_from(((flat % 4) * 8) as u32);
-        let mut byte = (words[flat / 4] >> shift) & I::new(255);
-        if byte >= I::new(128) {
-            byte -= I::new(256);
+    #[allow(clippy::too_many_arguments)]
+    fn quant_value<F: Float, I: Int>(
+        words: &Tensor<I>,
+        scales: &Tensor<F>,
+        mins: &Tensor<F>,
+        flat: usize,
+        #[comptime] bits: u32,
+        #[comptime] group: usize,
+        #[comptime] has_min: bool,
+    ) -> F {
+        let per_word = comptime!((32 / bits) as usize);
+        let mask = comptime!(((1u32 << bits) - 1) as i64);
+        let shift = I::cast_from(((flat % per_word) as u32) * bits);
+        let mut code = (words[flat / per_word] >> shift) & I::new(mask);
+        if comptime!(bits == 8) {
+            if code >= I::new(128) {
+                code -= I::new(256);
+            }
+        } else if comptime!(!has_min) {
+            code -= I::new(8);
         }
-        F::cast_from(byte) * scales[flat / 32]
+        let mut value = F::cast_from(code) * scales[flat / group];
+        if has_min {
+            value += mins[flat / group];
+        }
+        value
     }
 
     /// Storage index of value `(r, c)` of a `[rows, cols]` matrix stored as `[cols, rows]` when
@@ -398,51 +471,89 @@ mod cube_kernels {
     }
 
     #[cube(launch)]
+    #[allow(clippy::too_many_arguments)]
     pub fn dequantize_kernel<F: Float, I: Int>(
-        words: &Tensor<I>,   // [rows * cols / 4]
-        scales: &Tensor<F>,  // [rows * cols / 32]
+        words: &Tensor<I>,
+        scales: &Tensor<F>,
+        mins: &Tensor<F>,
         out: &mut Tensor<F>, // [rows, cols]
         rows: u32,
         cols: u32,
         #[comptime] transposed: bool,
+        #[comptime] bits: u32,
+        #[comptime] group: usize,
+        #[comptime] has_min: bool,
         #[define(F, I)] _dtypes: [ElemType; 2],
     ) {
         let (rows, cols) = (rows as usize, cols as usize);
         let i = ABSOLUTE_POS;
         if i < rows * cols {
             let (r, c) = (i / cols, i % cols);
-            out[i] = q8_value::<F, I>(words, scales, storage_index(r, c, rows, cols, transposed));
+            out[i] = quant_value::<F, I>(words, scales, mins, storage_index(r, c, rows, cols, transposed), bits, group, has_min);
         }
     }
 
     #[cube(launch)]
     #[allow(clippy::too_many_arguments)]
-    pub fn q8_gemv_kernel<F: Float, I: Int>(
-        x: &Tensor<F>,       // [n, rows]
-        words: &Tensor<I>,   // [rows * cols / 4]
-        scales: &Tensor<F>,  // [rows * cols / 32]
+    pub fn rows_of_kernel<F: Float, I: Int>(
+        words: &Tensor<I>,
+        scales: &Tensor<F>,
+        mins: &Tensor<F>,
+        ids: &Tensor<I>,     // [n]
+        out: &mut Tensor<F>, // [n, cols]
+        first: u32,
+        rows: u32,
+        cols: u32,
+        #[comptime] bits: u32,
+        #[comptime] group: usize,
+        #[comptime] has_min: bool,
+        #[define(F, I)] _dtypes: [ElemType; 2],
+    ) {
+        let cols = cols as usize;
+        let i = ABSOLUTE_POS;
+        if i < ids.len() * cols {
+            let (t, c) = (i / cols, i % cols);
+            let id = u32::cast_from(ids[t]);
+            // Rows first..first + rows are this part's; others are another part's to write.
+            if id >= first && id - first < rows {
+                out[i] = quant_value::<F, I>(words, scales, mins, ((id - first) as usize) * cols + c, bits, group, has_min);
+            }
+        }
+    }
+
+    #[cube(launch)]
+    #[allow(clippy::too_many_arguments)]
+    pub fn gemv_kernel<F: Float, I: Int>(
+        x: &Tensor<F>, // [n, rows]
+        words: &Tensor<I>,
+        scales: &Tensor<F>,
+        mins: &Tensor<F>,
         bias: &Tensor<F>,    // [cols], read only with has_bias
         out: &mut Tensor<F>, // [n, cols]
         #[comptime] transposed: bool,
+        #[comptime] bits: u32,
+        #[comptime] group: usize,
+        #[comptime] has_min: bool,
         #[comptime] has_bias: bool,
         #[comptime] width: usize,
         #[define(F, I)] _dtypes: [ElemType; 2],
     ) {
-        let c = CUBE_POS_X as usize;
+        let c = (CUBE_POS_X + CUBE_POS_Z * CUBE_COUNT_X) as usize;
         let n = CUBE_POS_Y as usize;
         let rows = x.shape(1);
         let cols = out.shape(1);
         let mut partial = F::new(0.0);
-        let mut r = UNIT_POS_X as usize;
+        // Cubes past the last output (the third axis rounds up) sum nothing; every unit still takes part in the sum.
+        let mut r = if c < cols { UNIT_POS_X as usize } else { rows };
         while r < rows {
-            partial += x[n * rows + r] * q8_value::<F, I>(words, scales, storage_index(r, c, rows, cols, transposed));
+            partial += x[n * rows + r] * quant_value::<F, I>(words, scales, mins, storage_index(r, c, rows, cols, transposed), bits, group, has_min);
             r += CUBE_DIM_X as usize;
         }
         let mut total = cube_sum::<F>(partial, width);
-        if has_bias {
-            total += bias[c];
-        }
-        if UNIT_POS_X == 0 {
+        if UNIT_POS_X == 0 && c < cols {
+            if has_bias {
+                total += bias[c];
+            }
             out[n * cols + c] = total;
         }
     }

@@ -10,9 +10,10 @@
 //! - [`rms_norm`], [`layer_norm`]: one pass over each row instead of five to seven dispatches.
 //! - [`ClassStats`]: per-class running sums of aggregated activations and of their norms, kept on
 //!   the device across batches so extraction reads back one small table at the end.
-//! - [`Q8Matrix`], [`q8_linear`]: weights resident in q8_0 (a quarter of the f32 bytes),
-//!   dequantised where they are used: inside a matrix-vector product for decoding, into a
-//!   transient f32 matrix for longer inputs.
+//! - [`QuantMatrix`], [`quant_linear`]: weights resident as the integer codes of a ggml quantised type
+//!   (4 or 8 bits with group scales: 5–10 bits a value instead of 32), dequantised where they are used:
+//!   inside a matrix-vector product for decoding, into a transient f32 matrix for longer inputs, and row
+//!   by row for an embedding lookup.
 
 use std::ops::Range;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -155,46 +156,169 @@ impl ClassStats {
     }
 }
 
-/// Values per q8_0 block (one scale each).
-pub const Q8_BLOCK: usize = 32;
+/// How a [`QuantMatrix`] rebuilds value `i` (storage order) from its integer code: `scale[i / group] · code[i]`,
+/// plus `min[i / group]` when the layout has minimums. This is every ggml quantised type (llama.cpp's Q4_0 … Q8_0
+/// and the K types) with its sub-block scales multiplied out, so weights stay as compact as the file keeps them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QuantLayout {
+    /// 4 or 8. Four-bit codes are −8..=7 without minimums and 0..=15 with them; eight-bit codes are any `i8`.
+    pub bits: u32,
+    /// Values sharing a scale (and minimum); a multiple of 8.
+    pub group: usize,
+    pub has_min: bool,
+}
 
-/// A `[rows, cols]` weight matrix resident on the device in q8_0: `i8` values in blocks of
-/// [`Q8_BLOCK`] with one `f32` scale per block, dequantised only where it is used.
+impl QuantLayout {
+    /// llama.cpp's Q8_0: 8-bit codes, one scale per 32 values.
+    pub const Q8_0: Self = Self { bits: 8, group: 32, has_min: false };
+
+    /// Codes per 32-bit word: WebGPU has no 8- or 4-bit storage type.
+    fn per_word(self) -> usize {
+        32 / self.bits as usize
+    }
+
+    /// What the nibble of a 4-bit code is offset by (codes without minimums are signed).
+    fn bias(self) -> i16 {
+        if self.bits == 4 && !self.has_min { 8 } else { 0 }
+    }
+}
+
+/// The most bytes of packed codes one buffer holds: WebGPU guarantees 128 MiB per binding (lavapipe and
+/// SwiftShader grant no more), so a bigger matrix (a 262 144-token embedding) is split into parts.
+pub const MAX_PART_BYTES: u64 = 64 << 20;
+
+impl QuantLayout {
+    /// Storage rows of `storage_cols` values per part: as many as fit [`MAX_PART_BYTES`] when a row is whole groups
+    /// and words, else every row in one part.
+    fn rows_per_part(self, storage_rows: usize, storage_cols: usize, part_bytes: u64) -> usize {
+        let whole = storage_cols % self.group == 0 && storage_cols % self.per_word() == 0;
+        let row_bytes = (storage_cols as u64 * u64::from(self.bits)).div_ceil(8).max(1);
+        if whole { ((part_bytes / row_bytes) as usize).clamp(1, storage_rows.max(1)) } else { storage_rows.max(1) }
+    }
+
+    /// The packed codes of the largest part of a matrix stored as `[storage_rows, storage_cols]`, in bytes.
+    pub fn largest_part_bytes(self, storage_rows: usize, storage_cols: usize) -> u64 {
+        let rows = self.rows_per_part(storage_rows, storage_cols, MAX_PART_BYTES).min(storage_rows);
+        (rows * storage_cols / self.per_word()) as u64 * 4
+    }
+}
+
+/// One buffer of a [`QuantMatrix`]: whole storage rows, as a `[rows, cols]` matrix of its own (stored transposed
+/// when the whole is).
 #[derive(Debug, Clone)]
-pub struct Q8Matrix {
-    /// The `i8` values in storage order, four to an `i32` word (little-endian): WebGPU has no
-    /// 8-bit storage type.
+pub struct QuantPart {
+    /// The codes in storage order, [`QuantLayout::bits`] each, packed little-endian into `i32` words.
     pub words: Tensor<1, Int>,
-    /// One scale per block of [`Q8_BLOCK`] values in storage order.
+    /// One scale per group of values in storage order.
     pub scales: Tensor<1>,
+    /// One minimum per group, when the layout has them.
+    pub mins: Option<Tensor<1>>,
+    pub rows: usize,
+    pub cols: usize,
+}
+
+/// A `[rows, cols]` weight matrix resident on the device as integer codes with per-group scales (and
+/// minimums), dequantised only where it is used: see [`QuantLayout`]. Held in parts of whole storage rows (rows,
+/// or columns when `transposed`), each within [`MAX_PART_BYTES`].
+#[derive(Debug, Clone)]
+pub struct QuantMatrix {
+    pub parts: Vec<QuantPart>,
+    pub layout: QuantLayout,
     pub rows: usize,
     pub cols: usize,
     /// Storage is `[cols, rows]` (as an HF `nn.Linear` weight `[out, in]` is), not `[rows, cols]`.
     pub transposed: bool,
 }
 
-impl Q8Matrix {
-    /// Uploads q8_0 values and scales; blocks run along the storage order.
+impl QuantMatrix {
+    /// Packs and uploads codes, scales and minimums (empty without them); groups run along the storage order.
     ///
     /// # Errors
-    /// If `quants` does not hold `rows · cols` values in whole blocks, or `scales` one per block.
-    pub fn new(quants: &[i8], scales: &[f32], [rows, cols]: [usize; 2], transposed: bool, device: &Device) -> Result<Self, String> {
+    /// If the layout is not 4 or 8 bits in groups of a multiple of 8, `codes` does not hold `rows · cols` values in
+    /// whole groups, a 4-bit code is out of its range, or there is not one scale (and minimum) per group.
+    pub fn new(layout: QuantLayout, codes: &[i8], scales: &[f32], mins: &[f32], shape: [usize; 2], transposed: bool, device: &Device) -> Result<Self, String> {
+        Self::with_part_bytes(layout, codes, scales, mins, shape, transposed, MAX_PART_BYTES, device)
+    }
+
+    /// [`QuantMatrix::new`] with parts of at most `part_bytes` of codes (where rows are whole groups and words).
+    #[allow(clippy::too_many_arguments)]
+    pub fn with_part_bytes(
+        layout: QuantLayout,
+        codes: &[i8],
+        scales: &[f32],
+        mins: &[f32],
+        [rows, cols]: [usize; 2],
+        transposed: bool,
+        part_bytes: u64,
+        device: &Device,
+    ) -> Result<Self, String> {
         let numel = rows * cols;
-        if quants.len() != numel || numel % Q8_BLOCK != 0 || scales.len() != numel / Q8_BLOCK {
+        let groups = numel / layout.group.max(1);
+        let want_mins = if layout.has_min { groups } else { 0 };
+        if !matches!(layout.bits, 4 | 8) || layout.group == 0 || layout.group % 8 != 0 {
+            return Err(format!("unsupported quantised layout {layout:?}: codes are 4 or 8 bits in groups of a multiple of 8"));
+        }
+        if codes.len() != numel || numel % layout.group != 0 || scales.len() != groups || mins.len() != want_mins {
             return Err(format!(
-                "a [{rows}, {cols}] q8_0 matrix needs {numel} values in blocks of {Q8_BLOCK} and one scale per block; got {} values and {} scales",
-                quants.len(),
-                scales.len()
+                "a [{rows}, {cols}] matrix needs {numel} codes in groups of {} with one scale{} per group; got {} codes, {} scales and {} minimums",
+                layout.group,
+                if layout.has_min { " and one minimum" } else { "" },
+                codes.len(),
+                scales.len(),
+                mins.len()
             ));
         }
-        let words: Vec<i32> = quants.chunks_exact(4).map(|q| i32::from_le_bytes([q[0] as u8, q[1] as u8, q[2] as u8, q[3] as u8])).collect();
-        Ok(Self {
-            words: Tensor::from_data(TensorData::new(words, [numel / 4]), device),
-            scales: Tensor::from_data(TensorData::new(scales.to_vec(), [scales.len()]), device),
-            rows,
-            cols,
-            transposed,
-        })
+        let (bits, bias) = (layout.bits, layout.bias());
+        let range = if layout.bits == 8 { -128..=127 } else { -bias..=15 - bias };
+        if let Some(code) = codes.iter().find(|&&c| !range.contains(&i16::from(c))) {
+            return Err(format!("code {code} is outside {range:?} for {layout:?}"));
+        }
+        let mask = (1u32 << bits) - 1;
+        let pack = |codes: &[i8]| -> Vec<i32> {
+            codes
+                .chunks(layout.per_word())
+                .map(|chunk| {
+                    chunk.iter().enumerate().fold(0u32, |word, (j, &c)| word | (((i16::from(c) + bias) as u32 & mask) << (j as u32 * bits))).cast_signed()
+                })
+                .collect()
+        };
+        let upload = |values: &[f32]| Tensor::from_data(TensorData::new(values.to_vec(), [values.len()]), device);
+        let (storage_rows, storage_cols) = if transposed { (cols, rows) } else { (rows, cols) };
+        let per_part = layout.rows_per_part(storage_rows, storage_cols, part_bytes);
+        let mut parts = Vec::new();
+        for first in (0..storage_rows).step_by(per_part) {
+            let n = per_part.min(storage_rows - first);
+            let values = first * storage_cols..(first + n) * storage_cols;
+            let group_range = values.start / layout.group..values.end / layout.group;
+            let words = pack(&codes[values]);
+            let len = words.len();
+            parts.push(QuantPart {
+                words: Tensor::from_data(TensorData::new(words, [len]), device),
+                scales: upload(&scales[group_range.clone()]),
+                mins: layout.has_min.then(|| upload(&mins[group_range])),
+                rows: if transposed { rows } else { n },
+                cols: if transposed { n } else { cols },
+            });
+        }
+        Ok(Self { parts, layout, rows, cols, transposed })
+    }
+
+    /// The same storage read as the `[cols, rows]` transpose (a tied embedding as its unembedding).
+    pub fn transpose(&self) -> Self {
+        let parts = self.parts.iter().map(|p| QuantPart { rows: p.cols, cols: p.rows, ..p.clone() }).collect();
+        Self { parts, rows: self.cols, cols: self.rows, transposed: !self.transposed, layout: self.layout }
+    }
+
+    /// Bytes the matrix holds on the device.
+    pub fn device_bytes(&self) -> u64 {
+        let groups = (self.rows * self.cols / self.layout.group) as u64;
+        let words: u64 = self.parts.iter().map(|p| p.rows * p.cols / self.layout.per_word()).sum::<usize>() as u64;
+        words * 4 + groups * 4 * (1 + u64::from(self.layout.has_min))
+    }
+
+    /// The axis along which the parts follow each other: rows, or columns when stored transposed.
+    fn part_axis(&self) -> usize {
+        usize::from(self.transposed)
     }
 
     /// The matrix in f32.
@@ -202,28 +326,72 @@ impl Q8Matrix {
     /// # Shapes
     /// `[rows, cols]`
     pub fn dequantize(&self) -> Tensor<2> {
+        let parts = self.parts.iter().map(|part| {
+            #[cfg(feature = "wgpu")]
+            if fused_on(&part.scales.device()) {
+                return fused::dequantize(part, self.layout, self.transposed);
+            }
+            reference::dequantize_part(part, self.layout, self.transposed)
+        });
+        Tensor::cat(parts.collect(), self.part_axis())
+    }
+
+    /// Rows `ids` of the matrix in f32 (an embedding lookup).
+    ///
+    /// # Shapes
+    /// `ids: [n]` → `[n, cols]`
+    pub fn rows_of(&self, ids: Tensor<1, Int>) -> Tensor<2> {
         #[cfg(feature = "wgpu")]
-        if fused_on(&self.scales.device()) {
-            return fused::dequantize(self);
+        if fused_on(&ids.device()) && !self.transposed {
+            return fused::rows_of(self, ids);
         }
-        reference::dequantize(self)
+        self.dequantize().select(0, ids)
     }
 }
 
-/// `x @ weight + bias` with a q8_0 `weight`. On the cube backend a few rows (decoding) go through
-/// one matrix-vector kernel that reads the 8-bit values directly; more rows dequantise the matrix
-/// into a transient f32 copy for burn's matmul.
+/// `x @ weight + bias` with a quantised `weight`. On the cube backend a few rows (decoding), or any number when
+/// the f32 matrix would be too big a buffer, go through one matrix-vector kernel per part that reads the codes
+/// directly; more rows dequantise the matrix into a transient f32 copy for burn's matmul.
 ///
 /// # Shapes
 /// `x: [batch, pos, rows]`, `bias: [cols]` → `[batch, pos, cols]`
-pub fn q8_linear(x: Tensor<3>, weight: &Q8Matrix, bias: Option<Tensor<1>>) -> Tensor<3> {
+pub fn quant_linear(x: Tensor<3>, weight: &QuantMatrix, bias: Option<Tensor<1>>) -> Tensor<3> {
     #[cfg(feature = "wgpu")]
     if fused_on(&x.device()) {
         let [batch, pos, _] = x.dims();
-        if batch * pos <= fused::GEMV_MAX_ROWS && weight.cols <= fused::MAX_CUBES {
-            return fused::q8_gemv(x, weight, bias);
+        if batch * pos > fused::GEMV_MAX_ROWS && weight.rows * weight.cols * 4 <= fused::DEQUANTIZE_MAX_BYTES {
+            return burn::tensor::module::linear(x, weight.dequantize(), bias);
         }
-        return burn::tensor::module::linear(x, fused::dequantize(weight), bias);
+        let (layout, transposed) = (weight.layout, weight.transposed);
+        if let [part] = weight.parts.as_slice() {
+            return fused::gemv(x, part, layout, transposed, bias);
+        }
+        let mut start = 0;
+        if transposed {
+            // Parts hold output columns: each computes its own.
+            let outs = weight.parts.iter().map(|part| {
+                let cols = start..start + part.cols;
+                start = cols.end;
+                fused::gemv(x.clone(), part, layout, transposed, bias.clone().map(|b| b.slice(cols)))
+            });
+            return Tensor::cat(outs.collect(), 2);
+        }
+        // Parts hold input rows: each sums its share.
+        let mut out: Option<Tensor<3>> = None;
+        for part in &weight.parts {
+            let rows = start..start + part.rows;
+            start = rows.end;
+            let share = fused::gemv(x.clone().slice_dim(2, rows), part, layout, transposed, None);
+            out = Some(match out {
+                Some(sum) => sum + share,
+                None => share,
+            });
+        }
+        let out = out.unwrap_or_else(|| Tensor::zeros([batch, pos, weight.cols], &x.device()));
+        return match bias {
+            Some(b) => out + b.unsqueeze::<3>(),
+            None => out,
+        };
     }
-    reference::q8_linear(x, weight, bias)
+    reference::quant_linear(x, weight, bias)
 }

@@ -5,7 +5,7 @@ use burn::tensor::module::layer_norm as burn_layer_norm;
 use burn::tensor::module::linear;
 use burn::tensor::{Int, Tensor, TensorData};
 
-use crate::{Q8_BLOCK, Q8Matrix, RowOf, Span};
+use crate::{QuantLayout, QuantMatrix, QuantPart, RowOf, Span};
 
 /// See [`crate::steer`].
 pub fn steer(x: Tensor<3>, vectors: Tensor<2>, coefs: Option<Tensor<1>>, span: &Span, preserve_norm: bool) -> Tensor<3> {
@@ -76,19 +76,35 @@ pub fn accumulate(sums: Tensor<2>, norm_sums: Tensor<1>, acts: Tensor<3>, length
     (sums + one_hot.clone().matmul(rows), norm_sums + one_hot.matmul(norms).reshape([n_classes]))
 }
 
-/// See [`Q8Matrix::dequantize`].
-pub fn dequantize(weight: &Q8Matrix) -> Tensor<2> {
-    let numel = weight.rows * weight.cols;
-    let words = weight.words.clone();
-    // Byte k of each word, as 0..=255, then back to a signed value.
-    let bytes: Vec<Tensor<1, Int>> = (0..4).map(|k| words.clone().bitwise_right_shift_scalar(8 * k).bitwise_and_scalar(255)).collect();
-    let bytes = Tensor::stack::<2>(bytes, 1).reshape([numel]);
-    let signed = bytes.clone() - bytes.greater_equal_elem(128).int() * 256;
-    let blocks = signed.float().reshape([numel / Q8_BLOCK, Q8_BLOCK]) * weight.scales.clone().reshape([numel / Q8_BLOCK, 1]);
-    if weight.transposed { blocks.reshape([weight.cols, weight.rows]).transpose() } else { blocks.reshape([weight.rows, weight.cols]) }
+/// See [`QuantMatrix::dequantize`].
+pub fn dequantize(weight: &QuantMatrix) -> Tensor<2> {
+    let parts = weight.parts.iter().map(|part| dequantize_part(part, weight.layout, weight.transposed));
+    Tensor::cat(parts.collect(), usize::from(weight.transposed))
 }
 
-/// See [`crate::q8_linear`].
-pub fn q8_linear(x: Tensor<3>, weight: &Q8Matrix, bias: Option<Tensor<1>>) -> Tensor<3> {
+/// One part of [`dequantize`].
+pub fn dequantize_part(weight: &QuantPart, layout: QuantLayout, transposed: bool) -> Tensor<2> {
+    let numel = weight.rows * weight.cols;
+    let (bits, per_word) = (layout.bits as usize, 32 / layout.bits as usize);
+    let mask = (1i64 << bits) - 1;
+    // Code k of each word, as unsigned, then made signed as the layout says.
+    let codes: Vec<Tensor<1, Int>> =
+        (0..per_word).map(|k| weight.words.clone().bitwise_right_shift_scalar((bits * k) as i64).bitwise_and_scalar(mask)).collect();
+    let codes = Tensor::stack::<2>(codes, 1).reshape([numel]);
+    let codes = match (layout.bits, layout.has_min) {
+        (8, _) => codes.clone() - codes.greater_equal_elem(128).int() * 256,
+        (_, false) => codes - 8,
+        _ => codes,
+    };
+    let groups = [numel / layout.group, layout.group];
+    let mut values = codes.float().reshape(groups) * weight.scales.clone().reshape([groups[0], 1]);
+    if let Some(mins) = &weight.mins {
+        values = values + mins.clone().reshape([groups[0], 1]);
+    }
+    if transposed { values.reshape([weight.cols, weight.rows]).transpose() } else { values.reshape([weight.rows, weight.cols]) }
+}
+
+/// See [`crate::quant_linear`].
+pub fn quant_linear(x: Tensor<3>, weight: &QuantMatrix, bias: Option<Tensor<1>>) -> Tensor<3> {
     linear(x, dequantize(weight), bias)
 }

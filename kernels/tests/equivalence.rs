@@ -3,8 +3,8 @@
 //! WebGPU (`cargo xtask test`). The reference itself is checked against arithmetic by hand on
 //! burn's CPU backend.
 
-use analog_kernels::{ClassStats, Q8Matrix, RowOf, Span, reference};
-use burn::tensor::{Device, Tensor, TensorData};
+use analog_kernels::{ClassStats, QuantLayout, QuantMatrix, RowOf, Span, reference};
+use burn::tensor::{Device, Int, Tensor, TensorData};
 
 #[cfg(target_arch = "wasm32")]
 use wasm_bindgen_test::{wasm_bindgen_test, wasm_bindgen_test_configure};
@@ -98,32 +98,70 @@ async fn statistics_match(device: &Device) {
     }
 }
 
-/// A q8_0 matrix with every byte value represented (-128 included) and varied scales.
-fn q8_matrix(rows: usize, cols: usize, transposed: bool, seed: u64, device: &Device) -> (Q8Matrix, Vec<i8>, Vec<f32>) {
-    let quants: Vec<i8> = values(rows * cols, seed).iter().map(|v| (v * 128.0).floor().clamp(-128.0, 127.0) as i8).collect();
-    let scales: Vec<f32> = values(rows * cols / 32, seed + 1).iter().map(|v| v.abs() * 0.05 + 0.001).collect();
-    let matrix = Q8Matrix::new(&quants, &scales, [rows, cols], transposed, device).expect("a well-formed q8_0 matrix");
-    (matrix, quants, scales)
+/// The layouts of the ggml types: Q8_0/Q5_0, Q6_K, Q4_1/Q4_K, Q4_0, Q2_K, Q3_K and Q5_1/Q5_K.
+const LAYOUTS: [QuantLayout; 7] = [
+    QuantLayout::Q8_0,
+    QuantLayout { bits: 8, group: 16, has_min: false },
+    QuantLayout { bits: 4, group: 32, has_min: true },
+    QuantLayout { bits: 4, group: 32, has_min: false },
+    QuantLayout { bits: 4, group: 16, has_min: true },
+    QuantLayout { bits: 4, group: 16, has_min: false },
+    QuantLayout { bits: 8, group: 32, has_min: true },
+];
+
+/// A quantised matrix with every code of its range represented and varied scales and minimums; also returns
+/// its values in storage order, computed on the host.
+fn quant_matrix(layout: QuantLayout, rows: usize, cols: usize, transposed: bool, part_bytes: u64, seed: u64, device: &Device) -> (QuantMatrix, Vec<f32>) {
+    let (low, span) = match (layout.bits, layout.has_min) {
+        (8, _) => (-128.0, 256.0),
+        (_, false) => (-8.0, 16.0),
+        _ => (0.0, 16.0),
+    };
+    let codes: Vec<i8> = values(rows * cols, seed).iter().map(|v| (low + (v + 1.0) / 2.0 * span).floor().clamp(low, low + span - 1.0) as i8).collect();
+    let groups = rows * cols / layout.group;
+    let scales: Vec<f32> = values(groups, seed + 1).iter().map(|v| v.abs() * 0.05 + 0.001).collect();
+    let mins: Vec<f32> = if layout.has_min { values(groups, seed + 5).iter().map(|v| v * 0.1).collect() } else { vec![] };
+    let host = codes
+        .iter()
+        .enumerate()
+        .map(|(i, &c)| {
+            let g = i / layout.group;
+            let scaled = scales[g] * f32::from(c);
+            if layout.has_min { scaled + mins[g] } else { scaled }
+        })
+        .collect();
+    let matrix =
+        QuantMatrix::with_part_bytes(layout, &codes, &scales, &mins, [rows, cols], transposed, part_bytes, device).expect("a well-formed quantised matrix");
+    (matrix, host)
 }
 
-async fn q8_matches(device: &Device) {
-    // Shapes of linear layers (576 → 1536 is SmolLM2-135M's MLP), in both storage orders.
-    for (i, [rows, cols]) in [[64, 96], [576, 300], [96, 1536]].into_iter().enumerate() {
-        for transposed in [false, true] {
-            let seed = 3000 + i as u64 * 10;
-            let (w, _, _) = q8_matrix(rows, cols, transposed, seed, device);
-            let what = format!("q8_0 [{rows}, {cols}] transposed={transposed}");
-            assert_close(&format!("dequantize {what}"), w.dequantize(), reference::dequantize(&w), 0.0).await;
-            let bias = tensor([cols], seed + 2, device);
-            // 1 and 3 rows take the matrix-vector kernel, 9 the dequantise-then-matmul path.
-            for (batch, pos) in [(1, 1), (1, 3), (3, 3)] {
-                let x = tensor([batch, pos, rows], seed + 3, device);
-                for bias in [None, Some(bias.clone())] {
-                    let case = format!("q8_linear {what} x=[{batch}, {pos}] bias={}", bias.is_some());
-                    let fused = analog_kernels::q8_linear(x.clone(), &w, bias.clone());
-                    // Sums of hundreds of products in another order: f32 rounding, relative to the output.
-                    assert_close(&case, fused, reference::q8_linear(x.clone(), &w, bias), 1e-4).await;
-                }
+async fn quant_matches(device: &Device) {
+    // Shapes of linear layers (576 → 1536 is SmolLM2-135M's MLP), in both storage orders, for every layout, in one
+    // buffer and split into parts of a few KiB; and a matrix wider than one launch axis holds cubes (a large
+    // vocabulary's unembedding).
+    let mut cases: Vec<(QuantLayout, [usize; 2], bool, u64)> = vec![];
+    for (i, layout) in LAYOUTS.into_iter().enumerate() {
+        let shape = [[64, 96], [576, 300], [96, 1536]][i % 3];
+        let part_bytes = if i % 2 == 0 { analog_kernels::MAX_PART_BYTES } else { 4096 };
+        cases.extend([(layout, shape, false, part_bytes), (layout, shape, true, part_bytes)]);
+    }
+    cases.push((LAYOUTS[2], [16, 70_000], true, analog_kernels::MAX_PART_BYTES));
+    for (i, (layout, [rows, cols], transposed, part_bytes)) in cases.into_iter().enumerate() {
+        let seed = 3000 + i as u64 * 10;
+        let (w, _) = quant_matrix(layout, rows, cols, transposed, part_bytes, seed, device);
+        let what = format!("{layout:?} [{rows}, {cols}] transposed={transposed} in {} parts", w.parts.len());
+        assert_close(&format!("dequantize {what}"), w.dequantize(), reference::dequantize(&w), 0.0).await;
+        let ids = Tensor::<1, Int>::from_data(TensorData::new(vec![0i32, (rows - 1) as i32, (rows / 2) as i32, 0], [4]), device);
+        assert_close(&format!("rows_of {what}"), w.rows_of(ids.clone()), reference::dequantize(&w).select(0, ids), 0.0).await;
+        let bias = tensor([cols], seed + 2, device);
+        // 1 and 3 rows take the matrix-vector kernel, 9 the dequantise-then-matmul path.
+        for (batch, pos) in [(1, 1), (1, 3), (3, 3)] {
+            let x = tensor([batch, pos, rows], seed + 3, device);
+            for bias in [None, Some(bias.clone())] {
+                let case = format!("quant_linear {what} x=[{batch}, {pos}] bias={}", bias.is_some());
+                let fused = analog_kernels::quant_linear(x.clone(), &w, bias.clone());
+                // Sums of hundreds of products in another order: f32 rounding, relative to the output.
+                assert_close(&case, fused, reference::quant_linear(x.clone(), &w, bias), 1e-4).await;
             }
         }
     }
@@ -157,8 +195,8 @@ fn fused_statistics_match_the_reference_on_wgpu() {
 
 #[cfg(not(target_arch = "wasm32"))]
 #[test]
-fn q8_0_kernels_match_the_reference_on_wgpu() {
-    pollster::block_on(q8_matches(&wgpu()));
+fn quantised_kernels_match_the_reference_on_wgpu() {
+    pollster::block_on(quant_matches(&wgpu()));
 }
 
 #[cfg(target_arch = "wasm32")]
@@ -169,7 +207,7 @@ async fn fused_kernels_match_the_reference_on_webgpu() {
     steering_matches(&device).await;
     norms_match(&device).await;
     statistics_match(&device).await;
-    q8_matches(&device).await;
+    quant_matches(&device).await;
 }
 
 /// The reference against hand arithmetic, on burn's CPU backend (where it is what runs).
@@ -198,28 +236,32 @@ fn reference_does_the_arithmetic() {
     assert_eq!(pollster::block_on(read(mean.sums)), vec![2.0, 4.0]);
 }
 
-/// The q8_0 reference against dequantising on the host, on burn's CPU backend.
+/// The quantised reference against dequantising on the host, on burn's CPU backend, for every layout.
 #[cfg(not(target_arch = "wasm32"))]
 #[test]
 fn reference_dequantizes_like_the_host() {
     let device = Device::flex();
-    for transposed in [false, true] {
-        let (w, quants, scales) = q8_matrix(32, 12, transposed, 7, &device);
-        let host: Vec<f32> = quants.iter().enumerate().map(|(i, &q)| f32::from(q) * scales[i / 32]).collect();
-        let got = pollster::block_on(read(reference::dequantize(&w)));
-        for r in 0..32 {
-            for c in 0..12 {
-                let stored = if transposed { c * 32 + r } else { r * 12 + c };
-                assert_eq!(got[r * 12 + c], host[stored], "({r}, {c}) transposed={transposed}");
+    for layout in LAYOUTS {
+        for transposed in [false, true] {
+            let (w, host) = quant_matrix(layout, 32, 32, transposed, 64, 7, &device);
+            assert!(w.parts.len() > 1, "{layout:?}: 64-byte parts split a 32 × 32 matrix");
+            let got = pollster::block_on(read(reference::dequantize(&w)));
+            for r in 0..32 {
+                for c in 0..32 {
+                    let stored = if transposed { c * 32 + r } else { r * 32 + c };
+                    assert_eq!(got[r * 32 + c], host[stored], "{layout:?} ({r}, {c}) transposed={transposed}");
+                }
             }
+            let tied = pollster::block_on(read(w.transpose().dequantize()));
+            let direct = pollster::block_on(read(reference::dequantize(&w).transpose()));
+            assert_eq!(tied, direct, "{layout:?} transpose shares storage");
         }
     }
-    assert!(quants_cover_the_byte_range());
-    assert!(Q8Matrix::new(&[0; 64], &[1.0], [8, 8], false, &device).expect_err("a scale count that does not match the blocks").contains("one scale per block"));
-}
-
-#[cfg(not(target_arch = "wasm32"))]
-fn quants_cover_the_byte_range() -> bool {
-    let quants: Vec<i8> = values(4096, 0).iter().map(|v| (v * 128.0).floor().clamp(-128.0, 127.0) as i8).collect();
-    quants.contains(&-128) && quants.contains(&127) && quants.contains(&0)
+    let err =
+        |layout, codes: &[i8], scales: &[f32], mins: &[f32]| QuantMatrix::new(layout, codes, scales, mins, [8, 8], false, &device).expect_err("malformed");
+    assert!(err(QuantLayout::Q8_0, &[0; 64], &[1.0], &[]).contains("one scale per group"));
+    assert!(err(LAYOUTS[2], &[0; 64], &[1.0; 2], &[]).contains("one minimum"));
+    assert!(err(LAYOUTS[2], &[16; 64], &[1.0; 2], &[0.0; 2]).contains("outside"));
+    assert!(err(LAYOUTS[3], &[-9; 64], &[1.0; 2], &[]).contains("outside"));
+    assert!(err(QuantLayout { bits: 5, group: 32, has_min: false }, &[0; 64], &[1.0; 2], &[]).contains("4 or 8 bits"));
 }

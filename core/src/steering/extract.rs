@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use super::linalg::{cosine, dot, first_principal_component, logistic_regression, mean_rows, norm};
 use super::pairs::PairSet;
 use super::vector::{Direction, HookSite, SteeringVector, VectorModel, VectorPairs};
+use crate::chat::ChatMessage;
 use crate::error::{Error, Result};
 use crate::generate::{TextModel, read_f32};
 use crate::hooks::Hooks;
@@ -110,12 +111,40 @@ pub async fn collect(
     aggregation: Aggregation,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<PairActivations> {
-    collect_ids(&model.model, &encode_pairs(model, pairs)?, site, aggregation, progress).await
+    collect_ids(&model.model, &encode_pairs(model, pairs, PromptFormat::Plain)?, site, aggregation, progress).await
 }
 
-/// Every pair's positive then negative prompt as token ids.
-fn encode_pairs(model: &TextModel, pairs: &PairSet) -> Result<Vec<Vec<u32>>> {
-    pairs.pairs.iter().flat_map(|p| [p.positive.as_str(), p.negative.as_str()]).map(|p| model.encode(p)).collect()
+/// How a pair's prompts become token ids.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PromptFormat {
+    /// The text as it is, after the tokenizer's BOS.
+    #[default]
+    Plain,
+    /// In the model's chat template: the prompt (a CAA item's question) as the user's turn, then the
+    /// assistant's turn opened, with a CAA item's answer after it. Read at the last token, the
+    /// activation is where an instruct model is about to reply (Arditi et al.'s post-instruction
+    /// position), or at its answer letter (Rimsky et al.'s CAA).
+    Chat,
+}
+
+/// Every pair's positive then negative prompt as token ids, in `format`.
+pub fn encode_pairs(model: &TextModel, pairs: &PairSet, format: PromptFormat) -> Result<Vec<Vec<u32>>> {
+    let mut encoded = Vec::with_capacity(2 * pairs.len());
+    for pair in &pairs.pairs {
+        for prompt in [&pair.positive, &pair.negative] {
+            encoded.push(match format {
+                PromptFormat::Plain => model.encode(prompt)?,
+                PromptFormat::Chat => {
+                    let (user, answer) = pair.chat_turns(prompt);
+                    let mut ids = model.chat_ids(&[ChatMessage::user(user)])?;
+                    ids.extend(model.tokenizer.encode_plain(answer)?);
+                    ids
+                }
+            });
+        }
+    }
+    Ok(encoded)
 }
 
 /// Refuses prompts longer than the context or with no tokens before any forward pass.
@@ -201,7 +230,7 @@ pub async fn collect_stats(
     aggregation: Aggregation,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<PairStats> {
-    collect_stats_ids(&model.model, &encode_pairs(model, pairs)?, site, aggregation, progress).await
+    collect_stats_ids(&model.model, &encode_pairs(model, pairs, PromptFormat::Plain)?, site, aggregation, progress).await
 }
 
 /// [`collect_ids`] reduced to [`PairStats`] on the device: the fast path for mean-difference

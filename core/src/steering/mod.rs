@@ -9,7 +9,8 @@ pub mod pairs;
 pub mod vector;
 
 pub use extract::{
-    Aggregation, Method, PairActivations, PairStats, SweepRow, collect, collect_stats, collect_stats_ids, mean_diff_vector, steering_vector, sweep,
+    Aggregation, Method, PairActivations, PairStats, PromptFormat, SweepRow, collect, collect_ids, collect_stats, collect_stats_ids, encode_pairs,
+    mean_diff_vector, steering_vector, sweep,
 };
 pub use pairs::{DatasetEntry, Pair, PairError, PairFormat, PairSet};
 pub use vector::{Application, Direction, HookSite, SteeringVector, VectorModel, VectorPairs};

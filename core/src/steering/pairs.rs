@@ -14,6 +14,21 @@ pub struct Pair {
     /// Optional free-text label (e.g. a sub-category).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub label: Option<String>,
+    /// The question of a CAA A/B item: both prompts begin with it and end with their answers. In the
+    /// chat format the question is the user's turn and the answer begins the assistant's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub question: Option<String>,
+}
+
+impl Pair {
+    /// The user's turn and the start of the assistant's reply that stand for `prompt` (the positive or
+    /// negative one) in the chat format: a CAA item's question and answer, else the whole prompt and nothing.
+    pub fn chat_turns<'a>(&'a self, prompt: &'a str) -> (&'a str, &'a str) {
+        match self.question.as_deref().and_then(|q| prompt.strip_prefix(q).map(|answer| (q, answer))) {
+            Some(turns) => turns,
+            None => (prompt, ""),
+        }
+    }
 }
 
 /// A problem with one line of a pair file (1-based line numbers).
@@ -110,12 +125,13 @@ impl PairSet {
             }
             let err = |reason: String| PairError::Line { line, reason };
             let value: serde_json::Value = serde_json::from_str(trimmed).map_err(|e| err(format!("not JSON: {e}")))?;
-            let pair = if value.get("question").is_some() {
+            let pair = if value.get("question").is_some() && value.get("positive").is_none() {
                 let caa: CaaLine = serde_json::from_value(value).map_err(|e| err(format!("not a CAA A/B item: {e}")))?;
                 Pair {
                     positive: format!("{}{}", caa.question, caa.answer_matching_behavior),
                     negative: format!("{}{}", caa.question, caa.answer_not_matching_behavior),
                     label: None,
+                    question: Some(caa.question),
                 }
             } else {
                 serde_json::from_value::<Pair>(value).map_err(|e| err(format!("expected {{\"positive\": \"...\", \"negative\": \"...\"}}: {e}")))?
@@ -146,7 +162,8 @@ impl PairSet {
             let get = |idx: usize| {
                 fields.get(idx).cloned().ok_or_else(|| PairError::Line { line, reason: format!("expected {} columns, found {}", columns.len(), fields.len()) })
             };
-            let pair = Pair { positive: get(pos)?, negative: get(neg)?, label: label.and_then(|l| fields.get(l).cloned()).filter(|l| !l.is_empty()) };
+            let pair =
+                Pair { positive: get(pos)?, negative: get(neg)?, label: label.and_then(|l| fields.get(l).cloned()).filter(|l| !l.is_empty()), question: None };
             check_pair(&pair).map_err(|reason| PairError::Line { line, reason })?;
             pairs.push(pair);
             if pairs.len() > MAX_PAIRS {
@@ -247,6 +264,8 @@ mod tests {
         assert_eq!(set.pairs[1].negative, "Q? (A) yes (B) no\nAnswer: (B)");
         assert_eq!(set.sha256().len(), 64);
         assert_eq!(PairSet::from_jsonl(&set.to_jsonl()).unwrap(), set);
+        assert_eq!(set.pairs[1].chat_turns(&set.pairs[1].negative), ("Q? (A) yes (B) no\nAnswer:", " (B)"));
+        assert_eq!(set.pairs[0].chat_turns(&set.pairs[0].positive), ("I am happy", ""));
     }
 
     #[test]

@@ -23,22 +23,24 @@ fn method_name(m: Method) -> &'static str {
     }
 }
 
-/// The method and aggregation pickers, "Extract" (`extract`), vector import (`vector-file`), the
+/// The method and aggregation pickers, the chat format for instruct models (`extract-chat`), "Extract" (`extract`), vector import (`vector-file`), the
 /// job's progress (`steer-progress`) and the vector's status. No props.
 #[component]
 pub fn Extract() -> impl IntoView {
     let (studio, app) = (studio(), state());
     let method = RwSignal::new(Method::MeanDiff);
     let aggregation = RwSignal::new(Aggregation::Last);
+    let chat = RwSignal::new(false);
     let extract = move || {
         let pairs = match studio.pair_set() {
             Ok(set) => set.to_jsonl(),
             Err(e) => return studio.fail(e.to_string()),
         };
         let (method, aggregation) = (method.get_untracked(), aggregation.get_untracked());
+        let chat = chat.get_untracked() && app.model.with_untracked(ModelStatus::has_chat_template);
         studio.progress.set(Some("starting".into()));
         send(
-            |job| Request::Extract { job, pairs, format: PairFormat::Jsonl, method, aggregation },
+            |job| Request::Extract { job, pairs, format: PairFormat::Jsonl, method, aggregation, chat },
             &[],
             move |event| {
                 if let Some(Event::Extracted { job, vector, sweep }) = studio.progress_or_failure(event) {
@@ -90,6 +92,11 @@ pub fn Extract() -> impl IntoView {
                     <option value="mean">"mean over tokens"</option>
                 </select>
             </label>
+            <Show when=move || app.model.with(ModelStatus::has_chat_template)>
+                <label class="control" title="Send each prompt as the user's turn in the model's chat format and read the activation where the assistant is about to reply (a CAA A/B item: its question as the user's turn, its answer opening the reply)">
+                    <input type="checkbox" data-testid="extract-chat" prop:checked=chat on:change=move |ev| chat.set(event_target_checked(&ev))/>" chat format"
+                </label>
+            </Show>
         </div>
         <div class="buttons">
             <button data-testid="extract" class="primary" disabled=move || !model_ready(app) || studio.progress.with(Option::is_some) on:click=move |_| extract()>"Extract"</button>

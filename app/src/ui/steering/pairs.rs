@@ -12,7 +12,7 @@ use crate::ui::{AppState, state};
 
 /// An empty row for the table.
 fn blank() -> Pair {
-    Pair { positive: String::new(), negative: String::new(), label: None }
+    Pair { positive: String::new(), negative: String::new(), label: None, question: None }
 }
 
 /// Fetches `datasets/index.json`, then loads the pair set the URL names.
