@@ -156,6 +156,11 @@ fn the_f32_footprint_is_read_from_the_headers() {
         let original = analog_core::weights::footprint(&weights.files()).unwrap();
         let model = load_dir(&dir, &device::cpu()).unwrap();
         let c = model.config();
+        // Before the weights are downloaded, config.json alone gives the same f32 figures (a file may also hold
+        // buffers the model does not read, such as GPT-2's causal masks).
+        let planned = analog_core::weights::footprint_of_config(c);
+        assert_eq!((planned.largest_bytes, planned.device_largest_bytes), (original.largest_bytes, original.largest_bytes), "{name}: {planned:?}");
+        assert_eq!(planned.total_bytes, 4 * model.model.n_params as u64, "{name}: config footprint vs the parameters loaded");
         assert_eq!(original.largest_bytes, (c.vocab_size * c.d_model * 4) as u64, "{name}: the largest tensor is an embedding ({})", original.largest);
         // Tied embeddings are stored once and counted once; untied ones twice.
         assert!(original.total_bytes >= model.model.n_params as u64 * 4 - original.largest_bytes, "{name}: {original:?}");

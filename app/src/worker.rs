@@ -12,7 +12,7 @@ use analog_core::report::{self, InterventionInputs};
 use analog_core::steering::metrics::{self, EvalSpec};
 use analog_core::steering::{Application, PairFormat, PairSet, SteeringVector, VectorModel};
 use analog_core::weights::Footprint;
-use analog_core::{Decoder, Device, GenerateOptions, Hooks, Positions, TextModel, WeightFiles, device};
+use analog_core::{Decoder, Device, GenerateOptions, Hooks, ModelConfig, Positions, TextModel, WeightFiles, device};
 use futures::StreamExt;
 use futures::channel::mpsc;
 use js_sys::Array;
@@ -354,6 +354,9 @@ impl Worker {
             Ok(bytes)
         };
         let config = get("config.json", &mut progress).await?;
+        // Before the weights come down: what config.json says they need, refused now if it cannot be held.
+        let planned = analog_core::weights::footprint_of_config(&ModelConfig::from_hf_json(&config).map_err(errors)?);
+        self.placement(&planned, 0)?;
         let tokenizer = get("tokenizer.json", &mut progress).await?;
         let weights = get("model.safetensors", &mut progress).await?;
         let name = "tokenizer_config.json";
@@ -378,6 +381,17 @@ impl Worker {
     /// as their packed codes) fits its largest buffer, else the CPU (the badge says why), and refuses
     /// what the CPU cannot hold in a wasm32 memory.
     fn place(&mut self, footprint: &Footprint, file_bytes: u64) -> JobResult {
+        let (device, backend, reason) = self.placement(footprint, file_bytes)?;
+        if self.gpu.is_some() && backend != self.backend {
+            self.send(&Event::Ready { backend, reason });
+        }
+        self.device = device;
+        self.backend = backend;
+        Ok(())
+    }
+
+    /// Where [`Self::place`] would put a model of this footprint, and why; or why it cannot be held.
+    fn placement(&self, footprint: &Footprint, file_bytes: u64) -> Result<(Device, BackendKind, String), Vec<String>> {
         let (device, backend, reason) = match &self.gpu {
             Some((gpu, limit)) if footprint.device_largest_bytes <= *limit => (gpu.clone(), BackendKind::Wgpu, WEBGPU_FOUND.to_string()),
             Some((_, limit)) => (
@@ -402,12 +416,7 @@ impl Worker {
                 if self.gpu.is_some() { "" } else { " (WebGPU would hold the weights outside it)" },
             )));
         }
-        if self.gpu.is_some() && backend != self.backend {
-            self.send(&Event::Ready { backend, reason });
-        }
-        self.device = device;
-        self.backend = backend;
-        Ok(())
+        Ok((device, backend, reason))
     }
 
     /// Streams the generation that continues `ids` as `stream` of `job`.

@@ -325,6 +325,19 @@ pub(crate) fn unpermute_rows<T: Copy + Default>(data: &[T], rows: usize, heads: 
 /// Suffixes of non-parameter buffers some checkpoints carry (causal masks, cached RoPE frequencies).
 const IGNORED_SUFFIXES: &[&str] = &[".attn.bias", ".attn.masked_bias", ".attention.bias", ".attention.masked_bias", ".rotary_emb.inv_freq"];
 
+/// Every tensor `config` calls for, by HF name, with its shape: what a checkpoint of this model holds.
+pub(crate) fn expected_tensors(config: &ModelConfig) -> Vec<(String, Vec<usize>)> {
+    let mut out = Vec::new();
+    for rule in table(config.architecture).iter().filter(|rule| (rule.when)(config)) {
+        let layers: Vec<Option<usize>> = if rule.hf.contains("{l}") { (0..config.n_layers).map(Some).collect() } else { vec![None] };
+        for layer in layers {
+            let name = layer.map_or_else(|| rule.hf.to_string(), |l| rule.hf.replace("{l}", &l.to_string()));
+            out.push((name, (rule.shape)(config)));
+        }
+    }
+    out
+}
+
 fn table(architecture: Architecture) -> &'static [Rule] {
     match architecture {
         Architecture::Llama | Architecture::Qwen2 | Architecture::Qwen3 => LLAMA,

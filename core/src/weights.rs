@@ -90,6 +90,21 @@ pub fn footprint(files: &WeightFiles<'_>) -> Result<Footprint> {
     Ok(out)
 }
 
+/// The [`Footprint`] a model of this configuration takes as f32, from `config.json` alone: what can be
+/// said before its weights are downloaded (the file's own header, read once it is in, may show less
+/// on a device that keeps quantised weights).
+pub fn footprint_of_config(config: &ModelConfig) -> Footprint {
+    let mut out = Footprint { largest: String::new(), largest_bytes: 0, total_bytes: 0, stored_bytes: 0, device_bytes: 0, device_largest_bytes: 0 };
+    for (name, shape) in crate::weight_map::expected_tensors(config) {
+        let bytes = shape.iter().fold(4u64, |acc, &d| acc.saturating_mul(d as u64));
+        out.total_bytes = out.total_bytes.saturating_add(bytes);
+        if bytes > out.largest_bytes {
+            (out.largest, out.largest_bytes) = (name, bytes);
+        }
+    }
+    Footprint { device_bytes: out.total_bytes, device_largest_bytes: out.largest_bytes, ..out }
+}
+
 #[derive(Deserialize)]
 struct ShardIndex {
     weight_map: BTreeMap<String, String>,

@@ -191,7 +191,7 @@ impl QuantLayout {
     /// Storage rows of `storage_cols` values per part: as many as fit [`MAX_PART_BYTES`] when a row is whole groups
     /// and words, else every row in one part.
     fn rows_per_part(self, storage_rows: usize, storage_cols: usize, part_bytes: u64) -> usize {
-        let whole = storage_cols % self.group == 0 && storage_cols % self.per_word() == 0;
+        let whole = storage_cols.is_multiple_of(self.group) && storage_cols.is_multiple_of(self.per_word());
         let row_bytes = (storage_cols as u64 * u64::from(self.bits)).div_ceil(8).max(1);
         if whole { ((part_bytes / row_bytes) as usize).clamp(1, storage_rows.max(1)) } else { storage_rows.max(1) }
     }
@@ -255,7 +255,7 @@ impl QuantMatrix {
         let numel = rows * cols;
         let groups = numel / layout.group.max(1);
         let want_mins = if layout.has_min { groups } else { 0 };
-        if !matches!(layout.bits, 4 | 8) || layout.group == 0 || layout.group % 8 != 0 {
+        if !matches!(layout.bits, 4 | 8) || layout.group == 0 || !layout.group.is_multiple_of(8) {
             return Err(format!("unsupported quantised layout {layout:?}: codes are 4 or 8 bits in groups of a multiple of 8"));
         }
         if codes.len() != numel || numel % layout.group != 0 || scales.len() != groups || mins.len() != want_mins {
