@@ -17,7 +17,8 @@ use serde::{Deserialize, Serialize};
 
 #[derive(Args, Debug, Clone)]
 pub struct BenchArgs {
-    /// Where the random model is written (reused when present).
+    /// Where the random model is written (reused when present); or a model directory, or a `.gguf` file (a real
+    /// released model, measured without the transformers comparison).
     #[arg(long, default_value = "target/bench/smollm2-135m-random")]
     dir: PathBuf,
     #[arg(long, default_value_t = 128)]
@@ -126,11 +127,16 @@ fn measure(args: &BenchArgs) -> Result<Measurement> {
         BackendKind::Cpu => device::cpu(),
         BackendKind::Wgpu => device::wgpu()?,
     };
-    let weights = std::fs::read(args.dir.join("model.safetensors"))?;
-    let config = std::fs::read(args.dir.join("config.json"))?;
-    let model = Model::from_bytes(&config, &WeightFiles::Single(&weights), &device)?;
-    let weight_bytes = weights.len() as u64;
-    drop(weights);
+    let (model, weight_bytes) = if is_gguf(&args.dir) {
+        let bytes = std::fs::read(&args.dir)?;
+        let file = analog_core::gguf::Gguf::parse(&bytes)?;
+        let model = Model::from_gguf(&file, analog_core::ModelConfig::from_gguf(&file)?, &device)?;
+        (model, bytes.len() as u64)
+    } else {
+        let weights = std::fs::read(args.dir.join("model.safetensors"))?;
+        let config = std::fs::read(args.dir.join("config.json"))?;
+        (Model::from_bytes(&config, &WeightFiles::Single(&weights), &device)?, weights.len() as u64)
+    };
     if args.extraction {
         let prompts = extraction_prompts();
         let layers: Vec<usize> = (0..model.config.n_layers).collect();
@@ -208,6 +214,10 @@ fn reference(args: &BenchArgs) -> Result<Measurement> {
     Ok(serde_json::from_slice(&out.stdout)?)
 }
 
+fn is_gguf(path: &Path) -> bool {
+    path.extension().is_some_and(|e| e.eq_ignore_ascii_case("gguf"))
+}
+
 fn gib(bytes: u64) -> String {
     if bytes < 1 << 30 { format!("{:.1} MiB", bytes as f64 / (1u64 << 20) as f64) } else { format!("{:.2} GiB", bytes as f64 / (1u64 << 30) as f64) }
 }
@@ -217,7 +227,10 @@ pub fn run(args: BenchArgs) -> Result<()> {
         println!("{}", serde_json::to_string(&measure(&args)?)?);
         return Ok(());
     }
-    write_random_model(&args.dir)?;
+    let gguf = is_gguf(&args.dir);
+    if !gguf {
+        write_random_model(&args.dir)?;
+    }
     let exe = std::env::current_exe()?;
     let out = Command::new(exe)
         .args(["bench", "--measure", "--dir"])
@@ -236,7 +249,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         );
         println!("{:<34} {:>10}", "engine", "pairs/s");
         println!("{:<34} {:>10.2}", format!("analog ({}, batch 16)", args.device), ours.extraction_pairs_per_s);
-        if !args.no_reference {
+        if !args.no_reference && !gguf {
             match reference(&args) {
                 Ok(theirs) => {
                     println!("{:<34} {:>10.2}", "PyTorch output_hidden_states (b16)", theirs.extraction_pairs_per_s);
@@ -265,7 +278,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
             100.0 * ours.decode_tokens_per_s / bound
         );
     }
-    if args.no_reference {
+    if args.no_reference || gguf {
         return Ok(());
     }
     match reference(&args) {
