@@ -252,6 +252,8 @@ pub(crate) fn gemv(x: Tensor<3>, weight: &QuantPart, layout: QuantLayout, transp
         layout.group,
         layout.has_min,
         has_bias,
+        // Transposed storage with rows of whole words and groups: read a word at a time.
+        transposed && d_in % layout.group == 0 && d_in % (32 / layout.bits as usize) == 0,
         GEMV_WIDTH,
         dtypes,
     );
@@ -535,6 +537,7 @@ mod cube_kernels {
         #[comptime] group: usize,
         #[comptime] has_min: bool,
         #[comptime] has_bias: bool,
+        #[comptime] by_word: bool,
         #[comptime] width: usize,
         #[define(F, I)] _dtypes: [ElemType; 2],
     ) {
@@ -543,11 +546,48 @@ mod cube_kernels {
         let rows = x.shape(1);
         let cols = out.shape(1);
         let mut partial = F::new(0.0);
-        // Cubes past the last output (the third axis rounds up) sum nothing; every unit still takes part in the sum.
-        let mut r = if c < cols { UNIT_POS_X as usize } else { rows };
-        while r < rows {
-            partial += x[n * rows + r] * quant_value::<F, I>(words, scales, mins, storage_index(r, c, rows, cols, transposed), bits, group, has_min);
-            r += CUBE_DIM_X as usize;
+        if by_word {
+            // Output c is storage row c, its codes consecutive: each unit takes whole words, one scale (and minimum)
+            // per word, and applies them once to the word's dot product.
+            let per_word = comptime!((32 / bits) as usize);
+            let mask = comptime!(((1u32 << bits) - 1) as i64);
+            let words_per_row = rows / per_word;
+            let mut w = if c < cols { UNIT_POS_X as usize } else { words_per_row };
+            while w < words_per_row {
+                let word = words[c * words_per_row + w];
+                let r = w * per_word;
+                let group_at = (c * rows + r) / group;
+                let mut dot = F::new(0.0);
+                let mut sum = F::new(0.0);
+                #[unroll]
+                for j in 0..per_word {
+                    let mut code = (word >> I::cast_from(comptime!((j as u32) * bits))) & I::new(mask);
+                    if comptime!(bits == 8) {
+                        if code >= I::new(128) {
+                            code -= I::new(256);
+                        }
+                    } else if comptime!(!has_min) {
+                        code -= I::new(8);
+                    }
+                    let xv = x[n * rows + r + j];
+                    dot += xv * F::cast_from(code);
+                    if has_min {
+                        sum += xv;
+                    }
+                }
+                partial += dot * scales[group_at];
+                if has_min {
+                    partial += sum * mins[group_at];
+                }
+                w += CUBE_DIM_X as usize;
+            }
+        } else {
+            // Cubes past the last output (the third axis rounds up) sum nothing; every unit still takes part in the sum.
+            let mut r = if c < cols { UNIT_POS_X as usize } else { rows };
+            while r < rows {
+                partial += x[n * rows + r] * quant_value::<F, I>(words, scales, mins, storage_index(r, c, rows, cols, transposed), bits, group, has_min);
+                r += CUBE_DIM_X as usize;
+            }
         }
         let mut total = cube_sum::<F>(partial, width);
         if UNIT_POS_X == 0 && c < cols {
