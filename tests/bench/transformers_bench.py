@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Reference side of `analog bench`: the same safetensors through HF transformers (eager, CPU).
+"""Reference side of `analog bench`: the same safetensors (or GGUF file) through HF transformers (eager, CPU).
 
 Prints one JSON object with the fields of the Rust `Measurement`.
 """
@@ -13,16 +13,23 @@ import torch
 import transformers
 
 parser = argparse.ArgumentParser()
-parser.add_argument("dir")
+parser.add_argument("dir", help="a model directory, or a .gguf file (transformers dequantises it to f32)")
 parser.add_argument("--prefill", type=int, default=128)
 parser.add_argument("--decode", type=int, default=64)
 parser.add_argument("--extraction", action="store_true")
 args = parser.parse_args()
 
 torch.manual_seed(0)
-model = transformers.AutoModelForCausalLM.from_pretrained(
-    args.dir, dtype=torch.float32, attn_implementation="eager"
-).eval()
+if args.dir.endswith(".gguf"):
+    weights = args.dir
+    model = transformers.AutoModelForCausalLM.from_pretrained(
+        os.path.dirname(args.dir) or ".", gguf_file=os.path.basename(args.dir), dtype=torch.float32, attn_implementation="eager"
+    ).eval()
+else:
+    weights = os.path.join(args.dir, "model.safetensors")
+    model = transformers.AutoModelForCausalLM.from_pretrained(
+        args.dir, dtype=torch.float32, attn_implementation="eager"
+    ).eval()
 # The same ids as the Rust side: inside the model's vocabulary.
 vocab = model.config.vocab_size
 prompt = torch.tensor([[(i * 7919) % vocab for i in range(args.prefill)]])
@@ -48,7 +55,7 @@ if args.extraction:
     print(json.dumps({
         "extraction_pairs_per_s": pairs / seconds,
         "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
-        "weight_bytes": os.path.getsize(os.path.join(args.dir, "model.safetensors")),
+        "weight_bytes": os.path.getsize(weights),
     }))
     raise SystemExit(0)
 
@@ -73,5 +80,5 @@ print(json.dumps({
     "prefill_tokens_per_s": args.prefill / prefill_s,
     "decode_tokens_per_s": args.decode / decode_s,
     "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
-    "weight_bytes": os.path.getsize(os.path.join(args.dir, "model.safetensors")),
+    "weight_bytes": os.path.getsize(weights),
 }))
