@@ -224,8 +224,20 @@ fn gguf_journey(webgpu: bool) {
     let bytes: Vec<u64> = serde_json::from_value(exported).expect("magic and length");
     assert_eq!(&bytes[..4], &[71, 71, 85, 70], "GGUF magic");
     assert!(bytes[4] > 576 * 4, "a control vector of one 576-wide direction at least: {} bytes", bytes[4]);
-    let _ = std::fs::remove_file(&pairs_file);
     stage("exported");
+    if !webgpu {
+        // The same pairs in the model's chat format: each prompt is the user's turn, read where the reply begins.
+        // Other activations give another held-out layer sweep: its chart changes when the new vector arrives.
+        browser.js("window.__sweep = document.querySelector('[data-testid=sweep-chart]').innerHTML", json!([]));
+        browser.click("extract-chat");
+        browser.click("extract");
+        browser.wait("the chat-format sweep", "return document.querySelector('[data-testid=sweep-chart]').innerHTML !== window.__sweep", json!([]), WORK);
+        browser.wait("the extraction to end", "return !document.querySelector('[data-testid=extract]').disabled", json!([]), WORK);
+        assert!(browser.text("vector-status").contains("d_model 576"), "{}", browser.text("vector-status"));
+        shot("real-model-extract-chat", "[data-testid=extract-chat]");
+        stage("extracted in the chat format");
+    }
+    let _ = std::fs::remove_file(&pairs_file);
 }
 
 #[test]
