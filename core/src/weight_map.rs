@@ -325,17 +325,22 @@ pub(crate) fn unpermute_rows<T: Copy + Default>(data: &[T], rows: usize, heads: 
 /// Suffixes of non-parameter buffers some checkpoints carry (causal masks, cached RoPE frequencies).
 const IGNORED_SUFFIXES: &[&str] = &[".attn.bias", ".attn.masked_bias", ".attention.bias", ".attention.masked_bias", ".rotary_emb.inv_freq"];
 
+/// Every rule that applies to `config`, once per layer for per-layer rules (`None` for the others).
+fn instances(config: &ModelConfig) -> impl Iterator<Item = (&'static Rule, Option<usize>)> + '_ {
+    table(config.architecture).iter().filter(|rule| (rule.when)(config)).flat_map(|rule| {
+        let layers: Vec<Option<usize>> = if rule.hf.contains("{l}") { (0..config.n_layers).map(Some).collect() } else { vec![None] };
+        layers.into_iter().map(move |layer| (rule, layer))
+    })
+}
+
+/// A rule's name with `{l}` replaced by `layer`.
+fn fill(name: &str, layer: Option<usize>) -> String {
+    layer.map_or_else(|| name.to_string(), |l| name.replace("{l}", &l.to_string()))
+}
+
 /// Every tensor `config` calls for, by HF name, with its shape: what a checkpoint of this model holds.
 pub(crate) fn expected_tensors(config: &ModelConfig) -> Vec<(String, Vec<usize>)> {
-    let mut out = Vec::new();
-    for rule in table(config.architecture).iter().filter(|rule| (rule.when)(config)) {
-        let layers: Vec<Option<usize>> = if rule.hf.contains("{l}") { (0..config.n_layers).map(Some).collect() } else { vec![None] };
-        for layer in layers {
-            let name = layer.map_or_else(|| rule.hf.to_string(), |l| rule.hf.replace("{l}", &l.to_string()));
-            out.push((name, (rule.shape)(config)));
-        }
-    }
-    out
+    instances(config).map(|(rule, layer)| (fill(rule.hf, layer), (rule.shape)(config))).collect()
 }
 
 fn table(architecture: Architecture) -> &'static [Rule] {
@@ -411,35 +416,28 @@ pub(crate) fn load_table(config: &ModelConfig, table_in: &TensorTable<'_>, keep_
     let mut quantised = BTreeMap::new();
     let mut n_params = 0;
 
-    for rule in table(config.architecture) {
-        if !(rule.when)(config) {
+    for (rule, layer) in instances(config) {
+        let hf_name = fill(rule.hf, layer);
+        let expected = (rule.shape)(config);
+        let original = by_name.get(&hf_name).ok_or_else(|| Error::MissingTensor { name: hf_name.clone(), expected: Shape(expected.clone()) })?;
+        let shape = table_in.shape(original).ok_or_else(|| Error::MissingTensor { name: hf_name.clone(), expected: Shape(expected.clone()) })?;
+        if shape != expected.as_slice() {
+            return Err(Error::ShapeMismatch { name: table_in.display_name(original), expected: Shape(expected), found: Shape(shape.to_vec()) });
+        }
+        used.insert(original.clone());
+        let targets: Vec<String> = rule.to.iter().map(|t| fill(t, layer)).collect();
+        if keep_quantised
+            && let Some((shape, transposed)) = quantisable_matrix(rule.transform, &targets, &expected)
+            && let Some(codes) = table_in.quantised(original)?
+        {
+            n_params += codes.codes.len();
+            quantised.insert(targets[0].clone(), HostQuant { shape, codes, transposed });
             continue;
         }
-        let layers: Vec<Option<usize>> = if rule.hf.contains("{l}") { (0..config.n_layers).map(Some).collect() } else { vec![None] };
-        for layer in layers {
-            let fill = |s: &str| layer.map_or_else(|| s.to_string(), |l| s.replace("{l}", &l.to_string()));
-            let hf_name = fill(rule.hf);
-            let expected = (rule.shape)(config);
-            let original = by_name.get(&hf_name).ok_or_else(|| Error::MissingTensor { name: hf_name.clone(), expected: Shape(expected.clone()) })?;
-            let shape = table_in.shape(original).ok_or_else(|| Error::MissingTensor { name: hf_name.clone(), expected: Shape(expected.clone()) })?;
-            if shape != expected.as_slice() {
-                return Err(Error::ShapeMismatch { name: table_in.display_name(original), expected: Shape(expected), found: Shape(shape.to_vec()) });
-            }
-            used.insert(original.clone());
-            let targets: Vec<String> = rule.to.iter().map(|t| fill(t)).collect();
-            if keep_quantised
-                && let Some((shape, transposed)) = quantisable_matrix(rule.transform, &targets, &expected)
-                && let Some(codes) = table_in.quantised(original)?
-            {
-                n_params += codes.codes.len();
-                quantised.insert(targets[0].clone(), HostQuant { shape, codes, transposed });
-                continue;
-            }
-            let data = table_in.values(original)?;
-            n_params += data.len();
-            for (target, tensor) in targets.into_iter().zip(apply(rule.transform, config, &expected, data)) {
-                tensors.insert(target, tensor);
-            }
+        let data = table_in.values(original)?;
+        n_params += data.len();
+        for (target, tensor) in targets.into_iter().zip(apply(rule.transform, config, &expected, data)) {
+            tensors.insert(target, tensor);
         }
     }
 

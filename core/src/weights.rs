@@ -210,10 +210,7 @@ impl<'a> TensorTable<'a> {
             _ => return None,
         };
         let &[rows, cols] = shape else { return None };
-        let numel = rows as u64 * cols as u64;
-        let codes = numel.saturating_mul(u64::from(layout.bits)) / 8;
-        let groups = numel / layout.group as u64;
-        Some((layout.largest_part_bytes(rows, cols), codes + groups * 4 * (1 + u64::from(layout.has_min))))
+        Some((layout.largest_part_bytes(rows, cols), layout.device_bytes(rows.saturating_mul(cols))))
     }
 
     /// Bytes of every tensor as stored (scales included).

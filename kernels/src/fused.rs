@@ -433,9 +433,24 @@ mod cube_kernels {
         }
     }
 
+    /// The code in the low `bits` of `shifted`, made signed as the layout says (see `QuantLayout`): 8-bit codes
+    /// are two's complement, 4-bit codes without minimums are offset by 8. Masking reads the code whether the
+    /// shift before was arithmetic or logical.
+    #[cube]
+    fn signed_code<I: Int>(shifted: I, #[comptime] bits: u32, #[comptime] has_min: bool) -> I {
+        let mut code = shifted & I::new(comptime!(((1u32 << bits) - 1) as i64));
+        if comptime!(bits == 8) {
+            if code >= I::new(128) {
+                code -= I::new(256);
+            }
+        } else if comptime!(!has_min) {
+            code -= I::new(8);
+        }
+        code
+    }
+
     /// Value `flat` (storage order) of a quantised matrix: code `flat % (32 / bits)` of its word, made signed as
-    /// the layout says (see `QuantLayout`), times its group's scale, plus the group's minimum when it has them.
-    /// Masking after the shift reads the code whether the shift is arithmetic or logical.
+    /// the layout says (`signed_code`), times its group's scale, plus the group's minimum when it has them.
     #[cube]
     #[allow(clippy::too_many_arguments)]
     fn quant_value<F: Float, I: Int>(
@@ -448,16 +463,8 @@ mod cube_kernels {
         #[comptime] has_min: bool,
     ) -> F {
         let per_word = comptime!((32 / bits) as usize);
-        let mask = comptime!(((1u32 << bits) - 1) as i64);
         let shift = I::cast_from(((flat % per_word) as u32) * bits);
-        let mut code = (words[flat / per_word] >> shift) & I::new(mask);
-        if comptime!(bits == 8) {
-            if code >= I::new(128) {
-                code -= I::new(256);
-            }
-        } else if comptime!(!has_min) {
-            code -= I::new(8);
-        }
+        let code = signed_code::<I>(words[flat / per_word] >> shift, bits, has_min);
         let mut value = F::cast_from(code) * scales[flat / group];
         if has_min {
             value += mins[flat / group];
@@ -550,7 +557,6 @@ mod cube_kernels {
             // Output c is storage row c, its codes consecutive: each unit takes whole words, one scale (and minimum)
             // per word, and applies them once to the word's dot product.
             let per_word = comptime!((32 / bits) as usize);
-            let mask = comptime!(((1u32 << bits) - 1) as i64);
             let words_per_row = rows / per_word;
             let mut w = if c < cols { UNIT_POS_X as usize } else { words_per_row };
             while w < words_per_row {
@@ -561,14 +567,7 @@ mod cube_kernels {
                 let mut sum = F::new(0.0);
                 #[unroll]
                 for j in 0..per_word {
-                    let mut code = (word >> I::cast_from(comptime!((j as u32) * bits))) & I::new(mask);
-                    if comptime!(bits == 8) {
-                        if code >= I::new(128) {
-                            code -= I::new(256);
-                        }
-                    } else if comptime!(!has_min) {
-                        code -= I::new(8);
-                    }
+                    let code = signed_code::<I>(word >> I::cast_from(comptime!((j as u32) * bits)), bits, has_min);
                     let xv = x[n * rows + r + j];
                     dot += xv * F::cast_from(code);
                     if has_min {

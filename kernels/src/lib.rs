@@ -156,6 +156,10 @@ impl ClassStats {
     }
 }
 
+/// The most bytes of packed codes one buffer holds: WebGPU guarantees 128 MiB per binding (lavapipe and
+/// SwiftShader grant no more), so a bigger matrix (a 262 144-token embedding) is split into parts.
+pub const MAX_PART_BYTES: u64 = 64 << 20;
+
 /// How a [`QuantMatrix`] rebuilds value `i` (storage order) from its integer code: `scale[i / group] · code[i]`,
 /// plus `min[i / group]` when the layout has minimums. This is every ggml quantised type (llama.cpp's Q4_0 … Q8_0
 /// and the K types) with its sub-block scales multiplied out, so weights stay as compact as the file keeps them.
@@ -181,13 +185,14 @@ impl QuantLayout {
     fn bias(self) -> i16 {
         if self.bits == 4 && !self.has_min { 8 } else { 0 }
     }
-}
 
-/// The most bytes of packed codes one buffer holds: WebGPU guarantees 128 MiB per binding (lavapipe and
-/// SwiftShader grant no more), so a bigger matrix (a 262 144-token embedding) is split into parts.
-pub const MAX_PART_BYTES: u64 = 64 << 20;
+    /// Bytes `numel` values take on the device: packed codes, one f32 scale per group and one minimum where the
+    /// layout has them.
+    pub fn device_bytes(self, numel: usize) -> u64 {
+        let groups = (numel / self.group) as u64;
+        (numel / self.per_word()) as u64 * 4 + groups * 4 * (1 + u64::from(self.has_min))
+    }
 
-impl QuantLayout {
     /// Storage rows of `storage_cols` values per part: as many as fit [`MAX_PART_BYTES`] when a row is whole groups
     /// and words, else every row in one part.
     fn rows_per_part(self, storage_rows: usize, storage_cols: usize, part_bytes: u64) -> usize {
@@ -311,13 +316,11 @@ impl QuantMatrix {
 
     /// Bytes the matrix holds on the device.
     pub fn device_bytes(&self) -> u64 {
-        let groups = (self.rows * self.cols / self.layout.group) as u64;
-        let words: u64 = self.parts.iter().map(|p| p.rows * p.cols / self.layout.per_word()).sum::<usize>() as u64;
-        words * 4 + groups * 4 * (1 + u64::from(self.layout.has_min))
+        self.layout.device_bytes(self.rows * self.cols)
     }
 
     /// The axis along which the parts follow each other: rows, or columns when stored transposed.
-    fn part_axis(&self) -> usize {
+    pub(crate) fn part_axis(&self) -> usize {
         usize::from(self.transposed)
     }
 

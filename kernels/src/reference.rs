@@ -79,7 +79,7 @@ pub fn accumulate(sums: Tensor<2>, norm_sums: Tensor<1>, acts: Tensor<3>, length
 /// See [`QuantMatrix::dequantize`].
 pub fn dequantize(weight: &QuantMatrix) -> Tensor<2> {
     let parts = weight.parts.iter().map(|part| dequantize_part(part, weight.layout, weight.transposed));
-    Tensor::cat(parts.collect(), usize::from(weight.transposed))
+    Tensor::cat(parts.collect(), weight.part_axis())
 }
 
 /// One part of [`dequantize`].
