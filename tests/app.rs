@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde_json::json;
-use webdriver::{Browser, serve};
+use webdriver::{Browser, serve, serve_isolated};
 
 const LOAD: Duration = Duration::from_secs(90);
 const WORK: Duration = Duration::from_secs(240);
@@ -337,6 +337,169 @@ fn benchmark_first_token_and_decode() {
         let rate = browser.attr("output", "data-tokens-per-s");
         let backend = browser.attr("backend-badge", "data-backend");
         println!("BENCH backend={backend} first_token_ms={} decode_tokens_per_s={rate}", first.as_str().unwrap_or_default());
+    }
+}
+
+/// A story opening of about 20 tokens: the app and wllama continue it for 128 greedy tokens.
+const SHORT_PROMPT: &str = "Once upon a time, in a small village by the sea, there lived a girl named Lily who loved to";
+
+/// About 200 tokens of prose, for prefill.
+const LONG_PROMPT: &str = "The history of the lighthouse begins with fires lit on hilltops to guide ships home at night. \
+Ancient sailors relied on these beacons, and the Pharos of Alexandria, built in the third century before our era, \
+became one of the wonders of the world. Medieval towns along the coast kept lanterns burning in church towers, and \
+by the eighteenth century engineers were designing towers of stone that could stand against the worst winter storms. \
+The Eddystone lighthouse, rebuilt four times, taught builders how to dovetail granite blocks so that waves could not \
+pull them apart. Lenses came next: Augustin Fresnel's stepped glass rings gathered the light of a single flame into a \
+beam that could be seen twenty miles away. Keepers trimmed wicks, wound clockwork and logged every passing ship, \
+often living for months with only their families and the sound of the sea. Today most lights are automatic, yet \
+people still climb the narrow stairs to look out over the water and imagine the long nights of the keepers.";
+
+/// The real models the side-by-side benchmark runs, as `cargo xtask models` names their files.
+const BENCH_MODELS: [&str; 2] = ["SmolLM2-135M-Instruct.Q4_1.gguf", "gemma-3-270m-q4_k_m.gguf"];
+
+fn wllama_dir() -> PathBuf {
+    std::env::var_os("ANALOG_WLLAMA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/analog-explorer/wllama/node_modules/@wllama/wllama"))
+}
+
+/// One engine's figures in the side-by-side benchmark.
+#[derive(Debug, Default)]
+struct Run {
+    first_token_ms: f64,
+    decode_tokens: f64,
+    decode_tokens_per_s: f64,
+    prefill_tokens: f64,
+    prefill_tokens_per_s: f64,
+    peak_tab_bytes: u64,
+}
+
+/// The app as a visitor uses it: a first visit fills the cache, the second is timed from navigation start to the
+/// first token of a plain (not chat) completion; then a ~200-token prompt for prefill.
+fn app_run(base: &str, file: &str) -> Run {
+    let browser = Browser::start(false);
+    let memory = browser.watch_tab_memory();
+    let url = format!("{base}/?hub={base}/hub/#/play?model=bench/gguf/{file}");
+    browser.goto(&url);
+    browser.wait("the GGUF model (first visit)", "return document.querySelector('[data-testid=model-status]').textContent.includes('layers') && document.querySelector('[data-testid=model-status]').getAttribute('data-state') === 'ready'", json!([]), LOAD);
+    browser.goto("about:blank");
+    browser.goto(&url);
+    browser.wait("the GGUF model (warm cache)", "return document.querySelector('[data-testid=model-status]').textContent.includes('layers') && document.querySelector('[data-testid=model-status]').getAttribute('data-state') === 'ready'", json!([]), LOAD);
+    browser.wait(
+        "the chat toggle",
+        "return document.querySelector('[data-testid=chat-mode]') || document.querySelector('[data-testid=generate]')",
+        json!([]),
+        LOAD,
+    );
+    browser.js("const c = document.querySelector('[data-testid=chat-mode]'); if (c && c.checked) c.click();", json!([]));
+    browser.set_value("prompt", SHORT_PROMPT);
+    browser.set_value("max-tokens", "128");
+    browser.set_value("temperature", "0");
+    browser.click("generate");
+    browser.wait_state("output", "done", WORK);
+    let number = |name: &str| browser.attr("output", name).parse::<f64>().unwrap_or(f64::NAN);
+    let mut run = Run { first_token_ms: number("data-first-token-ms"), decode_tokens_per_s: number("data-decode-tokens-per-s"), ..Run::default() };
+    run.decode_tokens = number("data-new-tokens");
+    let before = browser.attr("output", "data-first-token-ms");
+    browser.set_value("prompt", LONG_PROMPT);
+    browser.set_value("max-tokens", "1");
+    browser.click("generate");
+    browser.wait(
+        "the long prompt",
+        "const o = document.querySelector('[data-testid=output]'); return o.getAttribute('data-state') === 'done' && o.getAttribute('data-first-token-ms') !== arguments[0];",
+        json!([before]),
+        WORK,
+    );
+    run.prefill_tokens_per_s = number("data-prefill-tokens-per-s");
+    run.prefill_tokens = number("data-prompt-tokens");
+    run.peak_tab_bytes = memory.peak();
+    run
+}
+
+/// wllama on the same file through `tests/bench/wllama`, warm cache as for the app.
+fn wllama_run(base: &str, file: &str, threads: usize) -> Run {
+    let browser = Browser::start(false);
+    let memory = browser.watch_tab_memory();
+    let encode = |s: &str| s.bytes().map(|b| if b.is_ascii_alphanumeric() { (b as char).to_string() } else { format!("%{b:02X}") }).collect::<String>();
+    let url = format!(
+        "{base}/peer/index.html?model={}&threads={threads}&short={}&long={}",
+        encode(&format!("{base}/hub/bench/gguf/resolve/main/{file}")),
+        encode(SHORT_PROMPT),
+        encode(LONG_PROMPT)
+    );
+    let mut result = json!(null);
+    for _visit in 0..2 {
+        browser.goto("about:blank");
+        browser.goto(&url);
+        result = browser.wait("wllama's run", "return window.__result", json!([]), WORK);
+    }
+    assert!(result["error"].is_null(), "wllama: {result}");
+    let number = |name: &str| result[name].as_f64().unwrap_or(f64::NAN);
+    Run {
+        first_token_ms: number("first_token_ms"),
+        decode_tokens: number("decode_tokens"),
+        decode_tokens_per_s: number("decode_tokens_per_s"),
+        prefill_tokens: number("prefill_tokens"),
+        prefill_tokens_per_s: number("prefill_tokens_per_s"),
+        peak_tab_bytes: memory.peak(),
+    }
+}
+
+/// Issue 20's side-by-side benchmark (not a pass/fail test; `cargo xtask bench-app` runs it): the app on its wasm CPU
+/// backend and wllama, in headless Chromium on this machine, load the same GGUF file and run the same prompts; wllama
+/// single-threaded, then with every thread on a cross-origin isolated page. Prints one `BENCH` line per engine and a
+/// table of ratios.
+#[test]
+#[ignore = "benchmark: run by cargo xtask bench-app"]
+fn benchmark_real_models_against_wllama() {
+    let models = smollm2_gguf().parent().expect("the models folder").to_path_buf();
+    let wllama = wllama_dir();
+    assert!(wllama.join("esm/index.js").is_file(), "{} is missing: run `cargo xtask bench-app`", wllama.display());
+    let roots = vec![("/hub/bench/gguf/resolve/main", models.clone()), ("/wllama", wllama), ("/peer", root().join("tests/bench/wllama")), ("", dist())];
+    let (plain, isolated) = (serve(roots.clone()), serve_isolated(roots));
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    for file in BENCH_MODELS {
+        let size = std::fs::metadata(models.join(file)).map(|m| m.len()).unwrap_or(0);
+        if size == 0 {
+            println!("BENCH skipped {file}: not in {}", models.display());
+            continue;
+        }
+        let app = app_run(&format!("http://127.0.0.1:{plain}"), file);
+        let single = wllama_run(&format!("http://127.0.0.1:{plain}"), file, 1);
+        let threaded = wllama_run(&format!("http://127.0.0.1:{isolated}"), file, cores);
+        let mib = |b: u64| b as f64 / f64::from(1 << 20);
+        println!("\n{file} ({:.1} MiB), headless Chromium, wasm CPU:", mib(size));
+        println!("{:<24} {:>10} {:>14} {:>15} {:>15} {:>14}", "engine", "decode tok/s", "(tokens)", "prefill tok/s", "first token ms", "peak tab MiB");
+        for (name, r) in [("analog app (1 thread)", &app), ("wllama 1 thread", &single), (&*format!("wllama {cores} threads"), &threaded)] {
+            println!(
+                "{name:<24} {:>12.2} {:>14.0} {:>15.1} {:>15.0} {:>14.0}",
+                r.decode_tokens_per_s,
+                r.decode_tokens,
+                r.prefill_tokens_per_s,
+                r.first_token_ms,
+                mib(r.peak_tab_bytes)
+            );
+            println!(
+                "BENCH model={file} engine={} decode_tokens_per_s={:.2} prefill_tokens_per_s={:.1} prefill_tokens={:.0} first_token_ms={:.0} peak_tab_mib={:.0}",
+                name.replace(' ', "_"),
+                r.decode_tokens_per_s,
+                r.prefill_tokens_per_s,
+                r.prefill_tokens,
+                r.first_token_ms,
+                mib(r.peak_tab_bytes)
+            );
+        }
+        let ratio = |a: f64, b: f64| a / b;
+        println!("targets for {file}:");
+        println!("  decode vs wllama 1 thread:  {:.2}x (target >= 3)", ratio(app.decode_tokens_per_s, single.decode_tokens_per_s));
+        println!("  decode vs wllama {cores} threads: {:.2}x (target >= 1.5)", ratio(app.decode_tokens_per_s, threaded.decode_tokens_per_s));
+        println!("  prefill vs wllama 1 thread: {:.2}x (target >= 1)", ratio(app.prefill_tokens_per_s, single.prefill_tokens_per_s));
+        println!("  first token after load, warm cache: {:.2} s (target < 2)", app.first_token_ms / 1000.0);
+        println!(
+            "  peak tab memory / GGUF size: {:.2}x (target <= 1.5; wllama 1 thread {:.2}x)",
+            app.peak_tab_bytes as f64 / size as f64,
+            single.peak_tab_bytes as f64 / size as f64
+        );
     }
 }
 

@@ -67,24 +67,32 @@ fn linears(model: &TextModel) -> Vec<&Linear> {
 }
 
 #[test]
-fn q8_0_weights_stay_quantised_on_wgpu_and_agree_with_the_cpu() {
+fn q8_0_weights_stay_quantised_on_wgpu_and_the_cpu_and_agree() {
     let [(_, cpu), (_, wgpu)] = <[_; 2]>::try_from(backends()).unwrap_or_else(|_| unreachable!("cpu and wgpu"));
     for name in FIXTURES {
         let dir = fixture_dir(name);
         let (q8, _) = converted(&dir, WeightFormat::Q8_0);
         let load = |device| TextModel::from_bytes(&read(&dir, "config.json"), &WeightFiles::Single(&q8), &read(&dir, "tokenizer.json"), device).unwrap();
         let (on_cpu, on_gpu) = (load(&cpu), load(&wgpu));
-        // The CPU dequantises at load; wgpu keeps every linear weight that needs no reordering in
-        // q8_0 (GPT-2 and GPT-NeoX split their fused q/k/v projection, so those are f32).
-        assert!(linears(&on_cpu).iter().all(|l| matches!(l.weight, LinearWeight::F32(_))), "{name}");
+        // wgpu keeps every linear weight that needs no reordering in q8_0 (GPT-2 and GPT-NeoX split their fused
+        // q/k/v projection, so those are f32); the CPU keeps those whose storage rows are whole groups of 32.
         let kept = linears(&on_gpu).iter().filter(|l| matches!(l.weight, LinearWeight::Quant(_))).count();
         let expected = if matches!(name, "llama" | "qwen2") { 6 } else { 3 } * on_gpu.config().n_layers;
         assert_eq!(kept, expected, "{name}: q8_0 linear weights on wgpu");
-        // The prompt's prefill dequantises into a matmul; each decoded token runs the q8_0 matrix-vector kernel.
+        let whole_rows = |w: &LinearWeight| match w {
+            LinearWeight::Quant(q) => (if q.matrix.transposed { q.matrix.rows } else { q.matrix.cols }).is_multiple_of(32),
+            LinearWeight::F32(_) => false,
+        };
+        let packable = linears(&on_gpu).iter().filter(|l| whole_rows(&l.weight)).count();
+        let kept_on_cpu = linears(&on_cpu).iter().filter(|l| matches!(l.weight, LinearWeight::Quant(_))).count();
+        assert_eq!(kept_on_cpu, packable, "{name}: q8_0 linear weights on the CPU");
+        assert!(kept_on_cpu > 0, "{name}");
+        // Each decoded token runs the q8_0 matrix-vector kernel on wgpu, and integer dot products against activations
+        // quantised to 16 bits per group of 32 on the CPU (their error: under 1/65 534 of each group's largest value).
         let ids = reference(name).input_ids;
         let (a, b) = (last_logits(&on_cpu, &ids), last_logits(&on_gpu, &ids));
         let scale = a.iter().fold(1.0f32, |m, x| m.max(x.abs()));
-        assert!(max_abs_diff(&a, &b) < 1e-4 * scale, "{name}: CPU and wgpu q8_0 logits differ by {}", max_abs_diff(&a, &b));
+        assert!(max_abs_diff(&a, &b) < 1e-3 * scale, "{name}: CPU and wgpu q8_0 logits differ by {}", max_abs_diff(&a, &b));
         let options = GenerateOptions { max_new_tokens: 12, sampling: Sampling::default(), stop_at_eos: false };
         let run = |m: &TextModel| pollster::block_on(m.generate(&ids, &options, &mut Hooks::new(), &mut |_| true)).unwrap().ids;
         assert_eq!(run(&on_cpu), run(&on_gpu), "{name}: greedy ids");

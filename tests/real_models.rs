@@ -80,8 +80,9 @@ fn check_logits(model: &TextModel, ids: &[u32], want: &Logits, what: &str) {
     assert_eq!(argmax, want.argmax, "{what}: argmax");
 }
 
-/// On wgpu every matrix stays in its file's quantised type (Gemma 3's tied 262 144 × 640 embedding would be a
-/// 671 MB f32 buffer, past the 256 MB wgpu grants by default; as Q8_0 it is 178 MB, read as its own transpose).
+/// On both backends every matrix stays in its file's quantised type: codes in host memory on the CPU, on the
+/// device on wgpu (Gemma 3's tied 262 144 × 640 embedding would be a 671 MB f32 buffer, past the 256 MB wgpu
+/// grants by default; as Q8_0 it is 178 MB, read as its own transpose).
 fn matches_transformers(name: &str) {
     let r = reference(name);
     for (backend, device) in backends() {
@@ -90,7 +91,8 @@ fn matches_transformers(name: &str) {
             for t in &r.tokenizer {
                 assert_eq!(model.tokenizer.encode_plain(&t.text).unwrap(), t.ids, "{name}: tokens of {:?}", t.text);
             }
-        } else {
+        }
+        {
             let m = &model.model;
             let linears: Vec<&LinearWeight> = m
                 .blocks
@@ -99,15 +101,18 @@ fn matches_transformers(name: &str) {
                 .flatten()
                 .map(|l| &l.weight)
                 .collect();
-            assert!(linears.iter().all(|w| matches!(w, LinearWeight::Quant(_))), "{name}: every linear weight stays quantised on wgpu");
-            assert!(matches!(m.embed, Embedding::Quant(_)) && matches!(m.unembed, LinearWeight::Quant(_)), "{name}: the embedding stays quantised on wgpu");
+            assert!(linears.iter().all(|w| matches!(w, LinearWeight::Quant(_))), "{name}: every linear weight stays quantised on {backend}");
+            assert!(
+                matches!(m.embed, Embedding::Quant(_)) && matches!(m.unembed, LinearWeight::Quant(_)),
+                "{name}: the embedding stays quantised on {backend}"
+            );
             // What the header promised the device is what the model holds: packed codes with their scales, the
             // tied table once, and the f32 norms.
             let footprint = analog_core::weights::footprint(&WeightFiles::Gguf(&std::fs::read(model_file(&r.file)).unwrap())).unwrap();
             let held = m.weight_bytes();
-            assert_eq!(held, footprint.device_bytes, "{name}: device bytes held vs the header's footprint {footprint:?}");
+            assert_eq!(held, footprint.device_bytes, "{name} {backend}: bytes held vs the header's footprint {footprint:?}");
             println!(
-                "{name}: {} MB on the device (f32 would be {} MB); largest buffer {} MB",
+                "{name} {backend}: {} MB held (f32 would be {} MB); largest buffer {} MB",
                 held >> 20,
                 footprint.total_bytes >> 20,
                 footprint.device_largest_bytes >> 20

@@ -12,13 +12,22 @@ use serde_json::{Value, json};
 /// Serves `roots` (URL prefix → directory, the first that has the file wins) on 127.0.0.1 until
 /// the process ends.
 pub fn serve(roots: Vec<(&'static str, PathBuf)>) -> u16 {
+    serve_with(roots, false)
+}
+
+/// [`serve`], cross-origin isolated (COOP/COEP headers): pages get `SharedArrayBuffer`, so wasm threads.
+pub fn serve_isolated(roots: Vec<(&'static str, PathBuf)>) -> u16 {
+    serve_with(roots, true)
+}
+
+fn serve_with(roots: Vec<(&'static str, PathBuf)>, isolated: bool) -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind a port");
     let port = listener.local_addr().expect("local address").port();
     std::thread::spawn(move || {
         for stream in listener.incoming().flatten() {
             let roots = roots.clone();
             std::thread::spawn(move || {
-                let _ = respond(stream, &roots);
+                let _ = respond(stream, &roots, isolated);
             });
         }
     });
@@ -38,7 +47,7 @@ fn mime(path: &Path) -> &'static str {
     }
 }
 
-fn respond(mut stream: TcpStream, roots: &[(&str, PathBuf)]) -> std::io::Result<()> {
+fn respond(mut stream: TcpStream, roots: &[(&str, PathBuf)], isolated: bool) -> std::io::Result<()> {
     let mut reader = BufReader::new(stream.try_clone()?);
     let mut request = String::new();
     reader.read_line(&mut request)?;
@@ -61,9 +70,10 @@ fn respond(mut stream: TcpStream, roots: &[(&str, PathBuf)]) -> std::io::Result<
         Some((f, body)) => {
             write!(
                 stream,
-                "HTTP/1.1 200 OK\r\nContent-Type: {}\r\nContent-Length: {}\r\nCache-Control: no-cache\r\nConnection: close\r\n\r\n",
+                "HTTP/1.1 200 OK\r\nContent-Type: {}\r\nContent-Length: {}\r\nCache-Control: no-cache\r\n{}Connection: close\r\n\r\n",
                 mime(&f),
-                body.len()
+                body.len(),
+                if isolated { "Cross-Origin-Opener-Policy: same-origin\r\nCross-Origin-Embedder-Policy: require-corp\r\n" } else { "" }
             )?;
             stream.write_all(&body)
         }
@@ -142,6 +152,23 @@ impl Browser {
             panic!("{method} {url}: {}: {}", value["value"]["error"], value["value"]["message"]);
         }
         value["value"].clone()
+    }
+
+    /// Starts sampling the resident memory of this browser's renderer processes (the tab and its workers) every
+    /// 50 ms; [`TabMemory::peak`] stops and gives the highest sum seen.
+    pub fn watch_tab_memory(&self) -> TabMemory {
+        let driver = self.driver.id();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut peak = 0;
+            while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                peak = peak.max(renderer_rss(driver));
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            peak
+        });
+        TabMemory { stop, thread }
     }
 
     pub fn goto(&self, url: &str) {
@@ -276,4 +303,51 @@ fn base64_decode(text: &str) -> Vec<u8> {
         }
     }
     out
+}
+
+/// A running sample of a browser's renderer memory (see [`Browser::watch_tab_memory`]).
+pub struct TabMemory {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<u64>,
+}
+
+impl TabMemory {
+    /// The highest resident bytes of the renderer processes seen since the watch began.
+    pub fn peak(self) -> u64 {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.thread.join().unwrap_or(0)
+    }
+}
+
+/// Resident bytes of the renderer processes (`--type=renderer`) descended from process `root` (Linux `/proc`).
+fn renderer_rss(root: u32) -> u64 {
+    let Ok(entries) = std::fs::read_dir("/proc") else { return 0 };
+    let mut parent = std::collections::HashMap::new();
+    for pid in entries.flatten().filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok()) {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        // The parent pid is the second field after the parenthesised command name.
+        if let Some(ppid) = stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<u32>().ok()) {
+            parent.insert(pid, ppid);
+        }
+    }
+    let descends = |mut pid: u32| {
+        while let Some(&up) = parent.get(&pid) {
+            if up == root {
+                return true;
+            }
+            if up <= 1 {
+                return false;
+            }
+            pid = up;
+        }
+        false
+    };
+    parent
+        .keys()
+        .filter(|&&pid| descends(pid) && std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c.windows(15).any(|w| w == b"--type=renderer")))
+        .map(|pid| {
+            let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+            status.lines().find_map(|l| l.strip_prefix("VmRSS:")?.trim().trim_end_matches("kB").trim().parse::<u64>().ok()).unwrap_or(0) * 1024
+        })
+        .sum()
 }

@@ -214,6 +214,12 @@ pub enum Event {
         stream: u8,
         tokens: usize,
         seconds: f64,
+        /// Prompt tokens prefilled before the first new token.
+        #[serde(default)]
+        prompt_tokens: usize,
+        /// From the start to the first new token: the prefill and one step.
+        #[serde(default)]
+        first_token_seconds: f64,
         stop: String,
     },
     Inspected {

@@ -407,10 +407,11 @@ impl Worker {
             ),
             None => (self.device.clone(), self.backend, String::new()),
         };
-        if backend == BackendKind::Cpu && footprint.total_bytes.saturating_add(file_bytes) > WASM_MEMORY_BUDGET {
+        // The CPU keeps quantised weights quantised, as the device footprint counts them.
+        if backend == BackendKind::Cpu && footprint.device_bytes.saturating_add(file_bytes) > WASM_MEMORY_BUDGET {
             return Err(errors(format!(
-                "this model needs {} MB as f32 plus its {} MB file while loading, more than the {} MB a browser tab's WebAssembly memory can hold{}; pick a smaller model",
-                footprint.total_bytes >> 20,
+                "this model needs {} MB of weights plus its {} MB file while loading, more than the {} MB a browser tab's WebAssembly memory can hold{}; pick a smaller model",
+                footprint.device_bytes >> 20,
                 file_bytes >> 20,
                 WASM_MEMORY_BUDGET >> 20,
                 if self.gpu.is_some() { "" } else { " (WebGPU would hold the weights outside it)" },
@@ -426,9 +427,11 @@ impl Worker {
         let pieces = ids.iter().map(|&id| model.tokenizer.piece(id).unwrap_or_default()).collect();
         self.send(&Event::Prompt { job, stream, ids: ids.to_vec(), pieces });
         let started = now_s();
+        let mut first_token_seconds = None;
         let mut decoder = Decoder::new(model, ids, options, hooks).map_err(errors)?;
         let mut last_yield = js_sys::Date::now();
         while let Some(token) = decoder.next(hooks).await.map_err(errors)? {
+            first_token_seconds.get_or_insert_with(|| now_s() - started);
             let piece = model.tokenizer.piece(token.id).unwrap_or_default();
             self.send(&Event::Token { job, stream, id: token.id, piece, text: token.text });
             // Let Cancel in every few milliseconds (a timer per token would cap decoding at the
@@ -443,7 +446,8 @@ impl Worker {
         }
         let out = decoder.finish().map_err(errors)?;
         let stop = serde_json::to_value(out.stop).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
-        self.send(&Event::Generated { job, stream, tokens: out.ids.len(), seconds: now_s() - started, stop });
+        let (seconds, first_token_seconds) = (now_s() - started, first_token_seconds.unwrap_or_default());
+        self.send(&Event::Generated { job, stream, tokens: out.ids.len(), seconds, prompt_tokens: ids.len(), first_token_seconds, stop });
         Ok(())
     }
 

@@ -51,7 +51,7 @@ impl QuantWeight {
 #[allow(clippy::large_enum_variant)] // one per layer, never moved in a hot loop
 pub enum LinearWeight {
     F32(Param<Tensor<2>>),
-    /// Quantised as the file stores it, dequantised on the fly by the fused kernels (wgpu only; never trained).
+    /// Quantised as the file stores it: the fused kernels (wgpu) or integer dot products (CPU) read the codes; never trained.
     Quant(QuantWeight),
 }
 
@@ -111,7 +111,7 @@ impl Linear {
 #[allow(clippy::large_enum_variant)] // one per model
 pub enum Embedding {
     F32(Param<Tensor<2>>),
-    /// Quantised as the file stores it; rows are dequantised as they are looked up (wgpu only).
+    /// Quantised as the file stores it; rows are dequantised as they are looked up.
     Quant(QuantWeight),
 }
 
@@ -484,7 +484,7 @@ impl Model {
     pub fn from_bytes(config_json: &[u8], weights: &crate::weights::WeightFiles<'_>, device: &Device) -> Result<Self> {
         let config = ModelConfig::from_hf_json(config_json)?;
         // Devices with the fused kernels keep quantised weights as stored (a quarter of the f32 bytes or less).
-        let host = crate::weight_map::load(&config, weights, analog_kernels::fused_on(device))?;
+        let host = crate::weight_map::load(&config, weights, &|layout, cols| analog_kernels::keeps_quantised(device, layout, cols))?;
         Self::from_weights(config, host, device)
     }
 
@@ -492,7 +492,7 @@ impl Model {
     /// ([`ModelConfig::from_gguf`]).
     pub fn from_gguf(file: &crate::gguf::Gguf<'_>, config: ModelConfig, device: &Device) -> Result<Self> {
         let table = crate::weights::TensorTable::from_gguf(file, &config)?;
-        let host = crate::weight_map::load_table(&config, &table, analog_kernels::fused_on(device))?;
+        let host = crate::weight_map::load_table(&config, &table, &|layout, cols| analog_kernels::keeps_quantised(device, layout, cols))?;
         Self::from_weights(config, host, device)
     }
 

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::config::{Architecture, ModelConfig};
 use crate::error::{Error, Result, Shape};
-use crate::ggml::Codes;
+use crate::ggml::{CodeLayout, Codes};
 use crate::weights::{TensorTable, WeightFiles};
 
 /// A tensor in host memory, row-major `f32`.
@@ -402,14 +402,17 @@ impl HostWeights {
     }
 }
 
-/// Reads every tensor the config calls for, checking names, shapes and values. With `keep_quantised`,
-/// quantised linear weights and embeddings stay as stored (see [`HostQuant`]); every other tensor is f32.
-pub(crate) fn load(config: &ModelConfig, files: &WeightFiles<'_>, keep_quantised: bool) -> Result<HostWeights> {
-    load_table(config, &TensorTable::parse(files)?, keep_quantised)
+/// Whether a quantised matrix stays quantised: asked with its code layout and the values per storage row.
+pub(crate) type KeepQuantised<'a> = &'a dyn Fn(CodeLayout, usize) -> bool;
+
+/// Reads every tensor the config calls for, checking names, shapes and values. Quantised linear weights and
+/// embeddings that `keep` accepts stay as stored (see [`HostQuant`]); every other tensor is f32.
+pub(crate) fn load(config: &ModelConfig, files: &WeightFiles<'_>, keep: KeepQuantised<'_>) -> Result<HostWeights> {
+    load_table(config, &TensorTable::parse(files)?, keep)
 }
 
 /// [`load`] from a tensor table already read (a GGUF file parsed once for everything it holds).
-pub(crate) fn load_table(config: &ModelConfig, table_in: &TensorTable<'_>, keep_quantised: bool) -> Result<HostWeights> {
+pub(crate) fn load_table(config: &ModelConfig, table_in: &TensorTable<'_>, keep: KeepQuantised<'_>) -> Result<HostWeights> {
     let by_name: BTreeMap<String, String> = table_in.names().map(|(name, _)| (normalise_name(config.architecture, name), name.to_string())).collect();
     let mut used = BTreeSet::new();
     let mut tensors = BTreeMap::new();
@@ -426,9 +429,9 @@ pub(crate) fn load_table(config: &ModelConfig, table_in: &TensorTable<'_>, keep_
         }
         used.insert(original.clone());
         let targets: Vec<String> = rule.to.iter().map(|t| fill(t, layer)).collect();
-        if keep_quantised
-            && let Some((shape, transposed)) = quantisable_matrix(rule.transform, &targets, &expected)
+        if let Some((shape, transposed)) = quantisable_matrix(rule.transform, &targets, &expected)
             && let Some(codes) = table_in.quantised(original)?
+            && keep(codes.layout, expected[1])
         {
             n_params += codes.codes.len();
             quantised.insert(targets[0].clone(), HostQuant { shape, codes, transposed });
@@ -547,7 +550,7 @@ mod tests {
 
     fn load_err(tensors: &[(String, Vec<usize>)], fill: f32) -> String {
         let config = ModelConfig::from_hf_json(CONFIG).unwrap();
-        match load(&config, &WeightFiles::Single(&serialize(tensors, fill)), false) {
+        match load(&config, &WeightFiles::Single(&serialize(tensors, fill)), &|_, _| false) {
             Ok(_) => "loaded".into(),
             Err(e) => e.to_string(),
         }
@@ -556,7 +559,7 @@ mod tests {
     #[test]
     fn every_parameter_is_loaded_with_its_shape_and_split() {
         let config = ModelConfig::from_hf_json(CONFIG).unwrap();
-        let weights = load(&config, &WeightFiles::Single(&serialize(&gpt2_tensors(), 0.0)), false).unwrap();
+        let weights = load(&config, &WeightFiles::Single(&serialize(&gpt2_tensors(), 0.0)), &|_, _| false).unwrap();
         let shapes: BTreeMap<&str, &[usize]> = weights.tensors.iter().map(|(k, v)| (k.as_str(), v.shape.as_slice())).collect();
         assert_eq!(shapes["blocks.0.attn.k.weight"], &[4, 4]);
         assert_eq!(shapes["blocks.0.mlp.up.weight"], &[4, 16]);
@@ -607,9 +610,9 @@ mod tests {
             a.iter().map(|(n, _)| (n.clone(), "a.safetensors")).chain(b.iter().map(|(n, _)| (n.clone(), "b.safetensors"))).collect();
         let index = serde_json::to_vec(&serde_json::json!({ "weight_map": map })).unwrap();
         let shards = BTreeMap::from([("a.safetensors".to_string(), sa.as_slice()), ("b.safetensors".to_string(), sb.as_slice())]);
-        assert!(load(&config, &WeightFiles::Sharded { index: &index, shards: shards.clone() }, false).is_ok());
+        assert!(load(&config, &WeightFiles::Sharded { index: &index, shards: shards.clone() }, &|_, _| false).is_ok());
         let only_a = BTreeMap::from([("a.safetensors".to_string(), sa.as_slice())]);
-        let err = load(&config, &WeightFiles::Sharded { index: &index, shards: only_a }, false).err().unwrap().to_string();
+        let err = load(&config, &WeightFiles::Sharded { index: &index, shards: only_a }, &|_, _| false).err().unwrap().to_string();
         assert!(err.contains("shard `b.safetensors` is named in the index but was not provided"), "{err}");
     }
 }

@@ -201,7 +201,7 @@ pub(crate) fn rows_of(weight: &QuantMatrix, ids: Tensor<1, Int>) -> Tensor<2> {
     let out = empty_device_dtype(ids.client.clone(), ids.device.clone(), [n, weight.cols].into(), burn::tensor::DType::F32);
     let layout = weight.layout;
     let mut first = 0;
-    for part in &weight.parts {
+    for part in weight.parts() {
         let (words, scales, mins) = quant_parts(part);
         let dtypes = [dtype_to_storage_type(scales.dtype), dtype_to_storage_type(words.dtype)];
         rows_of_kernel::launch(

@@ -22,7 +22,10 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 
 #[cfg(feature = "wgpu")]
 mod fused;
+mod packed;
 pub mod reference;
+
+pub use packed::PackedMatrix;
 
 static ENABLED: AtomicBool = AtomicBool::new(true);
 
@@ -30,6 +33,18 @@ static ENABLED: AtomicBool = AtomicBool::new(true);
 /// With them off every device runs [`reference`].
 pub fn set_enabled(enabled: bool) {
     ENABLED.store(enabled, Ordering::Relaxed);
+}
+
+/// Whether a matrix of `layout` codes with `storage_cols` values per storage row stays quantised on `device`: on
+/// the cube backend (fused kernels), and on burn's CPU backend in host memory ([`PackedMatrix`]) when rows are
+/// whole groups. With [`set_enabled`]`(false)` it never does.
+pub fn keeps_quantised(device: &Device, layout: QuantLayout, storage_cols: usize) -> bool {
+    ENABLED.load(Ordering::Relaxed) && (fused_on(device) || (on_cpu(device) && PackedMatrix::packs(layout, storage_cols)))
+}
+
+/// Whether `device` is burn's CPU backend, whose tensors live in host memory.
+fn on_cpu(device: &Device) -> bool {
+    matches!(device.as_dispatch(), burn::backend::DispatchDevice::Flex(_))
 }
 
 /// Whether [`steer`], the norms and [`ClassStats`] launch a fused kernel on `device`.
@@ -222,12 +237,11 @@ pub struct QuantPart {
     pub cols: usize,
 }
 
-/// A `[rows, cols]` weight matrix resident on the device as integer codes with per-group scales (and
-/// minimums), dequantised only where it is used: see [`QuantLayout`]. Held in parts of whole storage rows (rows,
-/// or columns when `transposed`), each within [`MAX_PART_BYTES`].
+/// A `[rows, cols]` weight matrix kept as integer codes with per-group scales (and minimums), dequantised only
+/// where it is used: see [`QuantLayout`].
 #[derive(Debug, Clone)]
 pub struct QuantMatrix {
-    pub parts: Vec<QuantPart>,
+    pub store: QuantStore,
     pub layout: QuantLayout,
     pub rows: usize,
     pub cols: usize,
@@ -235,12 +249,24 @@ pub struct QuantMatrix {
     pub transposed: bool,
 }
 
+/// Where a [`QuantMatrix`]'s codes live.
+#[derive(Debug, Clone)]
+pub enum QuantStore {
+    /// On the cube backend, in parts of whole storage rows (rows, or columns when `transposed`), each within
+    /// [`MAX_PART_BYTES`].
+    Device(Vec<QuantPart>),
+    /// In host memory for burn's CPU backend, shared by a matrix and its transpose.
+    Host(std::sync::Arc<PackedMatrix>),
+}
+
 impl QuantMatrix {
-    /// Packs and uploads codes, scales and minimums (empty without them); groups run along the storage order.
+    /// Packs and uploads codes, scales and minimums (empty without them); groups run along the storage order. On
+    /// burn's CPU backend the codes stay in host memory ([`PackedMatrix`]).
     ///
     /// # Errors
     /// If the layout is not 4 or 8 bits in groups of a multiple of 8, `codes` does not hold `rows · cols` values in
-    /// whole groups, a 4-bit code is out of its range, or there is not one scale (and minimum) per group.
+    /// whole groups, a 4-bit code is out of its range, or there is not one scale (and minimum) per group; on the
+    /// CPU, also if storage rows are not whole groups.
     pub fn new(layout: QuantLayout, codes: &[i8], scales: &[f32], mins: &[f32], shape: [usize; 2], transposed: bool, device: &Device) -> Result<Self, String> {
         Self::with_part_bytes(layout, codes, scales, mins, shape, transposed, MAX_PART_BYTES, device)
     }
@@ -278,6 +304,11 @@ impl QuantMatrix {
         if let Some(code) = codes.iter().find(|&&c| !range.contains(&i16::from(c))) {
             return Err(format!("code {code} is outside {range:?} for {layout:?}"));
         }
+        let (storage_rows, storage_cols) = if transposed { (cols, rows) } else { (rows, cols) };
+        if on_cpu(device) {
+            let packed = PackedMatrix::pack(layout, codes, scales, mins, storage_rows, storage_cols)?;
+            return Ok(Self { store: QuantStore::Host(std::sync::Arc::new(packed)), layout, rows, cols, transposed });
+        }
         let mask = (1u32 << bits) - 1;
         let pack = |codes: &[i8]| -> Vec<i32> {
             codes
@@ -288,7 +319,6 @@ impl QuantMatrix {
                 .collect()
         };
         let upload = |values: &[f32]| Tensor::from_data(TensorData::new(values.to_vec(), [values.len()]), device);
-        let (storage_rows, storage_cols) = if transposed { (cols, rows) } else { (rows, cols) };
         let per_part = layout.rows_per_part(storage_rows, storage_cols, part_bytes);
         let mut parts = Vec::new();
         for first in (0..storage_rows).step_by(per_part) {
@@ -305,18 +335,32 @@ impl QuantMatrix {
                 cols: if transposed { n } else { cols },
             });
         }
-        Ok(Self { parts, layout, rows, cols, transposed })
+        Ok(Self { store: QuantStore::Device(parts), layout, rows, cols, transposed })
+    }
+
+    /// The device parts (none when the codes live in host memory).
+    pub fn parts(&self) -> &[QuantPart] {
+        match &self.store {
+            QuantStore::Device(parts) => parts,
+            QuantStore::Host(_) => &[],
+        }
     }
 
     /// The same storage read as the `[cols, rows]` transpose (a tied embedding as its unembedding).
     pub fn transpose(&self) -> Self {
-        let parts = self.parts.iter().map(|p| QuantPart { rows: p.cols, cols: p.rows, ..p.clone() }).collect();
-        Self { parts, rows: self.cols, cols: self.rows, transposed: !self.transposed, layout: self.layout }
+        let store = match &self.store {
+            QuantStore::Device(parts) => QuantStore::Device(parts.iter().map(|p| QuantPart { rows: p.cols, cols: p.rows, ..p.clone() }).collect()),
+            QuantStore::Host(packed) => QuantStore::Host(packed.clone()),
+        };
+        Self { store, rows: self.cols, cols: self.rows, transposed: !self.transposed, layout: self.layout }
     }
 
-    /// Bytes the matrix holds on the device.
+    /// Bytes the matrix holds on its device.
     pub fn device_bytes(&self) -> u64 {
-        self.layout.device_bytes(self.rows * self.cols)
+        match &self.store {
+            QuantStore::Device(_) => self.layout.device_bytes(self.rows * self.cols),
+            QuantStore::Host(packed) => packed.bytes(),
+        }
     }
 
     /// The axis along which the parts follow each other: rows, or columns when stored transposed.
@@ -329,7 +373,11 @@ impl QuantMatrix {
     /// # Shapes
     /// `[rows, cols]`
     pub fn dequantize(&self) -> Tensor<2> {
-        let parts = self.parts.iter().map(|part| {
+        let parts = match &self.store {
+            QuantStore::Device(parts) => parts,
+            QuantStore::Host(packed) => return packed::dequantize(self, packed),
+        };
+        let parts = parts.iter().map(|part| {
             #[cfg(feature = "wgpu")]
             if fused_on(&part.scales.device()) {
                 return fused::dequantize(part, self.layout, self.transposed);
@@ -344,6 +392,11 @@ impl QuantMatrix {
     /// # Shapes
     /// `ids: [n]` → `[n, cols]`
     pub fn rows_of(&self, ids: Tensor<1, Int>) -> Tensor<2> {
+        if let QuantStore::Host(packed) = &self.store
+            && !self.transposed
+        {
+            return packed::rows_of(packed, ids);
+        }
         #[cfg(feature = "wgpu")]
         if fused_on(&ids.device()) && !self.transposed {
             return fused::rows_of(self, ids);
@@ -352,13 +405,19 @@ impl QuantMatrix {
     }
 }
 
-/// `x @ weight + bias` with a quantised `weight`. On the cube backend a few rows (decoding), or any number when
+/// `x @ weight + bias` with a quantised `weight`. On the CPU, integer dot products against the codes in host memory
+/// ([`PackedMatrix`]) when storage is `[out, in]`. On the cube backend a few rows (decoding), or any number when
 /// the f32 matrix would be too big a buffer, go through one matrix-vector kernel per part that reads the codes
 /// directly; more rows dequantise the matrix into a transient f32 copy for burn's matmul.
 ///
 /// # Shapes
 /// `x: [batch, pos, rows]`, `bias: [cols]` → `[batch, pos, cols]`
 pub fn quant_linear(x: Tensor<3>, weight: &QuantMatrix, bias: Option<Tensor<1>>) -> Tensor<3> {
+    if let QuantStore::Host(packed) = &weight.store
+        && weight.transposed
+    {
+        return packed::linear(x, packed, bias);
+    }
     #[cfg(feature = "wgpu")]
     if fused_on(&x.device()) {
         let [batch, pos, _] = x.dims();
@@ -366,13 +425,13 @@ pub fn quant_linear(x: Tensor<3>, weight: &QuantMatrix, bias: Option<Tensor<1>>)
             return burn::tensor::module::linear(x, weight.dequantize(), bias);
         }
         let (layout, transposed) = (weight.layout, weight.transposed);
-        if let [part] = weight.parts.as_slice() {
+        if let [part] = weight.parts() {
             return fused::gemv(x, part, layout, transposed, bias);
         }
         let mut start = 0;
         if transposed {
             // Parts hold output columns: each computes its own.
-            let outs = weight.parts.iter().map(|part| {
+            let outs = weight.parts().iter().map(|part| {
                 let cols = start..start + part.cols;
                 start = cols.end;
                 fused::gemv(x.clone(), part, layout, transposed, bias.clone().map(|b| b.slice(cols)))
@@ -381,7 +440,7 @@ pub fn quant_linear(x: Tensor<3>, weight: &QuantMatrix, bias: Option<Tensor<1>>)
         }
         // Parts hold input rows: each sums its share.
         let mut out: Option<Tensor<3>> = None;
-        for part in &weight.parts {
+        for part in weight.parts() {
             let rows = start..start + part.rows;
             start = rows.end;
             let share = fused::gemv(x.clone().slice_dim(2, rows), part, layout, transposed, None);

@@ -78,7 +78,10 @@ pub fn accumulate(sums: Tensor<2>, norm_sums: Tensor<1>, acts: Tensor<3>, length
 
 /// See [`QuantMatrix::dequantize`].
 pub fn dequantize(weight: &QuantMatrix) -> Tensor<2> {
-    let parts = weight.parts.iter().map(|part| dequantize_part(part, weight.layout, weight.transposed));
+    if let crate::QuantStore::Host(packed) = &weight.store {
+        return crate::packed::dequantize(weight, packed);
+    }
+    let parts = weight.parts().iter().map(|part| dequantize_part(part, weight.layout, weight.transposed));
     Tensor::cat(parts.collect(), weight.part_axis())
 }
 

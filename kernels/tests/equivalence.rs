@@ -149,7 +149,7 @@ async fn quant_matches(device: &Device) {
     for (i, (layout, [rows, cols], transposed, part_bytes)) in cases.into_iter().enumerate() {
         let seed = 3000 + i as u64 * 10;
         let (w, _) = quant_matrix(layout, rows, cols, transposed, part_bytes, seed, device);
-        let what = format!("{layout:?} [{rows}, {cols}] transposed={transposed} in {} parts", w.parts.len());
+        let what = format!("{layout:?} [{rows}, {cols}] transposed={transposed} in {} parts", w.parts().len());
         assert_close(&format!("dequantize {what}"), w.dequantize(), reference::dequantize(&w), 0.0).await;
         let ids = Tensor::<1, Int>::from_data(TensorData::new(vec![0i32, (rows - 1) as i32, (rows / 2) as i32, 0], [4]), device);
         assert_close(&format!("rows_of {what}"), w.rows_of(ids.clone()), reference::dequantize(&w).select(0, ids), 0.0).await;
@@ -236,7 +236,8 @@ fn reference_does_the_arithmetic() {
     assert_eq!(pollster::block_on(read(mean.sums)), vec![2.0, 4.0]);
 }
 
-/// The quantised reference against dequantising on the host, on burn's CPU backend, for every layout.
+/// On burn's CPU backend a quantised matrix stays packed in host memory: it dequantises like the host, and its
+/// products (integer dot products against 16-bit activations) match the dense product, for every layout.
 #[cfg(not(target_arch = "wasm32"))]
 #[test]
 fn reference_dequantizes_like_the_host() {
@@ -244,17 +245,27 @@ fn reference_dequantizes_like_the_host() {
     for layout in LAYOUTS {
         for transposed in [false, true] {
             let (w, host) = quant_matrix(layout, 32, 32, transposed, 64, 7, &device);
-            assert!(w.parts.len() > 1, "{layout:?}: 64-byte parts split a 32 × 32 matrix");
+            assert!(matches!(w.store, analog_kernels::QuantStore::Host(_)), "{layout:?}: host memory on the CPU");
             let got = pollster::block_on(read(reference::dequantize(&w)));
             for r in 0..32 {
                 for c in 0..32 {
                     let stored = if transposed { c * 32 + r } else { r * 32 + c };
-                    assert_eq!(got[r * 32 + c], host[stored], "{layout:?} ({r}, {c}) transposed={transposed}");
+                    let want = host[stored];
+                    assert!((got[r * 32 + c] - want).abs() <= 1e-6 * want.abs().max(1.0), "{layout:?} ({r}, {c}) transposed={transposed}");
                 }
             }
+            let x =
+                Tensor::<3>::from_data(TensorData::new((0..3 * 32).map(|i| ((i * 37 % 101) as f32 - 50.0) / 13.0).collect::<Vec<f32>>(), [1, 3, 32]), &device);
+            let dense = pollster::block_on(read(burn::tensor::module::linear(x.clone(), reference::dequantize(&w), None)));
+            let packed = pollster::block_on(read(analog_kernels::quant_linear(x, &w, None)));
+            let scale = dense.iter().fold(1.0f32, |m, v| m.max(v.abs()));
+            let worst = dense.iter().zip(&packed).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+            assert!(worst <= 1e-4 * scale, "{layout:?} transposed={transposed}: products differ by {worst} (scale {scale})");
             let tied = pollster::block_on(read(w.transpose().dequantize()));
             let direct = pollster::block_on(read(reference::dequantize(&w).transpose()));
             assert_eq!(tied, direct, "{layout:?} transpose shares storage");
+            let rows = pollster::block_on(read(w.rows_of(Tensor::<1, Int>::from_data(TensorData::new(vec![3i64, 0], [2]), &device))));
+            assert_eq!(&rows[..32], &got[3 * 32..4 * 32], "{layout:?} transposed={transposed}: rows_of");
         }
     }
     let err =

@@ -21,8 +21,12 @@ pub struct Stream {
     pub error: Option<String>,
     /// `performance.now()` when the first token arrived (for the page-load benchmark).
     pub first_token_ms: Option<f64>,
-    /// Decode speed of the finished generation.
+    /// Speed of the finished generation, prefill included.
     pub tokens_per_s: Option<f64>,
+    /// Prompt tokens per second up to the first new token.
+    pub prefill_tokens_per_s: Option<f64>,
+    /// New tokens per second after the first.
+    pub decode_tokens_per_s: Option<f64>,
 }
 
 impl Stream {
@@ -40,10 +44,13 @@ impl Stream {
                 self.tokens.push((id, piece));
                 self.text.push_str(&text);
             }
-            Event::Generated { tokens, seconds, stop, .. } => {
+            Event::Generated { tokens, seconds, prompt_tokens, first_token_seconds, stop, .. } => {
                 self.state = "done";
                 let rate = if seconds > 0.0 { tokens as f64 / seconds } else { 0.0 };
                 self.tokens_per_s = Some(rate);
+                let per_second = |n: usize, s: f64| (n > 0 && s > 0.0).then(|| n as f64 / s);
+                self.prefill_tokens_per_s = per_second(prompt_tokens, first_token_seconds);
+                self.decode_tokens_per_s = per_second(tokens.saturating_sub(1), seconds - first_token_seconds);
                 self.stats = format!("{tokens} tokens in {seconds:.2} s · {rate:.1} tokens/s · stopped: {}", stop.replace('_', " "));
             }
             Event::Failed { errors, .. } => {
@@ -121,7 +128,11 @@ pub fn StreamView(stream: RwSignal<Stream>, testid: &'static str, #[prop(optiona
             {(!title.is_empty()).then(|| view! { <h3>{title}</h3> })}
             <div class="output" data-testid=testid data-state=move || stream.with(|s| s.state) aria-live="polite"
                 data-first-token-ms=move || stream.with(|s| s.first_token_ms.map(|t| format!("{t:.0}")))
-                data-tokens-per-s=move || stream.with(|s| s.tokens_per_s.map(|t| format!("{t:.2}")))>
+                data-tokens-per-s=move || stream.with(|s| s.tokens_per_s.map(|t| format!("{t:.2}")))
+                data-prefill-tokens-per-s=move || stream.with(|s| s.prefill_tokens_per_s.map(|t| format!("{t:.2}")))
+                data-decode-tokens-per-s=move || stream.with(|s| s.decode_tokens_per_s.map(|t| format!("{t:.2}")))
+                data-prompt-tokens=move || stream.with(|s| s.prompt.len())
+                data-new-tokens=move || stream.with(|s| s.tokens.len())>
                 <span class="prompt-text">{move || stream.with(|s| s.prompt_text.clone())}</span>
                 <span class="generated">{move || stream.with(|s| s.text.clone())}</span>
             </div>
