@@ -340,6 +340,9 @@ fn benchmark_first_token_and_decode() {
     }
 }
 
+/// The model status once a GGUF model (not the default analog) is ready.
+const GGUF_READY: &str = "const s = document.querySelector('[data-testid=model-status]'); return !!s && s.textContent.includes('.gguf') && s.getAttribute('data-state') === 'ready';";
+
 /// A story opening of about 20 tokens: the app and wllama continue it for 128 greedy tokens.
 const SHORT_PROMPT: &str = "Once upon a time, in a small village by the sea, there lived a girl named Lily who loved to";
 
@@ -381,10 +384,10 @@ fn app_run(base: &str, file: &str) -> Run {
     let memory = browser.watch_tab_memory();
     let url = format!("{base}/?hub={base}/hub/#/play?model=bench/gguf/{file}");
     browser.goto(&url);
-    browser.wait("the GGUF model (first visit)", "return document.querySelector('[data-testid=model-status]').textContent.includes('layers') && document.querySelector('[data-testid=model-status]').getAttribute('data-state') === 'ready'", json!([]), LOAD);
+    browser.wait("the GGUF model (first visit)", GGUF_READY, json!([]), LOAD);
     browser.goto("about:blank");
     browser.goto(&url);
-    browser.wait("the GGUF model (warm cache)", "return document.querySelector('[data-testid=model-status]').textContent.includes('layers') && document.querySelector('[data-testid=model-status]').getAttribute('data-state') === 'ready'", json!([]), LOAD);
+    browser.wait("the GGUF model (warm cache)", GGUF_READY, json!([]), LOAD);
     browser.wait(
         "the chat toggle",
         "return document.querySelector('[data-testid=chat-mode]') || document.querySelector('[data-testid=generate]')",

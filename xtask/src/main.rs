@@ -321,7 +321,28 @@ fn bench_app() -> Result<()> {
     ]))?;
     run(cargo()
         .args(["test", "--release", "-p", "analog-tests", "--test", "app", "benchmark_first_token_and_decode", "--", "--ignored", "--nocapture"])
-        .env("ANALOG_DIST", root().join("target/site")))
+        .env("ANALOG_DIST", root().join("target/site")))?;
+    models()?;
+    let wllama = peers()?;
+    run(cargo()
+        .args(["test", "--release", "-p", "analog-tests", "--test", "app", "benchmark_real_models_against_wllama", "--", "--ignored", "--nocapture"])
+        .env("ANALOG_DIST", root().join("target/site"))
+        .env("ANALOG_WLLAMA", wllama))
+}
+
+/// Installs the browser peer (npm `@wllama/wllama`, the version `tests/bench/wllama/package-lock.json` pins) into
+/// `~/.cache/analog-explorer/wllama`, outside the clone; returns the package's folder.
+fn peers() -> Result<PathBuf> {
+    let dir = models_dir().parent().map(|p| p.join("wllama")).unwrap_or_else(|| PathBuf::from("target/wllama"));
+    std::fs::create_dir_all(&dir)?;
+    for file in ["package.json", "package-lock.json"] {
+        std::fs::copy(root().join("tests/bench/wllama").join(file), dir.join(file))?;
+    }
+    let package = dir.join("node_modules/@wllama/wllama");
+    if !package.join("esm/index.js").is_file() {
+        run(Command::new("npm").args(["ci", "--no-audit", "--no-fund"]).current_dir(&dir))?;
+    }
+    Ok(package)
 }
 
 /// Every speed benchmark in one run on this machine (BENCHMARKS.md): native decode and prefill of
