@@ -149,14 +149,7 @@ impl PackedMatrix {
     pub fn dequantize(&self) -> Vec<f32> {
         let width = self.blocks * BLOCK;
         let mut out = vec![0.0f32; self.rows * width];
-        let work = |(r, row): (usize, &mut [f32])| self.row_into(r, row);
-        #[cfg(not(target_family = "wasm"))]
-        {
-            use rayon::prelude::*;
-            out.par_chunks_mut(width).enumerate().for_each(work);
-        }
-        #[cfg(target_family = "wasm")]
-        out.chunks_mut(width).enumerate().for_each(work);
+        for_each_chunk(&mut out, width, |r, row| self.row_into(r, row));
         if width != self.cols {
             out = out.chunks_exact(width).flat_map(|row| &row[..self.cols]).copied().collect();
         }
@@ -175,18 +168,11 @@ impl PackedMatrix {
         // Output-major so that threads own whole weight rows; transposed at the end when n > 1.
         let mut by_row = vec![0.0f32; self.rows * n];
         let chunk_rows = 16;
-        let work = |(chunk, out): (usize, &mut [f32])| {
+        for_each_chunk(&mut by_row, chunk_rows * n, |chunk, out| {
             for (i, out) in out.chunks_mut(n).enumerate() {
                 self.row_dots(chunk * chunk_rows + i, &acts, out);
             }
-        };
-        #[cfg(not(target_family = "wasm"))]
-        {
-            use rayon::prelude::*;
-            by_row.par_chunks_mut(chunk_rows * n).enumerate().for_each(work);
-        }
-        #[cfg(target_family = "wasm")]
-        by_row.chunks_mut(chunk_rows * n).enumerate().for_each(work);
+        });
         if n == 1 {
             return by_row;
         }
@@ -288,6 +274,17 @@ impl PackedMatrix {
             *out = acc[r].reduce_add() + offset;
         }
     }
+}
+
+/// Runs `work(index, chunk)` on each `len`-value chunk of `out`: across rayon's threads natively, in turn in wasm.
+fn for_each_chunk(out: &mut [f32], len: usize, work: impl Fn(usize, &mut [f32]) + Sync) {
+    #[cfg(not(target_family = "wasm"))]
+    {
+        use rayon::prelude::*;
+        out.par_chunks_mut(len).enumerate().for_each(|(i, chunk)| work(i, chunk));
+    }
+    #[cfg(target_family = "wasm")]
+    out.chunks_mut(len).enumerate().for_each(|(i, chunk)| work(i, chunk));
 }
 
 /// The values of a tensor on burn's CPU backend, whose reads complete at once (`None` elsewhere, or on failure).
