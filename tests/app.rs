@@ -375,12 +375,22 @@ struct Run {
     prefill_tokens: f64,
     prefill_tokens_per_s: f64,
     peak_tab_bytes: u64,
+    /// The app's seconds per stage of loading on the timed visit (`data-load-profile`).
+    load_profile: String,
+    /// WebGPU compute dispatches per decoded token (the app on WebGPU).
+    dispatches_per_token: f64,
+    /// The model's layers, as the app's model status says.
+    layers: usize,
+    /// The app worker's WebAssembly memory once the model is loaded, and the bytes its weights hold.
+    wasm_memory_bytes: f64,
+    weight_bytes: f64,
 }
 
 /// The app as a visitor uses it: a first visit fills the cache, the second is timed from navigation start to the
-/// first token of a plain (not chat) completion; then a ~200-token prompt for prefill.
-fn app_run(base: &str, file: &str) -> Run {
-    let browser = Browser::start(false);
+/// first token of a plain (not chat) completion of `tokens` greedy tokens; then, on the CPU, a ~200-token prompt for
+/// prefill. On WebGPU (SwiftShader here) the run also counts compute dispatches per token.
+fn app_run(base: &str, file: &str, webgpu: bool, tokens: usize) -> Run {
+    let browser = Browser::start(webgpu);
     let memory = browser.watch_tab_memory();
     let url = format!("{base}/?hub={base}/hub/#/play?model=bench/gguf/{file}");
     browser.goto(&url);
@@ -394,27 +404,54 @@ fn app_run(base: &str, file: &str) -> Run {
         json!([]),
         LOAD,
     );
+    let load_profile = browser
+        .js("const s = document.querySelector('[data-testid=model-status] [data-load-profile]'); return s ? s.getAttribute('data-load-profile') : ''", json!([]))
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let status_number = |name: &str| {
+        browser
+            .js("const s = document.querySelector('[data-testid=model-status] [data-load-profile]'); return s ? parseFloat(s.getAttribute(arguments[0])) : null", json!([name]))
+            .as_f64()
+            .unwrap_or(f64::NAN)
+    };
+    let (wasm_memory_bytes, weight_bytes) = (status_number("data-wasm-memory-bytes"), status_number("data-weight-bytes"));
+    let layers = browser
+        .js("const m = document.querySelector('[data-testid=model-status]').textContent.match(/(\\d+) layers/); return m ? parseInt(m[1]) : 0", json!([]))
+        .as_u64()
+        .unwrap_or_default() as usize;
     browser.js("const c = document.querySelector('[data-testid=chat-mode]'); if (c && c.checked) c.click();", json!([]));
     browser.set_value("prompt", SHORT_PROMPT);
-    browser.set_value("max-tokens", "128");
+    browser.set_value("max-tokens", &tokens.to_string());
     browser.set_value("temperature", "0");
     browser.click("generate");
     browser.wait_state("output", "done", WORK);
     let number = |name: &str| browser.attr("output", name).parse::<f64>().unwrap_or(f64::NAN);
-    let mut run = Run { first_token_ms: number("data-first-token-ms"), decode_tokens_per_s: number("data-decode-tokens-per-s"), ..Run::default() };
+    let mut run = Run {
+        first_token_ms: number("data-first-token-ms"),
+        decode_tokens_per_s: number("data-decode-tokens-per-s"),
+        dispatches_per_token: number("data-dispatches-per-token"),
+        load_profile,
+        layers,
+        wasm_memory_bytes,
+        weight_bytes,
+        ..Run::default()
+    };
     run.decode_tokens = number("data-new-tokens");
-    let before = browser.attr("output", "data-first-token-ms");
-    browser.set_value("prompt", LONG_PROMPT);
-    browser.set_value("max-tokens", "1");
-    browser.click("generate");
-    browser.wait(
-        "the long prompt",
-        "const o = document.querySelector('[data-testid=output]'); return o.getAttribute('data-state') === 'done' && o.getAttribute('data-first-token-ms') !== arguments[0];",
-        json!([before]),
-        WORK,
-    );
-    run.prefill_tokens_per_s = number("data-prefill-tokens-per-s");
-    run.prefill_tokens = number("data-prompt-tokens");
+    if !webgpu {
+        // Waits for this run's prompt (a first token that is end-of-text sends no token event).
+        browser.set_value("prompt", LONG_PROMPT);
+        browser.set_value("max-tokens", "1");
+        browser.click("generate");
+        browser.wait(
+            "the long prompt",
+            "const o = document.querySelector('[data-testid=output]'); return o.getAttribute('data-state') === 'done' && o.getAttribute('data-prompt-tokens') > 100;",
+            json!([]),
+            WORK,
+        );
+        run.prefill_tokens_per_s = number("data-prefill-tokens-per-s");
+        run.prefill_tokens = number("data-prompt-tokens");
+    }
     run.peak_tab_bytes = memory.peak();
     run
 }
@@ -445,6 +482,7 @@ fn wllama_run(base: &str, file: &str, threads: usize) -> Run {
         prefill_tokens: number("prefill_tokens"),
         prefill_tokens_per_s: number("prefill_tokens_per_s"),
         peak_tab_bytes: memory.peak(),
+        ..Run::default()
     }
 }
 
@@ -467,15 +505,22 @@ fn benchmark_real_models_against_wllama() {
             println!("BENCH skipped {file}: not in {}", models.display());
             continue;
         }
-        let app = app_run(&format!("http://127.0.0.1:{plain}"), file);
+        let app = app_run(&format!("http://127.0.0.1:{plain}"), file, false, 128);
+        // WebGPU on SwiftShader (a CPU rasteriser): a few tokens, for the dispatch count and the record.
+        let gpu = app_run(&format!("http://127.0.0.1:{plain}"), file, true, 6);
         let single = wllama_run(&format!("http://127.0.0.1:{plain}"), file, 1);
         let threaded = wllama_run(&format!("http://127.0.0.1:{isolated}"), file, cores);
         let mib = |b: u64| b as f64 / f64::from(1 << 20);
         println!("\n{file} ({:.1} MiB), headless Chromium, wasm CPU:", mib(size));
-        println!("{:<24} {:>10} {:>14} {:>15} {:>15} {:>14}", "engine", "decode tok/s", "(tokens)", "prefill tok/s", "first token ms", "peak tab MiB");
-        for (name, r) in [("analog app (1 thread)", &app), ("wllama 1 thread", &single), (&*format!("wllama {cores} threads"), &threaded)] {
+        println!("{:<32} {:>10} {:>14} {:>15} {:>15} {:>14}", "engine", "decode tok/s", "(tokens)", "prefill tok/s", "first token ms", "peak tab MiB");
+        for (name, r) in [
+            ("analog app (1 thread)", &app),
+            ("analog app WebGPU (SwiftShader)", &gpu),
+            ("wllama 1 thread", &single),
+            (&*format!("wllama {cores} threads"), &threaded),
+        ] {
             println!(
-                "{name:<24} {:>12.2} {:>14.0} {:>15.1} {:>15.0} {:>14.0}",
+                "{name:<32} {:>12.2} {:>14.0} {:>15.1} {:>15.0} {:>14.0}",
                 r.decode_tokens_per_s,
                 r.decode_tokens,
                 r.prefill_tokens_per_s,
@@ -502,6 +547,25 @@ fn benchmark_real_models_against_wllama() {
             "  peak tab memory / GGUF size: {:.2}x (target <= 1.5; wllama 1 thread {:.2}x)",
             app.peak_tab_bytes as f64 / size as f64,
             single.peak_tab_bytes as f64 / size as f64
+        );
+        println!("  load profile, warm cache (seconds per stage): CPU {} | WebGPU {}", app.load_profile, gpu.load_profile);
+        println!(
+            "  app worker's wasm memory after loading: {:.0} MiB = {:.2}x the GGUF file, for {:.0} MiB of weights held",
+            app.wasm_memory_bytes / f64::from(1 << 20),
+            app.wasm_memory_bytes / size as f64,
+            app.weight_bytes / f64::from(1 << 20)
+        );
+        // Seven weight matrices a layer (q, k, v, o, gate, up, down) and the unembedding.
+        let matrices = 7 * gpu.layers + 1;
+        println!(
+            "  WebGPU (SwiftShader): {:.0} compute dispatches per decoded token for {matrices} weight matrices: {:.2} a matrix (goal <= 2); {:.2} tok/s",
+            gpu.dispatches_per_token,
+            gpu.dispatches_per_token / matrices as f64,
+            gpu.decode_tokens_per_s
+        );
+        println!(
+            "BENCH model={file} engine=analog_app_webgpu dispatches_per_token={:.1} load_profile_cpu=\"{}\"",
+            gpu.dispatches_per_token, app.load_profile
         );
     }
 }

@@ -152,6 +152,16 @@ pub struct ModelInfo {
     /// used: chat requests then fail with the template's error.
     #[serde(default)]
     pub has_chat_template: bool,
+    /// Bytes the weights hold on the device (quantised where it keeps them so).
+    #[serde(default)]
+    pub weight_bytes: u64,
+    /// Seconds per stage of loading, in order (files, sha256, checks, then header, tokenizer and weights for a GGUF
+    /// file, or build).
+    #[serde(default)]
+    pub load_profile: Vec<(String, f64)>,
+    /// The worker's WebAssembly memory once loaded: it never shrinks, so this is its peak so far.
+    #[serde(default)]
+    pub wasm_memory_bytes: u64,
 }
 
 /// One layer of the residual-stream view.
@@ -220,6 +230,9 @@ pub enum Event {
         /// From the start to the first new token: the prefill and one step.
         #[serde(default)]
         first_token_seconds: f64,
+        /// WebGPU compute dispatches per token after the first (absent on the CPU).
+        #[serde(default)]
+        dispatches_per_token: Option<f64>,
         stop: String,
     },
     Inspected {

@@ -103,6 +103,7 @@ fn errors(e: impl ToString) -> Vec<String> {
 /// Starts the worker: call from the worker binary's `main`.
 pub fn start() {
     console_error_panic_hook::set_once();
+    count_dispatches();
     let scope: DedicatedWorkerGlobalScope = js_sys::global().unchecked_into();
     let cancelled = Rc::new(RefCell::new(HashSet::new()));
     let (tx, mut rx) = mpsc::unbounded::<(Request, Vec<web_sys::File>)>();
@@ -172,6 +173,58 @@ const YIELD_EVERY_MS: f64 = 10.0;
 
 fn now_s() -> f64 {
     js_sys::Date::now() / 1000.0
+}
+
+/// Counts this worker's WebGPU compute dispatches in `__analogDispatches` by wrapping
+/// `GPUComputePassEncoder.prototype.dispatchWorkgroups` (and the indirect form): the number of kernels each
+/// token takes is what bounds small-model decoding on a GPU. Does nothing without WebGPU.
+const COUNT_DISPATCHES: &str = "const P = self.GPUComputePassEncoder && self.GPUComputePassEncoder.prototype; \
+    if (!P || self.__analogDispatches !== undefined) return; self.__analogDispatches = 0; \
+    for (const name of ['dispatchWorkgroups', 'dispatchWorkgroupsIndirect']) { const f = P[name]; \
+    if (f) P[name] = function (...a) { self.__analogDispatches++; return f.apply(this, a); }; }";
+
+fn count_dispatches() {
+    if let Err(e) = js_sys::Function::new_no_args(COUNT_DISPATCHES).call0(&JsValue::UNDEFINED) {
+        web_sys::console::warn_2(&"cannot count WebGPU dispatches".into(), &e);
+    }
+}
+
+/// WebGPU compute dispatches so far (see [`count_dispatches`]).
+fn dispatch_count(scope: &DedicatedWorkerGlobalScope) -> Option<f64> {
+    js_sys::Reflect::get(scope, &JsValue::from_str("__analogDispatches")).ok()?.as_f64()
+}
+
+/// The size of this worker's WebAssembly memory.
+fn wasm_memory_bytes() -> u64 {
+    let buffer = wasm_bindgen::memory().unchecked_into::<js_sys::WebAssembly::Memory>().buffer();
+    buffer.unchecked_into::<js_sys::ArrayBuffer>().byte_length() as u64
+}
+
+/// Seconds spent in each stage of loading a model, in order.
+struct LoadProfile {
+    stages: Vec<(String, f64)>,
+    /// The stage under way and when it began.
+    current: (String, f64),
+}
+
+impl LoadProfile {
+    fn begin(name: &str) -> Self {
+        Self { stages: Vec::new(), current: (name.to_string(), now_s()) }
+    }
+
+    /// Ends the stage under way and begins `name`.
+    fn stage(&mut self, name: &str) {
+        let now = now_s();
+        let (ended, began) = std::mem::replace(&mut self.current, (name.to_string(), now));
+        self.stages.push((ended, now - began));
+    }
+
+    /// Every stage, the one under way ended now; core's closing `done` stage is left out.
+    fn finish(mut self) -> Vec<(String, f64)> {
+        self.stage("");
+        self.stages.retain(|(name, seconds)| name != "done" && *seconds > 0.0);
+        self.stages
+    }
 }
 
 impl Worker {
@@ -272,6 +325,7 @@ impl Worker {
 
     /// Fetches or reads a model's files, then builds it on the device its footprint allows.
     async fn load(&mut self, job: Job, source: ModelSource, files: Vec<web_sys::File>) -> JobResult {
+        let mut profile = LoadProfile::begin("files");
         let incoming = match source {
             ModelSource::Url { base, label, sha256, recorded_by } => self.fetch_folder(job, base, label, &sha256, &recorded_by).await?,
             ModelSource::Gguf { url, label, sha256, recorded_by } => {
@@ -283,6 +337,7 @@ impl Worker {
             }
             ModelSource::Files { names } => read_local(&names, &files).await?,
         };
+        profile.stage("sha256");
         self.send(&Event::Progress { job, what: "building the model".into(), done: 0, total: None, bytes_per_s: None });
         yield_now(&self.scope).await;
         // The new files are in (a typo or a network error has left the old model usable); the old
@@ -293,14 +348,18 @@ impl Worker {
             ModelFiles::Hf { weights, .. } => (weights, WeightFiles::Single(weights)),
             ModelFiles::Gguf { file, .. } => (file, WeightFiles::Gguf(file)),
         };
-        let sha = report::sha256_hex(weights);
+        let sha = fetch::sha256_hex(&self.scope, weights).await;
+        profile.stage("checks");
         let bytes = weights.len() as u64;
         // From the header alone (safetensors or GGUF): refuse what cannot fit before building.
         let footprint = analog_core::weights::footprint(&weight_files).map_err(errors)?;
         self.place(&footprint, bytes)?;
+        profile.stage("build");
         let model = match &files {
             ModelFiles::Hf { config, weights: _, tokenizer } => TextModel::from_bytes(config, &weight_files, tokenizer, &self.device),
-            ModelFiles::Gguf { file, tokenizer } => TextModel::from_gguf(file, tokenizer.as_deref(), &self.device),
+            ModelFiles::Gguf { file, tokenizer } => {
+                TextModel::from_gguf_in_stages(file, tokenizer.as_deref(), &self.device, &mut |stage| profile.stage(stage.name()))
+            }
         }
         .map_err(errors)?;
         drop(files);
@@ -324,6 +383,9 @@ impl Worker {
             bytes,
             verified,
             has_chat_template: model.chat_template.is_some() || chat_error.is_some(),
+            weight_bytes: model.model.weight_bytes(),
+            load_profile: profile.finish(),
+            wasm_memory_bytes: wasm_memory_bytes(),
         };
         self.model = Some(Loaded { model, info: info.clone(), chat_error });
         self.send(&Event::Loaded { job, info, from_cache });
@@ -428,10 +490,12 @@ impl Worker {
         self.send(&Event::Prompt { job, stream, ids: ids.to_vec(), pieces });
         let started = now_s();
         let mut first_token_seconds = None;
+        let mut dispatches_at_first_token = None;
         let mut decoder = Decoder::new(model, ids, options, hooks).map_err(errors)?;
         let mut last_yield = js_sys::Date::now();
         while let Some(token) = decoder.next(hooks).await.map_err(errors)? {
             first_token_seconds.get_or_insert_with(|| now_s() - started);
+            dispatches_at_first_token.get_or_insert_with(|| dispatch_count(&self.scope));
             let piece = model.tokenizer.piece(token.id).unwrap_or_default();
             self.send(&Event::Token { job, stream, id: token.id, piece, text: token.text });
             // Let Cancel in every few milliseconds (a timer per token would cap decoding at the
@@ -446,8 +510,14 @@ impl Worker {
         }
         let out = decoder.finish().map_err(errors)?;
         let stop = serde_json::to_value(out.stop).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
-        let (seconds, first_token_seconds) = (now_s() - started, first_token_seconds.unwrap_or_default());
-        self.send(&Event::Generated { job, stream, tokens: out.ids.len(), seconds, prompt_tokens: ids.len(), first_token_seconds, stop });
+        // A first token that is end-of-text ends the run without a token event: the prompt took the whole run.
+        let seconds = now_s() - started;
+        let first_token_seconds = first_token_seconds.unwrap_or(seconds);
+        let dispatches_per_token = match (self.backend, dispatches_at_first_token.flatten(), dispatch_count(&self.scope)) {
+            (BackendKind::Wgpu, Some(first), Some(end)) if out.ids.len() > 1 => Some((end - first) / (out.ids.len() - 1) as f64),
+            _ => None,
+        };
+        self.send(&Event::Generated { job, stream, tokens: out.ids.len(), seconds, prompt_tokens: ids.len(), first_token_seconds, dispatches_per_token, stop });
         Ok(())
     }
 

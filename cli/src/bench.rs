@@ -9,7 +9,7 @@ use std::time::Instant;
 use analog_core::device::BackendKind;
 use analog_core::steering::HookSite;
 use analog_core::steering::extract::{Aggregation, collect_stats_ids};
-use analog_core::{Hooks, KvCache, Model, WeightFiles, device, read_f32};
+use analog_core::{Hooks, KvCache, LoadStage, Model, TextModel, WeightFiles, device, read_f32};
 use anyhow::{Context, Result};
 use burn::tensor::{Int, Tensor, TensorData};
 use clap::Args;
@@ -52,7 +52,17 @@ pub struct Measurement {
     #[serde(default)]
     pub extraction_pairs_per_s: f64,
     pub peak_rss_bytes: Option<u64>,
+    /// Bytes of the weight file(s) read.
     pub weight_bytes: u64,
+    /// Bytes the loaded weights hold (quantised where the device keeps them so).
+    #[serde(default)]
+    pub held_weight_bytes: u64,
+    /// Peak RSS when loading is done, before any token runs.
+    #[serde(default)]
+    pub load_peak_rss_bytes: Option<u64>,
+    /// Seconds per stage of loading (read, header, tokenizer, weights), for a GGUF file.
+    #[serde(default)]
+    pub load_profile: Vec<(String, f64)>,
     /// Best of a few 256 MiB memcpy runs, in bytes copied per second (measured by the child).
     #[serde(default)]
     pub copy_bytes_per_s: Option<f64>,
@@ -127,16 +137,27 @@ fn measure(args: &BenchArgs) -> Result<Measurement> {
         BackendKind::Cpu => device::cpu(),
         BackendKind::Wgpu => device::wgpu()?,
     };
+    let mut load_profile = Vec::new();
     let (model, weight_bytes) = if is_gguf(&args.dir) {
+        let start = Instant::now();
         let bytes = std::fs::read(&args.dir)?;
-        let file = analog_core::gguf::Gguf::parse(&bytes)?;
-        let model = Model::from_gguf(&file, analog_core::ModelConfig::from_gguf(&file)?, &device)?;
+        load_profile.push(("read".to_string(), start.elapsed().as_secs_f64()));
+        let mut last: Option<(LoadStage, Instant)> = None;
+        let model = TextModel::from_gguf_in_stages(&bytes, None, &device, &mut |stage| {
+            if let Some((previous, at)) = last.replace((stage, Instant::now())) {
+                // With the peak RSS when it ended: what each stage adds to loading's high-water mark.
+                let peak = peak_rss().map_or(String::new(), |b| format!(" (peak {})", gib(b)));
+                load_profile.push((format!("{}{peak}", previous.name()), at.elapsed().as_secs_f64()));
+            }
+        })?
+        .model;
         (model, bytes.len() as u64)
     } else {
         let weights = std::fs::read(args.dir.join("model.safetensors"))?;
         let config = std::fs::read(args.dir.join("config.json"))?;
         (Model::from_bytes(&config, &WeightFiles::Single(&weights), &device)?, weights.len() as u64)
     };
+    let (held_weight_bytes, load_peak_rss_bytes) = (model.weight_bytes(), peak_rss());
     if args.extraction {
         let prompts = extraction_prompts();
         let layers: Vec<usize> = (0..model.config.n_layers).collect();
@@ -155,6 +176,9 @@ fn measure(args: &BenchArgs) -> Result<Measurement> {
             extraction_pairs_per_s: EXTRACTION_PAIRS as f64 / seconds,
             peak_rss_bytes: peak_rss(),
             weight_bytes,
+            held_weight_bytes,
+            load_peak_rss_bytes,
+            load_profile,
             copy_bytes_per_s: None,
         });
     }
@@ -187,6 +211,9 @@ fn measure(args: &BenchArgs) -> Result<Measurement> {
         extraction_pairs_per_s: 0.0,
         peak_rss_bytes,
         weight_bytes,
+        held_weight_bytes,
+        load_peak_rss_bytes,
+        load_profile,
         copy_bytes_per_s: Some(copy_bandwidth()),
     })
 }
@@ -199,8 +226,51 @@ fn extraction_prompts() -> Vec<Vec<u32>> {
     (0..2 * EXTRACTION_PAIRS).map(|p| (0..EXTRACTION_TOKENS).map(|t| ((p * 131 + t * 7919 + 17) % 49152) as u32).collect()).collect()
 }
 
-fn reference(args: &BenchArgs) -> Result<Measurement> {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/bench/transformers_bench.py");
+/// Measures in a child process (so that its peak RSS covers only the run), in `cwd` when given.
+fn child(args: &BenchArgs, prefill: usize, decode: usize, cwd: Option<&Path>) -> Result<Measurement> {
+    let mut cmd = Command::new(std::env::current_exe()?);
+    cmd.args(["bench", "--measure", "--dir"])
+        .arg(std::path::absolute(&args.dir)?)
+        .args(["--prefill", &prefill.to_string(), "--decode", &decode.to_string(), "--device", &args.device.to_string()])
+        .args(args.extraction.then_some("--extraction"))
+        .args(args.no_fused.then_some("--no-fused"));
+    if let Some(dir) = cwd {
+        cmd.current_dir(dir);
+    }
+    let out = cmd.output()?;
+    if !out.status.success() {
+        anyhow::bail!("measurement failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(serde_json::from_slice(&out.stdout)?)
+}
+
+/// Kernel launches per decoded token on wgpu, and the weight matrices a token reads: CubeCL logs every launch
+/// ("Executing …") when a `cubecl.toml` in the working directory asks for it, so two runs that differ only in
+/// the number of decoded tokens give launches per token.
+fn dispatches_per_token(args: &BenchArgs) -> Result<(f64, usize)> {
+    let dir = std::path::absolute("target/bench/dispatches")?;
+    std::fs::create_dir_all(&dir)?;
+    let log = dir.join("launches.log");
+    std::fs::write(dir.join("cubecl.toml"), format!("[profiling]\nlogger = {{ level = \"minimal\", file = {:?}, append = false }}\n", log))?;
+    let mut launches = Vec::new();
+    for decode in [2, 6] {
+        let _ = std::fs::remove_file(&log);
+        child(args, 4, decode, Some(&dir))?;
+        let text = std::fs::read_to_string(&log).with_context(|| format!("CubeCL wrote no launch log to {}", log.display()))?;
+        launches.push(text.lines().filter(|l| l.contains("Executing")).count());
+    }
+    let config = if is_gguf(&args.dir) {
+        analog_core::ModelConfig::from_gguf(&analog_core::gguf::Gguf::parse(&std::fs::read(&args.dir)?)?)?
+    } else {
+        analog_core::ModelConfig::from_hf_json(&std::fs::read(args.dir.join("config.json"))?)?
+    };
+    let per_layer = if config.gated_mlp { 7 } else { 6 };
+    Ok(((launches[1] as f64 - launches[0] as f64) / 4.0, per_layer * config.n_layers + 1))
+}
+
+/// Runs a peer's side of the benchmark (`tests/bench/SCRIPT`), which prints a [`Measurement`] as JSON.
+fn peer(script: &str, args: &BenchArgs) -> Result<Measurement> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/bench").join(script);
     let out = Command::new("python3")
         .arg(&script)
         .arg(&args.dir)
@@ -209,9 +279,13 @@ fn reference(args: &BenchArgs) -> Result<Measurement> {
         .output()
         .context("python3 is not available")?;
     if !out.status.success() {
-        anyhow::bail!("{}", String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or("transformers failed"));
+        anyhow::bail!("{}", String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or("the peer failed"));
     }
     Ok(serde_json::from_slice(&out.stdout)?)
+}
+
+fn reference(args: &BenchArgs) -> Result<Measurement> {
+    peer("transformers_bench.py", args)
 }
 
 fn is_gguf(path: &Path) -> bool {
@@ -231,18 +305,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
     if !gguf {
         write_random_model(&args.dir)?;
     }
-    let exe = std::env::current_exe()?;
-    let out = Command::new(exe)
-        .args(["bench", "--measure", "--dir"])
-        .arg(&args.dir)
-        .args(["--prefill", &args.prefill.to_string(), "--decode", &args.decode.to_string(), "--device", &args.device.to_string()])
-        .args(args.extraction.then_some("--extraction"))
-        .args(args.no_fused.then_some("--no-fused"))
-        .output()?;
-    if !out.status.success() {
-        anyhow::bail!("measurement failed: {}", String::from_utf8_lossy(&out.stderr));
-    }
-    let ours: Measurement = serde_json::from_slice(&out.stdout)?;
+    let ours = child(&args, args.prefill, args.decode, None)?;
     if args.extraction {
         println!(
             "Extraction: {EXTRACTION_PAIRS} pairs of {EXTRACTION_TOKENS}-token prompts, last-token activations of all 30 layers, mean difference, SmolLM2-135M-shaped random model"
@@ -264,19 +327,38 @@ pub fn run(args: BenchArgs) -> Result<()> {
     println!("{:<28} {:>14} {:>14} {:>12}", "engine", "prefill tok/s", "decode tok/s", "peak RSS");
     let rss = |m: &Measurement| m.peak_rss_bytes.map_or("?".into(), gib);
     println!("{:<28} {:>14.1} {:>14.2} {:>12}", format!("analog ({})", args.device), ours.prefill_tokens_per_s, ours.decode_tokens_per_s, rss(&ours));
-    if let Some(peak) = ours.peak_rss_bytes {
-        println!("peak RSS / weight bytes: {:.2} (target ≤ 1.3)", peak as f64 / ours.weight_bytes as f64);
+    if let Some(peak) = ours.load_peak_rss_bytes {
+        println!(
+            "peak RSS while loading: {} for {} of weights held: {:.2}x (target ≤ 1.3)",
+            gib(peak),
+            gib(ours.held_weight_bytes),
+            peak as f64 / ours.held_weight_bytes as f64
+        );
+    }
+    if !ours.load_profile.is_empty() {
+        let stages: Vec<String> = ours.load_profile.iter().map(|(stage, s)| format!("{stage} {s:.2} s")).collect();
+        println!("load: {:.2} s ({})", ours.load_profile.iter().map(|(_, s)| s).sum::<f64>(), stages.join(", "));
     }
     if let Some(copy) = ours.copy_bytes_per_s {
-        // Batch-1 decode reads every weight once per token: copy bandwidth / weight bytes bounds it.
-        let bound = copy / ours.weight_bytes as f64;
+        // Batch-1 decode reads every weight once per token: copy bandwidth / bytes held bounds it.
+        let held = if ours.held_weight_bytes > 0 { ours.held_weight_bytes } else { ours.weight_bytes };
+        let bound = copy / held as f64;
         println!(
             "memory bandwidth bound: {:.1} GB/s copy / {} = {:.1} tok/s; decode is {:.0}% of it (target ≥ 60%)",
             copy / 1e9,
-            gib(ours.weight_bytes),
+            gib(held),
             bound,
             100.0 * ours.decode_tokens_per_s / bound
         );
+    }
+    if args.device == BackendKind::Wgpu && !args.extraction {
+        match dispatches_per_token(&args) {
+            Ok((per_token, matrices)) => println!(
+                "wgpu dispatches per decoded token: {per_token:.1} for {matrices} weight matrices: {:.2} a matrix (goal ≤ 2)",
+                per_token / matrices as f64
+            ),
+            Err(e) => println!("wgpu dispatches not counted: {e}"),
+        }
     }
     if args.no_reference {
         return Ok(());
@@ -291,6 +373,20 @@ pub fn run(args: BenchArgs) -> Result<()> {
             );
         }
         Err(e) => println!("transformers reference not run: {e}"),
+    }
+    if gguf {
+        // llama.cpp reads the same file as it is (quantised), with every core.
+        match peer("llamacpp_bench.py", &args) {
+            Ok(theirs) => {
+                println!("{:<28} {:>14.1} {:>14.2} {:>12}", "llama.cpp (llama-cpp-python)", theirs.prefill_tokens_per_s, theirs.decode_tokens_per_s, rss(&theirs));
+                println!(
+                    "ratio analog / llama.cpp: prefill {:.2}x, decode {:.2}x (target ≥ 1x decode)",
+                    ours.prefill_tokens_per_s / theirs.prefill_tokens_per_s,
+                    ours.decode_tokens_per_s / theirs.decode_tokens_per_s
+                );
+            }
+            Err(e) => println!("llama.cpp peer not run (pip install llama-cpp-python): {e}"),
+        }
     }
     Ok(())
 }

@@ -150,6 +150,30 @@ pub struct Generation {
     pub stop: StopReason,
 }
 
+/// A stage of [`TextModel::from_gguf_in_stages`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoadStage {
+    /// Parsing the file's header and configuration.
+    Header,
+    /// Building the tokenizer (and the chat template).
+    Tokenizer,
+    /// Decoding, checking and packing (or uploading) the weights.
+    Weights,
+    /// Loaded.
+    Done,
+}
+
+impl LoadStage {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Header => "header",
+            Self::Tokenizer => "tokenizer",
+            Self::Weights => "weights",
+            Self::Done => "done",
+        }
+    }
+}
+
 /// A model with its tokenizer (and chat template, for instruct models): what the CLI and the app run.
 pub struct TextModel {
     pub model: Model,
@@ -168,9 +192,16 @@ impl TextModel {
     /// Loads a GGUF model file: configuration, weights, tokenizer and chat template from one file.
     /// `tokenizer_json` replaces the tokenizer the file describes (for pre-tokenizers not known here).
     pub fn from_gguf(bytes: &[u8], tokenizer_json: Option<&[u8]>, device: &Device) -> Result<Self> {
+        Self::from_gguf_in_stages(bytes, tokenizer_json, device, &mut |_| {})
+    }
+
+    /// [`TextModel::from_gguf`], calling `stage` as each stage of loading starts (for progress and a load profile).
+    pub fn from_gguf_in_stages(bytes: &[u8], tokenizer_json: Option<&[u8]>, device: &Device, stage: &mut dyn FnMut(LoadStage)) -> Result<Self> {
+        stage(LoadStage::Header);
         let file = Gguf::parse(bytes)?;
         // The configuration first: what it refuses is said the same way the app's footprint check says it.
         let config = ModelConfig::from_gguf(&file)?;
+        stage(LoadStage::Tokenizer);
         let tokenizer = match tokenizer_json {
             Some(json) => Tokenizer::from_bytes(json)?,
             None => Tokenizer::from_gguf(&file)?,
@@ -182,7 +213,9 @@ impl TextModel {
             }
             None => None,
         };
+        stage(LoadStage::Weights);
         let model = Model::from_gguf(&file, config, device)?;
+        stage(LoadStage::Done);
         Ok(Self { model, tokenizer, chat_template })
     }
 

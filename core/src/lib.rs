@@ -36,7 +36,7 @@ pub use burn::tensor::Device;
 pub use chat::{ChatMessage, ChatTemplate};
 pub use config::{Architecture, ModelConfig};
 pub use error::{Error, Result};
-pub use generate::{Decoder, GenerateOptions, Generation, Sampler, Sampling, StopReason, TextModel, TokenEvent, read_f32};
+pub use generate::{Decoder, GenerateOptions, Generation, LoadStage, Sampler, Sampling, StopReason, TextModel, TokenEvent, read_f32};
 pub use hooks::{Edit, EditOp, HookPoint, Hooks, Positions};
 pub use model::{KvCache, Model};
 pub use tokenizer::Tokenizer;

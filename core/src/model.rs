@@ -10,7 +10,7 @@ use burn::tensor::module::{attention, embedding, linear};
 use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
 
-use analog_kernels::QuantMatrix;
+use analog_kernels::{QuantMatrix, RowCodes};
 
 use crate::config::{Activation, ModelConfig, NormKind, PositionEncoding, Rope, RopeScaling, SlidingWindow};
 use crate::error::{Error, Result};
@@ -38,11 +38,23 @@ pub struct QuantWeight {
 }
 
 impl QuantWeight {
-    fn upload(name: &str, host: HostQuant, device: &Device) -> Result<Self> {
-        let codes = host.codes;
-        let matrix = QuantMatrix::new(codes.layout, &codes.codes, &codes.scales, &codes.mins, host.shape, host.transposed, device)
-            .map_err(|reason| Error::Safetensors { file: "model weights".into(), reason: format!("`{name}`: {reason}") })?;
-        Ok(Self { matrix })
+    fn upload(name: &str, host: HostQuant<'_>, device: &Device) -> Result<Self> {
+        // The file's own error (a bad block, a non-finite scale) is kept as it is.
+        let mut file_error = None;
+        let mut rows = |rows| match host.rows(rows) {
+            Ok(codes) => Ok(RowCodes { codes: codes.codes, scales: codes.scales, mins: codes.mins }),
+            Err(e) => {
+                let reason = e.to_string();
+                file_error = Some(e);
+                Err(reason)
+            }
+        };
+        let built = QuantMatrix::from_rows(host.layout, host.shape, host.transposed, device, &mut rows);
+        match (built, file_error) {
+            (Ok(matrix), _) => Ok(Self { matrix }),
+            (Err(_), Some(e)) => Err(e),
+            (Err(reason), None) => Err(Error::Safetensors { file: "model weights".into(), reason: format!("`{name}`: {reason}") }),
+        }
     }
 }
 
@@ -484,7 +496,8 @@ impl Model {
     pub fn from_bytes(config_json: &[u8], weights: &crate::weights::WeightFiles<'_>, device: &Device) -> Result<Self> {
         let config = ModelConfig::from_hf_json(config_json)?;
         // Devices with the fused kernels keep quantised weights as stored (a quarter of the f32 bytes or less).
-        let host = crate::weight_map::load(&config, weights, &|layout, cols| analog_kernels::keeps_quantised(device, layout, cols))?;
+        let table = crate::weights::TensorTable::parse(weights)?;
+        let host = crate::weight_map::load_table(&config, &table, &|layout, cols| analog_kernels::keeps_quantised(device, layout, cols))?;
         Self::from_weights(config, host, device)
     }
 

@@ -71,12 +71,13 @@ pub fn dequantize_q8_0(quants: &[i8], scales: &[f16]) -> Vec<f32> {
 
 /// Reads a q8_0 tensor (its `I8` values and `F16` scales) back to f32, checking dtypes and sizes.
 pub(crate) fn q8_0_to_f32(name: &str, quants: &TensorView<'_>, scales: &TensorView<'_>) -> Result<Vec<f32>> {
-    let (q, s) = q8_0_parts(name, quants, scales)?;
+    let numel = quants.shape().iter().product::<usize>();
+    let (q, s) = q8_0_parts(name, quants, scales, 0..numel)?;
     Ok(dequantize_q8_0(&q, &s))
 }
 
-/// A q8_0 tensor's values and scales as stored, checking dtypes and sizes.
-pub(crate) fn q8_0_parts(name: &str, quants: &TensorView<'_>, scales: &TensorView<'_>) -> Result<(Vec<i8>, Vec<f16>)> {
+/// Values `values` (whole blocks) of a q8_0 tensor and their scales as stored, checking dtypes and sizes.
+pub(crate) fn q8_0_parts(name: &str, quants: &TensorView<'_>, scales: &TensorView<'_>, values: std::ops::Range<usize>) -> Result<(Vec<i8>, Vec<f16>)> {
     let numel = quants.shape().iter().product::<usize>();
     let bad = |reason: String| Error::Safetensors { file: "model.safetensors".into(), reason: format!("q8_0 tensor `{name}`: {reason}") };
     if quants.dtype() != Dtype::I8 {
@@ -88,8 +89,11 @@ pub(crate) fn q8_0_parts(name: &str, quants: &TensorView<'_>, scales: &TensorVie
     if numel % Q8_BLOCK != 0 || scales.shape() != [numel / Q8_BLOCK] {
         return Err(bad(format!("{numel} values need {} scales in blocks of {Q8_BLOCK}, found shape {:?}", numel.div_ceil(Q8_BLOCK), scales.shape())));
     }
-    let q: Vec<i8> = quants.data().iter().map(|&b| b as i8).collect();
-    let s: Vec<f16> = scales.data().chunks_exact(2).map(|b| f16::from_le_bytes([b[0], b[1]])).collect();
+    if values.end > numel || !values.start.is_multiple_of(Q8_BLOCK) || !values.end.is_multiple_of(Q8_BLOCK) {
+        return Err(bad(format!("values {values:?} are not whole blocks of its {numel}")));
+    }
+    let q: Vec<i8> = quants.data()[values.clone()].iter().map(|&b| b as i8).collect();
+    let s: Vec<f16> = scales.data()[values.start / Q8_BLOCK * 2..values.end / Q8_BLOCK * 2].chunks_exact(2).map(|b| f16::from_le_bytes([b[0], b[1]])).collect();
     Ok((q, s))
 }
 

@@ -8,7 +8,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use crate::config::{Architecture, ModelConfig};
 use crate::error::{Error, Result, Shape};
 use crate::ggml::{CodeLayout, Codes};
-use crate::weights::{TensorTable, WeightFiles};
+use crate::weights::TensorTable;
+#[cfg(test)]
+use crate::weights::WeightFiles;
 
 /// A tensor in host memory, row-major `f32`.
 #[derive(Debug, Clone)]
@@ -19,11 +21,21 @@ pub(crate) struct HostTensor {
 
 /// A matrix kept quantised as the file stores it, for devices that dequantise on the fly: internally
 /// `[in, out]` (the embedding `[vocab, d_model]`), stored `[out, in]` when `transposed` (an `nn.Linear` weight).
-#[derive(Debug, Clone)]
-pub(crate) struct HostQuant {
+/// Its codes are decoded from the file a run of storage rows at a time ([`HostQuant::rows`]).
+pub(crate) struct HostQuant<'t> {
     pub shape: [usize; 2],
-    pub codes: Codes,
+    pub layout: CodeLayout,
     pub transposed: bool,
+    table: &'t TensorTable<'t>,
+    /// Its name in the table.
+    original: String,
+}
+
+impl HostQuant<'_> {
+    /// The codes of storage rows `rows` (the file's rows).
+    pub(crate) fn rows(&self, rows: std::ops::Range<usize>) -> Result<Codes> {
+        self.table.quantised_rows(&self.original, rows)
+    }
 }
 
 /// How an HF tensor becomes internal tensors.
@@ -385,34 +397,43 @@ fn normalise_name(architecture: Architecture, name: &str) -> String {
 }
 
 /// The internal weights of a model, and its parameter count as transformers reports it.
-pub(crate) struct HostWeights {
+pub(crate) struct HostWeights<'t> {
     pub tensors: BTreeMap<String, HostTensor>,
-    /// Matrices left quantised (only when [`load`] was asked to keep them).
-    pub quantised: BTreeMap<String, HostQuant>,
+    /// Matrices left quantised (only where [`load_table`]'s `keep` said so), decoded from `table` a run of rows at a
+    /// time as they are packed: loading never holds a whole matrix's codes beside the file.
+    quantised: BTreeMap<String, PendingQuant>,
+    table: &'t TensorTable<'t>,
     pub n_params: usize,
 }
 
-impl HostWeights {
+/// A matrix that stays quantised, not decoded yet.
+struct PendingQuant {
+    /// Its name in the table.
+    original: String,
+    shape: [usize; 2],
+    layout: CodeLayout,
+    transposed: bool,
+}
+
+impl<'t> HostWeights<'t> {
     pub(crate) fn take(&mut self, name: &str) -> Result<HostTensor> {
         self.tensors.remove(name).ok_or_else(|| Error::MissingTensor { name: name.to_string(), expected: Shape(vec![]) })
     }
 
-    pub(crate) fn take_quantised(&mut self, name: &str) -> Option<HostQuant> {
-        self.quantised.remove(name)
+    /// `name`, when it stays quantised.
+    pub(crate) fn take_quantised(&mut self, name: &str) -> Option<HostQuant<'t>> {
+        let PendingQuant { original, shape, layout, transposed } = self.quantised.remove(name)?;
+        Some(HostQuant { shape, layout, transposed, table: self.table, original })
     }
 }
 
 /// Whether a quantised matrix stays quantised: asked with its code layout and the values per storage row.
 pub(crate) type KeepQuantised<'a> = &'a dyn Fn(CodeLayout, usize) -> bool;
 
-/// Reads every tensor the config calls for, checking names, shapes and values. Quantised linear weights and
-/// embeddings that `keep` accepts stay as stored (see [`HostQuant`]); every other tensor is f32.
-pub(crate) fn load(config: &ModelConfig, files: &WeightFiles<'_>, keep: KeepQuantised<'_>) -> Result<HostWeights> {
-    load_table(config, &TensorTable::parse(files)?, keep)
-}
-
-/// [`load`] from a tensor table already read (a GGUF file parsed once for everything it holds).
-pub(crate) fn load_table(config: &ModelConfig, table_in: &TensorTable<'_>, keep: KeepQuantised<'_>) -> Result<HostWeights> {
+/// Reads every tensor the config calls for from a parsed table, checking names, shapes and values. Quantised linear
+/// weights and embeddings that `keep` accepts stay as stored (see [`HostQuant`], decoded when taken); every other
+/// tensor is f32.
+pub(crate) fn load_table<'t>(config: &ModelConfig, table_in: &'t TensorTable<'t>, keep: KeepQuantised<'_>) -> Result<HostWeights<'t>> {
     let by_name: BTreeMap<String, String> = table_in.names().map(|(name, _)| (normalise_name(config.architecture, name), name.to_string())).collect();
     let mut used = BTreeSet::new();
     let mut tensors = BTreeMap::new();
@@ -430,11 +451,11 @@ pub(crate) fn load_table(config: &ModelConfig, table_in: &TensorTable<'_>, keep:
         used.insert(original.clone());
         let targets: Vec<String> = rule.to.iter().map(|t| fill(t, layer)).collect();
         if let Some((shape, transposed)) = quantisable_matrix(rule.transform, &targets, &expected)
-            && let Some(codes) = table_in.quantised(original)?
-            && keep(codes.layout, expected[1])
+            && let Some(layout) = table_in.code_layout(original)
+            && keep(layout, expected[1])
         {
-            n_params += codes.codes.len();
-            quantised.insert(targets[0].clone(), HostQuant { shape, codes, transposed });
+            n_params += expected.iter().product::<usize>();
+            quantised.insert(targets[0].clone(), PendingQuant { original: original.clone(), shape, layout, transposed });
             continue;
         }
         let data = table_in.values(original)?;
@@ -450,7 +471,7 @@ pub(crate) fn load_table(config: &ModelConfig, table_in: &TensorTable<'_>, keep:
             return Err(Error::UnexpectedTensor { name: name.to_string(), shape, architecture: config.architecture.model_type().into() });
         }
     }
-    Ok(HostWeights { tensors, quantised, n_params })
+    Ok(HostWeights { tensors, quantised, table: table_in, n_params })
 }
 
 /// Where a tensor is one linear weight or embedding as stored (`Keep`) or transposed, its internal shape and
@@ -548,10 +569,16 @@ mod tests {
         safetensors::serialize(views, None).unwrap()
     }
 
+    /// Loads `files` (nothing kept quantised) and hands the weights to `f`.
+    fn with_loaded<R>(config: &ModelConfig, files: &WeightFiles<'_>, f: impl FnOnce(HostWeights<'_>) -> R) -> Result<R> {
+        let table = TensorTable::parse(files)?;
+        Ok(f(load_table(config, &table, &|_, _| false)?))
+    }
+
     fn load_err(tensors: &[(String, Vec<usize>)], fill: f32) -> String {
         let config = ModelConfig::from_hf_json(CONFIG).unwrap();
-        match load(&config, &WeightFiles::Single(&serialize(tensors, fill)), &|_, _| false) {
-            Ok(_) => "loaded".into(),
+        match with_loaded(&config, &WeightFiles::Single(&serialize(tensors, fill)), |_| ()) {
+            Ok(()) => "loaded".into(),
             Err(e) => e.to_string(),
         }
     }
@@ -559,7 +586,9 @@ mod tests {
     #[test]
     fn every_parameter_is_loaded_with_its_shape_and_split() {
         let config = ModelConfig::from_hf_json(CONFIG).unwrap();
-        let weights = load(&config, &WeightFiles::Single(&serialize(&gpt2_tensors(), 0.0)), &|_, _| false).unwrap();
+        let bytes = serialize(&gpt2_tensors(), 0.0);
+        let table = TensorTable::parse(&WeightFiles::Single(&bytes)).unwrap();
+        let weights = load_table(&config, &table, &|_, _| false).unwrap();
         let shapes: BTreeMap<&str, &[usize]> = weights.tensors.iter().map(|(k, v)| (k.as_str(), v.shape.as_slice())).collect();
         assert_eq!(shapes["blocks.0.attn.k.weight"], &[4, 4]);
         assert_eq!(shapes["blocks.0.mlp.up.weight"], &[4, 16]);
@@ -610,9 +639,9 @@ mod tests {
             a.iter().map(|(n, _)| (n.clone(), "a.safetensors")).chain(b.iter().map(|(n, _)| (n.clone(), "b.safetensors"))).collect();
         let index = serde_json::to_vec(&serde_json::json!({ "weight_map": map })).unwrap();
         let shards = BTreeMap::from([("a.safetensors".to_string(), sa.as_slice()), ("b.safetensors".to_string(), sb.as_slice())]);
-        assert!(load(&config, &WeightFiles::Sharded { index: &index, shards: shards.clone() }, &|_, _| false).is_ok());
+        assert!(with_loaded(&config, &WeightFiles::Sharded { index: &index, shards: shards.clone() }, |_| ()).is_ok());
         let only_a = BTreeMap::from([("a.safetensors".to_string(), sa.as_slice())]);
-        let err = load(&config, &WeightFiles::Sharded { index: &index, shards: only_a }, &|_, _| false).err().unwrap().to_string();
+        let err = with_loaded(&config, &WeightFiles::Sharded { index: &index, shards: only_a }, |_| ()).err().unwrap().to_string();
         assert!(err.contains("shard `b.safetensors` is named in the index but was not provided"), "{err}");
     }
 }

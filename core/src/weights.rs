@@ -249,46 +249,74 @@ impl<'a> TensorTable<'a> {
         Ok(values)
     }
 
-    /// A quantised tensor's codes, scales and minimums as stored (llama.cpp's rows reordered where the model reads
-    /// them reordered), without dequantising; `None` when the tensor is floats, or its rows cannot be reordered
-    /// whole groups at a time. Rejects non-finite scales and minimums.
-    pub(crate) fn quantised(&self, name: &str) -> Result<Option<Codes>> {
-        let codes = match self.tensors.get(name) {
-            Some(Stored::Ggml { info, shape, bytes, fixup }) => {
-                let gguf_error = |reason: String| Error::Gguf(format!("tensor `{}`: {reason}", info.name));
-                let Some(codes) = crate::ggml::codes(info.ty, bytes).map_err(gguf_error)? else { return Ok(None) };
+    /// The code layout [`Self::quantised`] gives `name` (`None` where it gives `None`), read from the header
+    /// alone: loading decides what stays quantised before decoding anything.
+    pub(crate) fn code_layout(&self, name: &str) -> Option<CodeLayout> {
+        match self.tensors.get(name)? {
+            Stored::Ggml { info, shape, fixup, .. } => {
+                let layout = info.ty.code_layout()?;
                 match fixup {
-                    Fixup::None => codes,
-                    Fixup::MinusOne => return Ok(None),
+                    Fixup::None => Some(layout),
+                    Fixup::MinusOne => None,
                     Fixup::Unpermute { heads } => {
                         let rows = shape[0];
-                        let groups_whole = rows > 0 && (codes.codes.len() / rows).is_multiple_of(codes.layout.group);
-                        let reorder = |codes: &Codes| -> Option<Codes> {
-                            Some(Codes {
-                                codes: unpermute_rows(&codes.codes, rows, *heads)?,
-                                scales: unpermute_rows(&codes.scales, rows, *heads)?,
-                                mins: if codes.mins.is_empty() { vec![] } else { unpermute_rows(&codes.mins, rows, *heads)? },
-                                layout: codes.layout,
-                            })
-                        };
-                        match groups_whole.then(|| reorder(&codes)).flatten() {
-                            Some(codes) => codes,
-                            None => return Ok(None),
-                        }
+                        let reorders = *heads > 0 && rows.is_multiple_of(*heads) && (rows / heads).is_multiple_of(2);
+                        (reorders && (info.numel() / rows).is_multiple_of(layout.group)).then_some(layout)
                     }
                 }
             }
-            Some(Stored::Safetensors(view)) => {
-                let Some(scales) = self.q8_scales.get(name) else { return Ok(None) };
-                let (codes, scales) = q8_0_parts(name, view, scales)?;
+            Stored::Safetensors(_) => self.q8_scales.contains_key(name).then_some(CodeLayout::Q8_0),
+        }
+    }
+
+    /// The codes, scales and minimums of HF rows `rows` of a tensor that [`Self::code_layout`] keeps quantised, decoded
+    /// from the file without dequantising (llama.cpp's reordered rows put back). Rejects non-finite scales and minimums.
+    pub(crate) fn quantised_rows(&self, name: &str, rows: std::ops::Range<usize>) -> Result<Codes> {
+        let missing = || Error::Gguf(format!("tensor `{name}` has no codes to keep"));
+        let (Some(layout), Some(stored)) = (self.code_layout(name), self.tensors.get(name)) else { return Err(missing()) };
+        let n_rows = stored.shape().first().copied().unwrap_or(1).max(1);
+        let cols = stored.shape().iter().product::<usize>() / n_rows;
+        if rows.end > n_rows || !(rows.start * cols).is_multiple_of(layout.group) || !(rows.end * cols).is_multiple_of(layout.group) {
+            return Err(Error::Gguf(format!("rows {rows:?} of tensor `{name}` are not whole groups of {}", layout.group)));
+        }
+        let codes = match stored {
+            Stored::Ggml { info, bytes, fixup, .. } => {
+                let gguf_error = |reason: String| Error::Gguf(format!("tensor `{}`: {reason}", info.name));
+                let row_bytes = info.ty.bytes_for(cols as u64).map_or(0, |b| b as usize);
+                if row_bytes == 0 || bytes.len() != n_rows * row_bytes {
+                    return Err(gguf_error(format!("{} bytes are not {n_rows} rows of {cols} values", bytes.len())));
+                }
+                let decode = |r: std::ops::Range<usize>| -> Result<Codes> {
+                    crate::ggml::codes(info.ty, &bytes[r.start * row_bytes..r.end * row_bytes]).map_err(gguf_error)?.ok_or_else(missing)
+                };
+                match fixup {
+                    Fixup::Unpermute { heads } => {
+                        // HF row h·d + t·d/2 + i (d rows a head) is stored row h·d + 2i + t.
+                        let d = n_rows / heads;
+                        let mut out = Codes { layout, codes: Vec::with_capacity(rows.len() * cols), scales: Vec::new(), mins: Vec::new() };
+                        for j in rows {
+                            let (h, rem) = (j / d, j % d);
+                            let stored_row = h * d + 2 * (rem % (d / 2)) + rem / (d / 2);
+                            let row = decode(stored_row..stored_row + 1)?;
+                            out.codes.extend(row.codes);
+                            out.scales.extend(row.scales);
+                            out.mins.extend(row.mins);
+                        }
+                        out
+                    }
+                    Fixup::None | Fixup::MinusOne => decode(rows)?,
+                }
+            }
+            Stored::Safetensors(view) => {
+                let scales = self.q8_scales.get(name).ok_or_else(missing)?;
+                let (codes, scales) = q8_0_parts(name, view, scales, rows.start * cols..rows.end * cols)?;
                 Codes { layout: CodeLayout::Q8_0, codes, scales: scales.iter().map(|s| s.to_f32()).collect(), mins: vec![] }
             }
-            None => return Ok(None),
         };
         if codes.scales.iter().chain(&codes.mins).any(|s| !s.is_finite()) {
             return Err(Error::NonFiniteWeights { name: name.to_string() });
         }
-        Ok(Some(codes))
+        Ok(codes)
     }
 }
 

@@ -259,6 +259,27 @@ pub enum QuantStore {
     Host(std::sync::Arc<PackedMatrix>),
 }
 
+/// The codes, scales and minimums (empty without them) of a run of storage rows of a [`QuantMatrix`].
+#[derive(Debug, Clone, Default)]
+pub struct RowCodes {
+    pub codes: Vec<i8>,
+    pub scales: Vec<f32>,
+    pub mins: Vec<f32>,
+}
+
+/// Hands out the [`RowCodes`] of a range of storage rows (see [`QuantMatrix::from_rows`]).
+pub type RowSource<'a> = dyn FnMut(std::ops::Range<usize>) -> Result<RowCodes, String> + 'a;
+
+fn check_layout(layout: QuantLayout) -> Result<(), String> {
+    if !matches!(layout.bits, 4 | 8) || layout.group == 0 || !layout.group.is_multiple_of(8) {
+        return Err(format!("unsupported quantised layout {layout:?}: codes are 4 or 8 bits in groups of a multiple of 8"));
+    }
+    Ok(())
+}
+
+/// Storage rows a host matrix is packed from at a time: about 4 MiB of codes.
+const ROWS_AT_A_TIME_BYTES: usize = 4 << 20;
+
 impl QuantMatrix {
     /// Packs and uploads codes, scales and minimums (empty without them); groups run along the storage order. On
     /// burn's CPU backend the codes stay in host memory ([`PackedMatrix`]).
@@ -283,12 +304,10 @@ impl QuantMatrix {
         part_bytes: u64,
         device: &Device,
     ) -> Result<Self, String> {
+        check_layout(layout)?;
         let numel = rows * cols;
-        let groups = numel / layout.group.max(1);
+        let groups = numel / layout.group;
         let want_mins = if layout.has_min { groups } else { 0 };
-        if !matches!(layout.bits, 4 | 8) || layout.group == 0 || !layout.group.is_multiple_of(8) {
-            return Err(format!("unsupported quantised layout {layout:?}: codes are 4 or 8 bits in groups of a multiple of 8"));
-        }
         if codes.len() != numel || numel % layout.group != 0 || scales.len() != groups || mins.len() != want_mins {
             return Err(format!(
                 "a [{rows}, {cols}] matrix needs {numel} codes in groups of {} with one scale{} per group; got {} codes, {} scales and {} minimums",
@@ -299,14 +318,65 @@ impl QuantMatrix {
                 mins.len()
             ));
         }
+        let storage_cols = if transposed { rows } else { cols };
+        let mut slice = |range: std::ops::Range<usize>| {
+            let (values, groups) = (range.start * storage_cols..range.end * storage_cols, range.start * storage_cols / layout.group..range.end * storage_cols / layout.group);
+            Ok(RowCodes { codes: codes[values].to_vec(), scales: scales[groups.clone()].to_vec(), mins: if layout.has_min { mins[groups].to_vec() } else { vec![] } })
+        };
+        Self::build(layout, [rows, cols], transposed, part_bytes, device, &mut slice)
+    }
+
+    /// Packs and uploads a matrix whose codes `source` hands out a run of storage rows at a time, so that a caller
+    /// decoding a file never holds a whole matrix's codes. Rows that are not whole groups are asked for all at once.
+    ///
+    /// # Errors
+    /// As [`QuantMatrix::new`], for each run; and whatever `source` returns.
+    pub fn from_rows(layout: QuantLayout, shape: [usize; 2], transposed: bool, device: &Device, source: &mut RowSource<'_>) -> Result<Self, String> {
+        check_layout(layout)?;
+        Self::build(layout, shape, transposed, MAX_PART_BYTES, device, source)
+    }
+
+    fn build(layout: QuantLayout, [rows, cols]: [usize; 2], transposed: bool, part_bytes: u64, device: &Device, source: &mut RowSource<'_>) -> Result<Self, String> {
+        let (storage_rows, storage_cols) = if transposed { (cols, rows) } else { (rows, cols) };
         let (bits, bias) = (layout.bits, layout.bias());
         let range = if layout.bits == 8 { -128..=127 } else { -bias..=15 - bias };
-        if let Some(code) = codes.iter().find(|&&c| !range.contains(&i16::from(c))) {
-            return Err(format!("code {code} is outside {range:?} for {layout:?}"));
-        }
-        let (storage_rows, storage_cols) = if transposed { (cols, rows) } else { (rows, cols) };
+        // One run of rows from `source`, its counts and code range checked.
+        let mut run = |first: usize, n: usize| -> Result<RowCodes, String> {
+            let run = source(first..first + n)?;
+            let (numel, groups) = (n * storage_cols, n * storage_cols / layout.group);
+            let want_mins = if layout.has_min { groups } else { 0 };
+            if run.codes.len() != numel || numel % layout.group != 0 || run.scales.len() != groups || run.mins.len() != want_mins {
+                return Err(format!(
+                    "{n} rows of {storage_cols} values need {numel} codes in groups of {} with one scale{} per group; got {} codes, {} scales and {} minimums",
+                    layout.group,
+                    if layout.has_min { " and one minimum" } else { "" },
+                    run.codes.len(),
+                    run.scales.len(),
+                    run.mins.len()
+                ));
+            }
+            if let Some(code) = run.codes.iter().find(|&&c| !range.contains(&i16::from(c))) {
+                return Err(format!("code {code} is outside {range:?} for {layout:?}"));
+            }
+            Ok(run)
+        };
         if on_cpu(device) {
-            let packed = PackedMatrix::pack(layout, codes, scales, mins, storage_rows, storage_cols)?;
+            // Rows that are not whole groups come as one run, checked before the packer refuses them.
+            let at_a_time = if PackedMatrix::packs(layout, storage_cols) { (ROWS_AT_A_TIME_BYTES / storage_cols.max(1)).max(1) } else { storage_rows };
+            let mut packed = None;
+            for first in (0..storage_rows).step_by(at_a_time.max(1)) {
+                let n = at_a_time.min(storage_rows - first);
+                let codes = run(first, n)?;
+                let builder = match &mut packed {
+                    Some(builder) => builder,
+                    None => packed.insert(PackedMatrix::builder(layout, storage_rows, storage_cols)?),
+                };
+                builder.push_rows(&codes, n);
+            }
+            let packed = match packed {
+                Some(builder) => builder.finish(),
+                None => PackedMatrix::builder(layout, storage_rows, storage_cols)?.finish(),
+            };
             return Ok(Self { store: QuantStore::Host(std::sync::Arc::new(packed)), layout, rows, cols, transposed });
         }
         let mask = (1u32 << bits) - 1;
@@ -323,14 +393,13 @@ impl QuantMatrix {
         let mut parts = Vec::new();
         for first in (0..storage_rows).step_by(per_part) {
             let n = per_part.min(storage_rows - first);
-            let values = first * storage_cols..(first + n) * storage_cols;
-            let group_range = values.start / layout.group..values.end / layout.group;
-            let words = pack(&codes[values]);
+            let codes = run(first, n)?;
+            let words = pack(&codes.codes);
             let len = words.len();
             parts.push(QuantPart {
                 words: Tensor::from_data(TensorData::new(words, [len]), device),
-                scales: upload(&scales[group_range.clone()]),
-                mins: layout.has_min.then(|| upload(&mins[group_range])),
+                scales: upload(&codes.scales),
+                mins: layout.has_min.then(|| upload(&codes.mins)),
                 rows: if transposed { rows } else { n },
                 cols: if transposed { n } else { cols },
             });

@@ -21,7 +21,7 @@ use std::task::{Context, Poll, Waker};
 use burn::tensor::{Int, Tensor, TensorData};
 use wide::{f32x4, i16x8, i32x4};
 
-use crate::{QuantLayout, QuantMatrix};
+use crate::{QuantLayout, QuantMatrix, RowCodes};
 
 /// Values per block: the unit of the packed layout and of the dot products.
 const BLOCK: usize = 32;
@@ -50,6 +50,56 @@ impl std::fmt::Debug for PackedMatrix {
     }
 }
 
+/// A [`PackedMatrix`] being packed a run of rows at a time.
+pub(crate) struct PackedBuilder {
+    matrix: PackedMatrix,
+}
+
+impl PackedBuilder {
+    /// Packs the next `n` rows: `n · cols` codes with one scale (and minimum) per group of each row. The caller has
+    /// checked counts and code ranges.
+    pub(crate) fn push_rows(&mut self, run: &RowCodes, n: usize) {
+        let m = &mut self.matrix;
+        let (layout, cols) = (m.layout, m.cols);
+        let per_block = BLOCK / layout.group;
+        let bias = PackedMatrix::bias_of(layout);
+        let unsigned = |c: i8| -> u16 { (i16::from(c) + bias) as u16 };
+        let mut block = [0u16; BLOCK];
+        for r in 0..n {
+            let row = &run.codes[r * cols..(r + 1) * cols];
+            for b in 0..m.blocks {
+                let start = b * BLOCK;
+                let len = BLOCK.min(cols - start);
+                block.fill(0);
+                for (slot, &c) in block.iter_mut().zip(&row[start..start + len]) {
+                    *slot = unsigned(c);
+                }
+                if layout.bits == 4 {
+                    m.words.push(i16x8::new(std::array::from_fn(|j| (block[j] | block[8 + j] << 4 | block[16 + j] << 8 | block[24 + j] << 12) as i16)));
+                } else {
+                    for h in 0..2 {
+                        m.words.push(i16x8::new(std::array::from_fn(|j| (block[16 * h + j] | block[16 * h + 8 + j] << 8) as i16)));
+                    }
+                }
+                for g in 0..per_block {
+                    let at = start + g * layout.group;
+                    let group = (r * cols + at) / layout.group;
+                    let real = at < cols;
+                    m.scales.push(if real { run.scales[group] } else { 0.0 });
+                    if layout.has_min {
+                        m.mins.push(if real { run.mins[group] } else { 0.0 });
+                    }
+                }
+            }
+        }
+    }
+
+    /// The packed matrix (rows not pushed are missing: the caller pushes all of them).
+    pub(crate) fn finish(self) -> PackedMatrix {
+        self.matrix
+    }
+}
+
 /// Activation rows quantised per group: codes in blocks of four `i16x8`, and per group the scale `a` and `a·Σq`.
 struct Activations {
     codes: Vec<i16x8>,
@@ -60,44 +110,24 @@ struct Activations {
 impl PackedMatrix {
     /// Packs `[rows, cols]` codes (signed as [`QuantLayout`] says) with one scale (and minimum) per group of
     /// `layout.group` values along each row. The caller has checked counts and code ranges.
+    #[cfg(test)]
     pub(crate) fn pack(layout: QuantLayout, codes: &[i8], scales: &[f32], mins: &[f32], rows: usize, cols: usize) -> Result<Self, String> {
+        let mut builder = Self::builder(layout, rows, cols)?;
+        builder.push_rows(&RowCodes { codes: codes.to_vec(), scales: scales.to_vec(), mins: mins.to_vec() }, rows);
+        Ok(builder.finish())
+    }
+
+    /// A matrix of `rows` storage rows of `cols` values, packed as its rows arrive ([`PackedBuilder::push_rows`]).
+    pub(crate) fn builder(layout: QuantLayout, rows: usize, cols: usize) -> Result<PackedBuilder, String> {
         if !Self::packs(layout, cols) {
             return Err(format!("rows of {cols} values are not whole groups of {} (a divisor of {BLOCK})", layout.group));
         }
         let blocks = cols.div_ceil(BLOCK);
         let per_block = BLOCK / layout.group;
-        let unsigned = |c: i8| -> u16 { (i16::from(c) + Self::bias_of(layout)) as u16 };
-        let mut words = Vec::with_capacity(rows * blocks * if layout.bits == 4 { 1 } else { 2 });
-        let (mut out_scales, mut out_mins) = (Vec::with_capacity(rows * blocks * per_block), Vec::new());
-        let mut block = [0u16; BLOCK];
-        for r in 0..rows {
-            let row = &codes[r * cols..(r + 1) * cols];
-            for b in 0..blocks {
-                let start = b * BLOCK;
-                let len = BLOCK.min(cols - start);
-                block.fill(0);
-                for (slot, &c) in block.iter_mut().zip(&row[start..start + len]) {
-                    *slot = unsigned(c);
-                }
-                if layout.bits == 4 {
-                    words.push(i16x8::new(std::array::from_fn(|j| (block[j] | block[8 + j] << 4 | block[16 + j] << 8 | block[24 + j] << 12) as i16)));
-                } else {
-                    for h in 0..2 {
-                        words.push(i16x8::new(std::array::from_fn(|j| (block[16 * h + j] | block[16 * h + 8 + j] << 8) as i16)));
-                    }
-                }
-                for g in 0..per_block {
-                    let at = start + g * layout.group;
-                    let group = (r * cols + at) / layout.group;
-                    let real = at < cols;
-                    out_scales.push(if real { scales[group] } else { 0.0 });
-                    if layout.has_min {
-                        out_mins.push(if real { mins[group] } else { 0.0 });
-                    }
-                }
-            }
-        }
-        Ok(Self { layout, rows, cols, blocks, words, scales: out_scales, mins: out_mins })
+        let words = Vec::with_capacity(rows * blocks * if layout.bits == 4 { 1 } else { 2 });
+        let scales = Vec::with_capacity(rows * blocks * per_block);
+        let mins = Vec::with_capacity(if layout.has_min { rows * blocks * per_block } else { 0 });
+        Ok(PackedBuilder { matrix: Self { layout, rows, cols, blocks, words, scales, mins } })
     }
 
     /// Whether rows of `cols` values pack: 4 or 8 bits in whole groups that tile a block.

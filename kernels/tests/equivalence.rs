@@ -112,15 +112,7 @@ const LAYOUTS: [QuantLayout; 7] = [
 /// A quantised matrix with every code of its range represented and varied scales and minimums; also returns
 /// its values in storage order, computed on the host.
 fn quant_matrix(layout: QuantLayout, rows: usize, cols: usize, transposed: bool, part_bytes: u64, seed: u64, device: &Device) -> (QuantMatrix, Vec<f32>) {
-    let (low, span) = match (layout.bits, layout.has_min) {
-        (8, _) => (-128.0, 256.0),
-        (_, false) => (-8.0, 16.0),
-        _ => (0.0, 16.0),
-    };
-    let codes: Vec<i8> = values(rows * cols, seed).iter().map(|v| (low + (v + 1.0) / 2.0 * span).floor().clamp(low, low + span - 1.0) as i8).collect();
-    let groups = rows * cols / layout.group;
-    let scales: Vec<f32> = values(groups, seed + 1).iter().map(|v| v.abs() * 0.05 + 0.001).collect();
-    let mins: Vec<f32> = if layout.has_min { values(groups, seed + 5).iter().map(|v| v * 0.1).collect() } else { vec![] };
+    let (codes, scales, mins) = quant_parts(layout, rows * cols, seed);
     let host = codes
         .iter()
         .enumerate()
@@ -133,6 +125,20 @@ fn quant_matrix(layout: QuantLayout, rows: usize, cols: usize, transposed: bool,
     let matrix =
         QuantMatrix::with_part_bytes(layout, &codes, &scales, &mins, [rows, cols], transposed, part_bytes, device).expect("a well-formed quantised matrix");
     (matrix, host)
+}
+
+/// `numel` codes covering their layout's range, with varied scales and minimums.
+fn quant_parts(layout: QuantLayout, numel: usize, seed: u64) -> (Vec<i8>, Vec<f32>, Vec<f32>) {
+    let (low, span) = match (layout.bits, layout.has_min) {
+        (8, _) => (-128.0, 256.0),
+        (_, false) => (-8.0, 16.0),
+        _ => (0.0, 16.0),
+    };
+    let codes: Vec<i8> = values(numel, seed).iter().map(|v| (low + (v + 1.0) / 2.0 * span).floor().clamp(low, low + span - 1.0) as i8).collect();
+    let groups = numel / layout.group;
+    let scales: Vec<f32> = values(groups, seed + 1).iter().map(|v| v.abs() * 0.05 + 0.001).collect();
+    let mins: Vec<f32> = if layout.has_min { values(groups, seed + 5).iter().map(|v| v * 0.1).collect() } else { vec![] };
+    (codes, scales, mins)
 }
 
 async fn quant_matches(device: &Device) {
@@ -275,4 +281,31 @@ fn reference_dequantizes_like_the_host() {
     assert!(err(LAYOUTS[2], &[16; 64], &[1.0; 2], &[0.0; 2]).contains("outside"));
     assert!(err(LAYOUTS[3], &[-9; 64], &[1.0; 2], &[]).contains("outside"));
     assert!(err(QuantLayout { bits: 5, group: 32, has_min: false }, &[0; 64], &[1.0; 2], &[]).contains("4 or 8 bits"));
+}
+
+/// A matrix built from runs of rows ([`QuantMatrix::from_rows`], as a model file is decoded) equals the one built
+/// from all its codes at once, on the CPU (runs of about 4 MiB of codes); what the source refuses, or a run of the
+/// wrong size, is an error.
+#[cfg(not(target_arch = "wasm32"))]
+#[test]
+fn matrices_built_from_runs_of_rows_equal_those_built_at_once() {
+    let device = Device::flex();
+    let layout = LAYOUTS[2];
+    // 8 Mi values: two runs and a bit on the CPU.
+    let (rows, cols) = (4608, 2048);
+    let (codes, scales, mins) = quant_parts(layout, rows * cols, 3);
+    let whole = QuantMatrix::new(layout, &codes, &scales, &mins, [rows, cols], true, &device).expect("built at once");
+    let mut calls = Vec::new();
+    let mut source = |range: std::ops::Range<usize>| {
+        calls.push(range.clone());
+        let (values, groups) = (range.start * rows..range.end * rows, range.start * rows / layout.group..range.end * rows / layout.group);
+        Ok(analog_kernels::RowCodes { codes: codes[values].to_vec(), scales: scales[groups.clone()].to_vec(), mins: mins[groups].to_vec() })
+    };
+    let runs = QuantMatrix::from_rows(layout, [rows, cols], true, &device, &mut source).expect("built from runs");
+    assert!(calls.len() > 1, "one run: {calls:?}");
+    assert_eq!(pollster::block_on(read(reference::dequantize(&runs))), pollster::block_on(read(reference::dequantize(&whole))));
+    let refused = QuantMatrix::from_rows(layout, [rows, cols], true, &device, &mut |_| Err("block 3 is broken".to_string()));
+    assert_eq!(refused.expect_err("refused").as_str(), "block 3 is broken");
+    let short = QuantMatrix::from_rows(layout, [rows, cols], true, &device, &mut |_| Ok(analog_kernels::RowCodes::default()));
+    assert!(short.expect_err("short").contains("need"), "a run without codes");
 }

@@ -358,6 +358,15 @@ fn bench() -> Result<()> {
     analog(&["bench", "--dir", "target/bench/story-analog-f32", "--prefill", "16", "--decode", "200"])?;
     analog(&["bench", "--extraction"])?;
     analog(&["soak", "--model", "public/models/story-analog"])?;
+    // The real released models from their GGUF files: CPU beside transformers and llama.cpp (llama-cpp-python,
+    // when Python has them), then wgpu with its kernel launches per token.
+    models()?;
+    for model in &REAL_MODELS {
+        let file = models_dir().join(model.file);
+        let file = file.to_string_lossy();
+        analog(&["bench", "--dir", &file, "--prefill", "64", "--decode", "32"])?;
+        analog(&["bench", "--dir", &file, "--prefill", "64", "--decode", "8", "--device", "wgpu", "--no-reference"])?;
+    }
     bench_app()
 }
 

@@ -246,9 +246,14 @@ fn Status() -> impl IntoView {
             view! { <progress value=value max=max></progress><span>{detail}</span> }.into_any()
         }
         ModelStatus::Ready { info, from_cache } => {
-            let memory = human_bytes(info.n_params as f64 * 4.0);
+            // Older workers do not say what the weights hold: parameters × 4 bytes then.
+            let held = if info.weight_bytes > 0 { info.weight_bytes as f64 } else { info.n_params as f64 * 4.0 };
+            let memory = human_bytes(held);
+            let seconds: f64 = info.load_profile.iter().map(|(_, s)| s).sum();
+            let profile = info.load_profile.iter().map(|(stage, s)| format!("{stage} {s:.2}")).collect::<Vec<_>>().join(" · ");
+            let loaded = if info.load_profile.is_empty() { String::new() } else { format!(" · loaded in {seconds:.1} s") };
             let text = format!(
-                "{} · {} · {} parameters · {} layers · d_model {} · context {} · ≈{memory} in memory{}{}{}",
+                "{} · {} · {} parameters · {} layers · d_model {} · context {} · weights {memory} in memory{loaded}{}{}{}",
                 info.label,
                 info.architecture,
                 human_params(info.n_params as u64),
@@ -259,7 +264,13 @@ fn Status() -> impl IntoView {
                 if from_cache { " · loaded from this browser's cache" } else { "" },
                 info.verified.map(|v| format!(" · {v}")).unwrap_or_default(),
             );
-            view! { <span>{text}</span> }.into_any()
+            // The load profile on hover, and for the benchmark.
+            let title = if profile.is_empty() { String::new() } else { format!("seconds per stage of loading: {profile}") };
+            view! {
+                <span title=title data-load-profile=profile data-load-seconds=format!("{seconds:.3}") data-wasm-memory-bytes=info.wasm_memory_bytes
+                    data-weight-bytes=info.weight_bytes>{text}</span>
+            }
+            .into_any()
         }
         ModelStatus::Error(e) => {
             let can_retry = LAST_LOAD.with_borrow(Option::is_some);

@@ -27,6 +27,8 @@ pub struct Stream {
     pub prefill_tokens_per_s: Option<f64>,
     /// New tokens per second after the first.
     pub decode_tokens_per_s: Option<f64>,
+    /// WebGPU compute dispatches per token after the first.
+    pub dispatches_per_token: Option<f64>,
 }
 
 impl Stream {
@@ -44,14 +46,16 @@ impl Stream {
                 self.tokens.push((id, piece));
                 self.text.push_str(&text);
             }
-            Event::Generated { tokens, seconds, prompt_tokens, first_token_seconds, stop, .. } => {
+            Event::Generated { tokens, seconds, prompt_tokens, first_token_seconds, dispatches_per_token, stop, .. } => {
                 self.state = "done";
                 let rate = if seconds > 0.0 { tokens as f64 / seconds } else { 0.0 };
                 self.tokens_per_s = Some(rate);
                 let per_second = |n: usize, s: f64| (n > 0 && s > 0.0).then(|| n as f64 / s);
                 self.prefill_tokens_per_s = per_second(prompt_tokens, first_token_seconds);
                 self.decode_tokens_per_s = per_second(tokens.saturating_sub(1), seconds - first_token_seconds);
-                self.stats = format!("{tokens} tokens in {seconds:.2} s · {rate:.1} tokens/s · stopped: {}", stop.replace('_', " "));
+                self.dispatches_per_token = dispatches_per_token;
+                let dispatches = dispatches_per_token.map(|d| format!(" · {d:.0} GPU dispatches/token")).unwrap_or_default();
+                self.stats = format!("{tokens} tokens in {seconds:.2} s · {rate:.1} tokens/s{dispatches} · stopped: {}", stop.replace('_', " "));
             }
             Event::Failed { errors, .. } => {
                 self.state = "error";
@@ -131,6 +135,7 @@ pub fn StreamView(stream: RwSignal<Stream>, testid: &'static str, #[prop(optiona
                 data-tokens-per-s=move || stream.with(|s| s.tokens_per_s.map(|t| format!("{t:.2}")))
                 data-prefill-tokens-per-s=move || stream.with(|s| s.prefill_tokens_per_s.map(|t| format!("{t:.2}")))
                 data-decode-tokens-per-s=move || stream.with(|s| s.decode_tokens_per_s.map(|t| format!("{t:.2}")))
+                data-dispatches-per-token=move || stream.with(|s| s.dispatches_per_token.map(|t| format!("{t:.1}")))
                 data-prompt-tokens=move || stream.with(|s| s.prompt.len())
                 data-new-tokens=move || stream.with(|s| s.tokens.len())>
                 <span class="prompt-text">{move || stream.with(|s| s.prompt_text.clone())}</span>
