@@ -27,8 +27,7 @@ impl Tokenizer {
             Error::Tokenizer(reason) => Error::GgufTokenizer(reason),
             other => other,
         };
-        let json = gguf_tokenizer_json(file).map_err(as_gguf)?;
-        Self::from_bytes(&serde_json::to_vec(&json).map_err(|e| Error::Tokenizer(e.to_string()))?).map_err(as_gguf)
+        gguf_tokenizer(file)?.build().map_err(as_gguf)
     }
 
     /// The id of a token of the vocabulary (e.g. a special token), if it exists.
@@ -132,7 +131,7 @@ fn merges_from_vocabulary(tokens: &[String], rank: impl Fn(usize) -> f64) -> Vec
 }
 
 /// The `tokenizer.json` a GGUF file's tokenizer metadata stands for.
-fn gguf_tokenizer_json(file: &Gguf<'_>) -> Result<Value> {
+fn gguf_tokenizer(file: &Gguf<'_>) -> Result<GgufTokenizer> {
     let strings = |key: &str| -> Result<Option<Vec<String>>> {
         match file.array(key) {
             None => Ok(None),
@@ -176,8 +175,11 @@ fn gguf_tokenizer_json(file: &Gguf<'_>) -> Result<Value> {
             }
             let merges = strings("tokenizer.ggml.merges")?.ok_or_else(|| gguf_error("a `gpt2` tokenizer needs `tokenizer.ggml.merges`"))?;
             let pre = file.str("tokenizer.ggml.pre").unwrap_or("default");
-            let model = json!({"type": "BPE", "dropout": null, "unk_token": null, "continuing_subword_prefix": null, "end_of_word_suffix": null,
-                "fuse_unk": false, "byte_fallback": false, "ignore_merges": false, "vocab": vocab_json(&tokens)?, "merges": merges});
+            let merges = merges
+                .iter()
+                .map(|m| m.split_once(' ').map(|(a, b)| (a.to_string(), b.to_string())).ok_or_else(|| gguf_error(format!("the merge {m:?} is not two tokens"))))
+                .collect::<Result<Vec<_>>>()?;
+            let model = Bpe { merges, unk_token: None, sentencepiece: false };
             (
                 model,
                 Value::Null,
@@ -205,10 +207,8 @@ fn gguf_tokenizer_json(file: &Gguf<'_>) -> Result<Value> {
                 }
                 merges_from_vocabulary(&tokens, |id| -scores[id])
             };
-            let merges: Vec<Value> = merges.into_iter().map(|(l, r)| json!([tokens[l], tokens[r]])).collect();
-            let unk_token = unk.map(|u| tokens[u].clone());
-            let model = json!({"type": "BPE", "dropout": null, "unk_token": unk_token, "continuing_subword_prefix": null, "end_of_word_suffix": null,
-                "fuse_unk": true, "byte_fallback": true, "ignore_merges": false, "vocab": vocab_json(&tokens)?, "merges": merges});
+            let merges = merges.into_iter().map(|(l, r)| (tokens[l].clone(), tokens[r].clone())).collect();
+            let model = Bpe { merges, unk_token: unk.map(|u| tokens[u].clone()), sentencepiece: true };
             let decode = |strip: bool| {
                 let mut steps =
                     vec![json!({"type": "Replace", "pattern": {"String": "▁"}, "content": " "}), json!({"type": "ByteFallback"}), json!({"type": "Fuse"})];
@@ -231,12 +231,11 @@ fn gguf_tokenizer_json(file: &Gguf<'_>) -> Result<Value> {
         other => return Err(gguf_error(format!("tokenizer model `{other}` is not supported (gpt2, llama); supply tokenizer.json"))),
     };
     // Control tokens (type 3) stay whole and are special; user-defined ones (4) stay whole.
-    let added: Vec<Value> = tokens
+    let added: Vec<tokenizers::AddedToken> = tokens
         .iter()
         .zip(types.iter())
-        .enumerate()
-        .filter(|(_, (token, ty))| (**ty == 3 && (!byte_level || spelled(token))) || **ty == 4)
-        .map(|(id, (token, ty))| json!({"id": id, "content": token, "single_word": false, "lstrip": false, "rstrip": false, "normalized": false, "special": *ty == 3}))
+        .filter(|(token, ty)| (**ty == 3 && (!byte_level || spelled(token))) || **ty == 4)
+        .map(|(token, ty)| tokenizers::AddedToken::from(token.clone(), *ty == 3).single_word(false).lstrip(false).rstrip(false).normalized(false))
         .collect();
     let add_bos = file.bool("tokenizer.ggml.add_bos_token").unwrap_or(model == "llama");
     let post_processor = match bos.filter(|_| add_bos) {
@@ -250,19 +249,75 @@ fn gguf_tokenizer_json(file: &Gguf<'_>) -> Result<Value> {
         None if byte_level => json!({"type": "ByteLevel", "add_prefix_space": true, "trim_offsets": false, "use_regex": true}),
         None => Value::Null,
     };
-    Ok(json!({"version": "1.0", "truncation": null, "padding": null, "added_tokens": added, "normalizer": normalizer,
-        "pre_tokenizer": pre_tokenizer, "post_processor": post_processor, "decoder": decoder, "model": model_json}))
+    let components = json!({"normalizer": normalizer, "pre_tokenizer": pre_tokenizer, "post_processor": post_processor, "decoder": decoder});
+    Ok(GgufTokenizer { tokens, model: model_json, added, components })
 }
 
-/// `{token: id}`; a token spelled twice is an error (the ids would not round-trip).
-fn vocab_json(tokens: &[String]) -> Result<Value> {
-    let mut vocab = serde_json::Map::with_capacity(tokens.len());
-    for (id, token) in tokens.iter().enumerate() {
-        if vocab.insert(token.clone(), json!(id)).is_some() {
-            return Err(gguf_error(format!("token {token:?} appears twice in the vocabulary")));
+/// The BPE model of a GGUF tokenizer.
+struct Bpe {
+    merges: Vec<(String, String)>,
+    unk_token: Option<String>,
+    /// SentencePiece-style (`llama`): byte fallback, unknown pieces fused; else byte-level (`gpt2`).
+    sentencepiece: bool,
+}
+
+/// The `tokenizer.json` a GGUF file's tokenizer metadata stands for, as transformers' GGUF loader makes it, in parts:
+/// the vocabulary and merges go to `tokenizers`' BPE builder as they are (for Gemma 3's 262 144 tokens, writing them
+/// out as JSON for `tokenizers` to parse took most of the tokenizer's loading time and memory).
+struct GgufTokenizer {
+    tokens: Vec<String>,
+    model: Bpe,
+    added: Vec<tokenizers::AddedToken>,
+    /// `normalizer`, `pre_tokenizer`, `post_processor` and `decoder`, as `tokenizer.json` writes them.
+    components: Value,
+}
+
+impl GgufTokenizer {
+    /// Builds the tokenizer as `tokenizers` builds one from `tokenizer.json`: components, model, then every added
+    /// token in one call.
+    fn build(self) -> Result<Tokenizer> {
+        use tokenizers::{DecoderWrapper, ModelWrapper, NormalizerWrapper, PostProcessorWrapper, PreTokenizerWrapper, TokenizerBuilder};
+        check_components(&self.components)?;
+        let tokenizer_error = |e: tokenizers::Error| Error::Tokenizer(e.to_string());
+        let mut vocab = tokenizers::models::bpe::Vocab::with_capacity(self.tokens.len());
+        for (id, token) in self.tokens.iter().enumerate() {
+            if vocab.insert(token.clone(), id as u32).is_some() {
+                return Err(gguf_error(format!("token {token:?} appears twice in the vocabulary")));
+            }
         }
+        // `tokenizers` slices out of range on a merge whose two tokens do not join into a vocabulary token.
+        for (first, second) in &self.model.merges {
+            let joined = format!("{first}{second}");
+            if !vocab.contains_key(&joined) {
+                return Err(Error::Tokenizer(format!("the BPE merge {:?} makes {joined:?}, which is not in the vocabulary", format!("{first} {second}"))));
+            }
+        }
+        let mut bpe = tokenizers::models::bpe::BPE::builder()
+            .vocab_and_merges(vocab, self.model.merges)
+            .fuse_unk(self.model.sentencepiece)
+            .byte_fallback(self.model.sentencepiece)
+            .ignore_merges(false);
+        if let Some(unk) = self.model.unk_token {
+            bpe = bpe.unk_token(unk);
+        }
+        fn component<T: serde::de::DeserializeOwned>(components: &Value, key: &str) -> Result<Option<T>> {
+            Some(components[key].clone()).filter(|v| !v.is_null()).map(serde_json::from_value).transpose().map_err(|e| Error::Tokenizer(format!("{key}: {e}")))
+        }
+        let normalizer: Option<NormalizerWrapper> = component(&self.components, "normalizer")?;
+        let pre_tokenizer: Option<PreTokenizerWrapper> = component(&self.components, "pre_tokenizer")?;
+        let post_processor: Option<PostProcessorWrapper> = component(&self.components, "post_processor")?;
+        let decoder: Option<DecoderWrapper> = component(&self.components, "decoder")?;
+        let mut inner = TokenizerBuilder::<ModelWrapper, NormalizerWrapper, PreTokenizerWrapper, PostProcessorWrapper, DecoderWrapper>::new()
+            .with_model(ModelWrapper::BPE(bpe.build().map_err(tokenizer_error)?))
+            .with_normalizer(normalizer)
+            .with_pre_tokenizer(pre_tokenizer)
+            .with_post_processor(post_processor)
+            .with_decoder(decoder)
+            .build()
+            .map_err(tokenizer_error)?;
+        inner.add_tokens(self.added).map_err(tokenizer_error)?;
+        Ok(Tokenizer { inner: inner.into() })
     }
-    Ok(Value::Object(vocab))
 }
 
 /// Turns a growing id sequence into text deltas, decoded in the context of the prompt (so a
