@@ -405,7 +405,10 @@ fn app_run(base: &str, file: &str, webgpu: bool, tokens: usize) -> Run {
         LOAD,
     );
     let load_profile = browser
-        .js("const s = document.querySelector('[data-testid=model-status] [data-load-profile]'); return s ? s.getAttribute('data-load-profile') : ''", json!([]))
+        .js(
+            "const s = document.querySelector('[data-testid=model-status] [data-load-profile]'); return s ? s.getAttribute('data-load-profile') : ''",
+            json!([]),
+        )
         .as_str()
         .unwrap_or_default()
         .to_string();
@@ -563,10 +566,7 @@ fn benchmark_real_models_against_wllama() {
             gpu.dispatches_per_token / matrices as f64,
             gpu.decode_tokens_per_s
         );
-        println!(
-            "BENCH model={file} engine=analog_app_webgpu dispatches_per_token={:.1} load_profile_cpu=\"{}\"",
-            gpu.dispatches_per_token, app.load_profile
-        );
+        println!("BENCH model={file} engine=analog_app_webgpu dispatches_per_token={:.1} load_profile_cpu=\"{}\"", gpu.dispatches_per_token, app.load_profile);
     }
 }
 

@@ -6,7 +6,7 @@ use js_sys::{Reflect, Uint8Array};
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
-use web_sys::{AbortController, Cache, DedicatedWorkerGlobalScope, ReadableStreamDefaultReader, RequestInit, Response, Window};
+use web_sys::{AbortController, Cache, DedicatedWorkerGlobalScope, Headers, ReadableStreamDefaultReader, RequestInit, Response, ResponseInit, Window};
 
 /// Model files are cached under this name; bump it when the cache layout changes.
 const CACHE: &str = "analog-models-v1";
@@ -32,7 +32,12 @@ pub fn join(base: &str, relative: &str) -> Result<String, String> {
 pub struct Fetched {
     pub bytes: Vec<u8>,
     pub from_cache: bool,
+    /// The bytes' sha256 in hex: computed when they were downloaded, and kept with the cached copy.
+    pub sha256: String,
 }
+
+/// The header of a cached copy holding its sha256, so that a warm load does not hash a file again.
+const SHA256_HEADER: &str = "x-analog-sha256";
 
 /// What fetches: the page's window or the worker's scope (web-sys gives them no common type).
 pub trait Scope {
@@ -191,12 +196,13 @@ async fn cached_file(
         && let Ok(hit) = hit.dyn_into::<Response>()
     {
         let bytes = read_body(&hit, MAX_MODEL_FILE, name, &mut |done, total, _| progress(&format!("{name} (cache)"), done, total, None)).await?;
-        let matches = match sha256 {
-            Some(want) => sha256_hex(scope, &bytes).await == want,
-            None => true,
+        // Copies cached by earlier versions have no digest beside them.
+        let got = match hit.headers().get(SHA256_HEADER).ok().flatten().filter(|h| h.len() == 64) {
+            Some(stored) => stored,
+            None => sha256_hex(scope, &bytes).await,
         };
-        if matches {
-            return Ok(Some(Fetched { bytes, from_cache: true }));
+        if sha256.is_none_or(|want| got == want) {
+            return Ok(Some(Fetched { bytes, from_cache: true, sha256: got }));
         }
         let _ = JsFuture::from(cache.delete_with_str(url)).await;
     }
@@ -213,18 +219,27 @@ async fn cached_file(
         return Err(http_error(&response, url, name));
     }
     let mut bytes = read_body(&response, MAX_MODEL_FILE, name, &mut |done, total, rate| progress(name, done, total, rate)).await?;
-    if let Some(want) = sha256 {
-        let got = sha256_hex(scope, &bytes).await;
-        if got != want {
-            return Err(format!("{name} from {url} has sha256 {got}, but {recorded_by} records {want}: refusing it"));
-        }
+    let got = sha256_hex(scope, &bytes).await;
+    if let Some(want) = sha256
+        && got != want
+    {
+        return Err(format!("{name} from {url} has sha256 {got}, but {recorded_by} records {want}: refusing it"));
+    }
+    // With its length, so that the next visit reads it into a buffer of the right size at once (growing one by
+    // doubling briefly held 1.5× a 250 MB file in wasm memory, which never shrinks).
+    let init = ResponseInit::new();
+    if let Ok(headers) = Headers::new()
+        && headers.set("content-length", &bytes.len().to_string()).is_ok()
+        && headers.set(SHA256_HEADER, &got).is_ok()
+    {
+        init.set_headers_headers(&headers);
     }
     if let Some(cache) = &cache
-        && let Ok(copy) = Response::new_with_opt_u8_array(Some(&mut bytes))
+        && let Ok(copy) = Response::new_with_opt_u8_array_and_init(Some(&mut bytes), &init)
     {
         let _ = JsFuture::from(cache.put_with_str(url, &copy)).await;
     }
-    Ok(Some(Fetched { bytes, from_cache: false }))
+    Ok(Some(Fetched { bytes, from_cache: false, sha256: got }))
 }
 
 /// The sha256 of `bytes` in hex, by the browser's SubtleCrypto where it is there (native code: about 20× the wasm

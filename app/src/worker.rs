@@ -47,6 +47,8 @@ struct Incoming {
     tokenizer_config: Option<Vec<u8>>,
     from_cache: bool,
     verified: Option<String>,
+    /// The weights file's sha256 when fetching already knows it (computed on download, kept with the cached copy).
+    weights_sha256: Option<String>,
 }
 
 /// Local files: one `.gguf` (with an optional `tokenizer.json`), or `config.json`,
@@ -79,7 +81,7 @@ async fn read_local(names: &[String], files: &[web_sys::File]) -> Result<Incomin
             return Err(errors(format!("pick or drop one .gguf file at a time (got {})", many.join(", "))));
         }
     };
-    Ok(Incoming { label, files, tokenizer_config: read("tokenizer_config.json").await?, from_cache: false, verified: None })
+    Ok(Incoming { label, files, tokenizer_config: read("tokenizer_config.json").await?, from_cache: false, verified: None, weights_sha256: None })
 }
 
 struct Worker {
@@ -330,10 +332,11 @@ impl Worker {
             ModelSource::Url { base, label, sha256, recorded_by } => self.fetch_folder(job, base, label, &sha256, &recorded_by).await?,
             ModelSource::Gguf { url, label, sha256, recorded_by } => {
                 let name = file_name(&url).to_string();
-                let Fetched { bytes, from_cache } =
+                let Fetched { bytes, from_cache, sha256: weights_sha256 } =
                     fetch::model_file(&self.scope, &url, &name, sha256.as_deref(), &recorded_by, &mut self.progress(job)).await.map_err(errors)?;
                 let verified = sha256.is_some().then(|| format!("sha256 of {name} verified against {recorded_by}"));
-                Incoming { label, files: ModelFiles::Gguf { file: bytes, tokenizer: None }, tokenizer_config: None, from_cache, verified }
+                let files = ModelFiles::Gguf { file: bytes, tokenizer: None };
+                Incoming { label, files, tokenizer_config: None, from_cache, verified, weights_sha256: Some(weights_sha256) }
             }
             ModelSource::Files { names } => read_local(&names, &files).await?,
         };
@@ -343,12 +346,15 @@ impl Worker {
         // The new files are in (a typo or a network error has left the old model usable); the old
         // model goes before the new one is built, so a switch never holds two models' tensors.
         self.model = None;
-        let Incoming { label, files, tokenizer_config, from_cache, verified } = incoming;
+        let Incoming { label, files, tokenizer_config, from_cache, verified, weights_sha256 } = incoming;
         let (weights, weight_files) = match &files {
             ModelFiles::Hf { weights, .. } => (weights, WeightFiles::Single(weights)),
             ModelFiles::Gguf { file, .. } => (file, WeightFiles::Gguf(file)),
         };
-        let sha = fetch::sha256_hex(&self.scope, weights).await;
+        let sha = match weights_sha256 {
+            Some(sha) => sha,
+            None => fetch::sha256_hex(&self.scope, weights).await,
+        };
         profile.stage("checks");
         let bytes = weights.len() as u64;
         // From the header alone (safetensors or GGUF): refuse what cannot fit before building.
@@ -409,22 +415,23 @@ impl Worker {
         let expected = |name: &str| sha256.iter().find(|(n, _)| n == name).map(|(_, s)| s.clone());
         let mut progress = self.progress(job);
         let mut cached = true;
-        let mut get = async |name: &str, progress: &mut fetch::Progress<'_>| -> Result<Vec<u8>, Vec<String>> {
-            let Fetched { bytes, from_cache } =
+        let mut get = async |name: &str, progress: &mut fetch::Progress<'_>| -> Result<(Vec<u8>, String), Vec<String>> {
+            let Fetched { bytes, from_cache, sha256 } =
                 fetch::model_file(&self.scope, &format!("{base}{name}"), name, expected(name).as_deref(), recorded_by, progress).await.map_err(errors)?;
             cached &= from_cache;
-            Ok(bytes)
+            Ok((bytes, sha256))
         };
-        let config = get("config.json", &mut progress).await?;
+        let (config, _) = get("config.json", &mut progress).await?;
         // Before the weights come down: what config.json says they need, refused now if it cannot be held.
         let planned = analog_core::weights::footprint_of_config(&ModelConfig::from_hf_json(&config).map_err(errors)?);
         self.placement(&planned, 0)?;
-        let tokenizer = get("tokenizer.json", &mut progress).await?;
-        let weights = get("model.safetensors", &mut progress).await?;
+        let (tokenizer, _) = get("tokenizer.json", &mut progress).await?;
+        let (weights, weights_sha256) = get("model.safetensors", &mut progress).await?;
         let name = "tokenizer_config.json";
         let tokenizer_config =
             fetch::optional_model_file(&self.scope, &format!("{base}{name}"), name, &mut progress).await.map_err(errors)?.map(|fetched| fetched.bytes);
-        Ok(Incoming { label, files: ModelFiles::Hf { config, weights, tokenizer }, tokenizer_config, from_cache: cached, verified })
+        let files = ModelFiles::Hf { config, weights, tokenizer };
+        Ok(Incoming { label, files, tokenizer_config, from_cache: cached, verified, weights_sha256: Some(weights_sha256) })
     }
 
     /// The ids of `prompt`: as typed, or with `chat` as one user message in the model's chat format.

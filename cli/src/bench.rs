@@ -378,7 +378,13 @@ pub fn run(args: BenchArgs) -> Result<()> {
         // llama.cpp reads the same file as it is (quantised), with every core.
         match peer("llamacpp_bench.py", &args) {
             Ok(theirs) => {
-                println!("{:<28} {:>14.1} {:>14.2} {:>12}", "llama.cpp (llama-cpp-python)", theirs.prefill_tokens_per_s, theirs.decode_tokens_per_s, rss(&theirs));
+                println!(
+                    "{:<28} {:>14.1} {:>14.2} {:>12}",
+                    "llama.cpp (llama-cpp-python)",
+                    theirs.prefill_tokens_per_s,
+                    theirs.decode_tokens_per_s,
+                    rss(&theirs)
+                );
                 println!(
                     "ratio analog / llama.cpp: prefill {:.2}x, decode {:.2}x (target ≥ 1x decode)",
                     ours.prefill_tokens_per_s / theirs.prefill_tokens_per_s,

@@ -320,8 +320,13 @@ impl QuantMatrix {
         }
         let storage_cols = if transposed { rows } else { cols };
         let mut slice = |range: std::ops::Range<usize>| {
-            let (values, groups) = (range.start * storage_cols..range.end * storage_cols, range.start * storage_cols / layout.group..range.end * storage_cols / layout.group);
-            Ok(RowCodes { codes: codes[values].to_vec(), scales: scales[groups.clone()].to_vec(), mins: if layout.has_min { mins[groups].to_vec() } else { vec![] } })
+            let (values, groups) =
+                (range.start * storage_cols..range.end * storage_cols, range.start * storage_cols / layout.group..range.end * storage_cols / layout.group);
+            Ok(RowCodes {
+                codes: codes[values].to_vec(),
+                scales: scales[groups.clone()].to_vec(),
+                mins: if layout.has_min { mins[groups].to_vec() } else { vec![] },
+            })
         };
         Self::build(layout, [rows, cols], transposed, part_bytes, device, &mut slice)
     }
@@ -336,7 +341,14 @@ impl QuantMatrix {
         Self::build(layout, shape, transposed, MAX_PART_BYTES, device, source)
     }
 
-    fn build(layout: QuantLayout, [rows, cols]: [usize; 2], transposed: bool, part_bytes: u64, device: &Device, source: &mut RowSource<'_>) -> Result<Self, String> {
+    fn build(
+        layout: QuantLayout,
+        [rows, cols]: [usize; 2],
+        transposed: bool,
+        part_bytes: u64,
+        device: &Device,
+        source: &mut RowSource<'_>,
+    ) -> Result<Self, String> {
         let (storage_rows, storage_cols) = if transposed { (cols, rows) } else { (rows, cols) };
         let (bits, bias) = (layout.bits, layout.bias());
         let range = if layout.bits == 8 { -128..=127 } else { -bias..=15 - bias };

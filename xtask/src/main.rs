@@ -296,6 +296,7 @@ fn dist() -> Result<()> {
         }
     }
     println!("{:<40} {:>10} bytes raw {:>10} bytes gzip", "code (wasm + js)", total.0, total.1);
+    println!("published wasm + JS gzip: {:.2} MB (target <= 2.5; wllama ships 2.54)", total.1 as f64 / 1e6);
     println!("the site is in {}: copy it to any static host", site.display());
     Ok(())
 }
