@@ -251,7 +251,7 @@ fn dispatches_per_token(args: &BenchArgs) -> Result<(f64, usize)> {
     let dir = std::path::absolute("target/bench/dispatches")?;
     std::fs::create_dir_all(&dir)?;
     let log = dir.join("launches.log");
-    std::fs::write(dir.join("cubecl.toml"), format!("[profiling]\nlogger = {{ level = \"minimal\", file = {:?}, append = false }}\n", log))?;
+    std::fs::write(dir.join("cubecl.toml"), format!("[profiling]\nlogger = {{ level = \"minimal\", file = {log:?}, append = false }}\n"))?;
     let mut launches = Vec::new();
     for decode in [2, 6] {
         let _ = std::fs::remove_file(&log);

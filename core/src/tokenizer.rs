@@ -289,7 +289,8 @@ impl GgufTokenizer {
         for (first, second) in &self.model.merges {
             let joined = format!("{first}{second}");
             if !vocab.contains_key(&joined) {
-                return Err(Error::Tokenizer(format!("the BPE merge {:?} makes {joined:?}, which is not in the vocabulary", format!("{first} {second}"))));
+                let merge = format!("{first} {second}");
+                return Err(Error::Tokenizer(format!("the BPE merge {merge:?} makes {joined:?}, which is not in the vocabulary")));
             }
         }
         let mut bpe = tokenizers::models::bpe::BPE::builder()
