@@ -257,10 +257,11 @@ fn lint(wasm: bool) -> Result<()> {
     Ok(())
 }
 
-/// The static site for any host: size-optimised wasm (opt-level z, LTO, one codegen unit) in
-/// `target/site/`, with its sizes raw and gzipped. Not stripped by rustc: wasm-bindgen and
-/// wasm-opt read the `target_features` section (bulk memory, reference types), and wasm-bindgen
-/// drops the debug sections anyway.
+/// The static site for any host: size-optimised wasm (opt-level z, LTO, one codegen unit, symbols
+/// stripped by rustc, which drops the 4 MB function-name section wasm-bindgen would keep) in
+/// `target/site/`, with its sizes raw and gzipped. Checked in Chromium with the real-GGUF journey
+/// (`ANALOG_DIST=target/site`); wasm-opt stays off (see below), so nothing else reads the
+/// `target_features` section the strip also drops.
 fn dist() -> Result<()> {
     tools()?;
     let html = std::fs::read_to_string(root().join("index.html")).context("index.html")?;
@@ -278,6 +279,8 @@ fn dist() -> Result<()> {
         .env("CARGO_PROFILE_RELEASE_OPT_LEVEL", "z")
         .env("CARGO_PROFILE_RELEASE_LTO", "true")
         .env("CARGO_PROFILE_RELEASE_CODEGEN_UNITS", "1")
+        // Without the function-name section: 1.4 MB of the gzip (a panic's stack then has no names).
+        .env("CARGO_PROFILE_RELEASE_STRIP", "symbols")
         .env("CARGO_PROFILE_RELEASE_PANIC", "abort"));
     let _ = std::fs::remove_file(&dist_html);
     built?;
