@@ -60,6 +60,9 @@ pub struct Measurement {
     /// Peak RSS when loading is done, before any token runs.
     #[serde(default)]
     pub load_peak_rss_bytes: Option<u64>,
+    /// The weight matrices one token reads (linear layers and the unembedding).
+    #[serde(default)]
+    pub weight_matrices: usize,
     /// Seconds per stage of loading (read, header, tokenizer, weights), for a GGUF file.
     #[serde(default)]
     pub load_profile: Vec<(String, f64)>,
@@ -178,6 +181,7 @@ fn measure(args: &BenchArgs) -> Result<Measurement> {
             weight_bytes,
             held_weight_bytes,
             load_peak_rss_bytes,
+            weight_matrices: model.weight_matrices(),
             load_profile,
             copy_bytes_per_s: None,
         });
@@ -213,6 +217,7 @@ fn measure(args: &BenchArgs) -> Result<Measurement> {
         weight_bytes,
         held_weight_bytes,
         load_peak_rss_bytes,
+        weight_matrices: model.weight_matrices(),
         load_profile,
         copy_bytes_per_s: Some(copy_bandwidth()),
     })
@@ -252,20 +257,14 @@ fn dispatches_per_token(args: &BenchArgs) -> Result<(f64, usize)> {
     std::fs::create_dir_all(&dir)?;
     let log = dir.join("launches.log");
     std::fs::write(dir.join("cubecl.toml"), format!("[profiling]\nlogger = {{ level = \"minimal\", file = {log:?}, append = false }}\n"))?;
-    let mut launches = Vec::new();
+    let (mut launches, mut matrices) = (Vec::new(), 0);
     for decode in [2, 6] {
         let _ = std::fs::remove_file(&log);
-        child(args, 4, decode, Some(&dir))?;
+        matrices = child(args, 4, decode, Some(&dir))?.weight_matrices;
         let text = std::fs::read_to_string(&log).with_context(|| format!("CubeCL wrote no launch log to {}", log.display()))?;
         launches.push(text.lines().filter(|l| l.contains("Executing")).count());
     }
-    let config = if is_gguf(&args.dir) {
-        analog_core::ModelConfig::from_gguf(&analog_core::gguf::Gguf::parse(&std::fs::read(&args.dir)?)?)?
-    } else {
-        analog_core::ModelConfig::from_hf_json(&std::fs::read(args.dir.join("config.json"))?)?
-    };
-    let per_layer = if config.gated_mlp { 7 } else { 6 };
-    Ok(((launches[1] as f64 - launches[0] as f64) / 4.0, per_layer * config.n_layers + 1))
+    Ok(((launches[1] as f64 - launches[0] as f64) / 4.0, matrices))
 }
 
 /// Runs a peer's side of the benchmark (`tests/bench/SCRIPT`), which prints a [`Measurement`] as JSON.

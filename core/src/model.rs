@@ -575,16 +575,24 @@ impl Model {
     /// with their scales (a tied quantised table once).
     pub fn weight_bytes(&self) -> u64 {
         let quantised = |w: &LinearWeight| if let LinearWeight::Quant(q) = w { q.matrix.device_bytes() } else { 0 };
-        let mut bytes = 4 * self.num_params() as u64;
-        for b in &self.blocks {
-            let linears = [Some(&b.attn.q), Some(&b.attn.k), Some(&b.attn.v), Some(&b.attn.o), b.mlp.gate.as_ref(), Some(&b.mlp.up), Some(&b.mlp.down)];
-            bytes += linears.into_iter().flatten().map(|l| quantised(&l.weight)).sum::<u64>();
-        }
+        let bytes = 4 * self.num_params() as u64 + self.block_linears().map(|l| quantised(&l.weight)).sum::<u64>();
         match &self.embed {
             Embedding::Quant(table) if self.config.tied_embeddings => bytes + table.matrix.device_bytes(),
             Embedding::Quant(table) => bytes + table.matrix.device_bytes() + quantised(&self.unembed),
             Embedding::F32(_) => bytes + quantised(&self.unembed),
         }
+    }
+
+    /// The weight matrices one token reads: every linear layer of the blocks, and the unembedding.
+    pub fn weight_matrices(&self) -> usize {
+        self.block_linears().count() + 1
+    }
+
+    fn block_linears(&self) -> impl Iterator<Item = &Linear> {
+        self.blocks
+            .iter()
+            .flat_map(|b| [Some(&b.attn.q), Some(&b.attn.k), Some(&b.attn.v), Some(&b.attn.o), b.mlp.gate.as_ref(), Some(&b.mlp.up), Some(&b.mlp.down)])
+            .flatten()
     }
 
     pub fn new_cache(&self) -> KvCache {

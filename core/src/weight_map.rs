@@ -319,19 +319,20 @@ pub(crate) fn unpermute_rows<T: Copy + Default>(data: &[T], rows: usize, heads: 
         return None;
     }
     let cols = data.len() / rows;
-    let head_dim = rows / heads;
-    let half = head_dim / 2;
     let mut out = vec![T::default(); data.len()];
-    for h in 0..heads {
-        for t in 0..2 {
-            for i in 0..half {
-                let from = (h * head_dim + 2 * i + t) * cols;
-                let to = (h * head_dim + t * half + i) * cols;
-                out[to..to + cols].copy_from_slice(&data[from..from + cols]);
-            }
-        }
+    for (row, to) in out.chunks_exact_mut(cols.max(1)).enumerate() {
+        let from = stored_row(row, rows / heads);
+        to.copy_from_slice(&data[from * cols..(from + 1) * cols]);
     }
     Some(out)
+}
+
+/// The stored row of HF row `row` under llama.cpp's rotary interleaving, for heads of `head_dim` rows: HF row
+/// `h·d + t·d/2 + i` is stored row `h·d + 2i + t`.
+pub(crate) fn stored_row(row: usize, head_dim: usize) -> usize {
+    let (h, within) = (row / head_dim, row % head_dim);
+    let half = head_dim / 2;
+    h * head_dim + 2 * (within % half) + within / half
 }
 
 /// Suffixes of non-parameter buffers some checkpoints carry (causal masks, cached RoPE frequencies).
@@ -399,20 +400,10 @@ fn normalise_name(architecture: Architecture, name: &str) -> String {
 /// The internal weights of a model, and its parameter count as transformers reports it.
 pub(crate) struct HostWeights<'t> {
     pub tensors: BTreeMap<String, HostTensor>,
-    /// Matrices left quantised (only where [`load_table`]'s `keep` said so), decoded from `table` a run of rows at a
-    /// time as they are packed: loading never holds a whole matrix's codes beside the file.
-    quantised: BTreeMap<String, PendingQuant>,
-    table: &'t TensorTable<'t>,
+    /// Matrices left quantised (only where [`load_table`]'s `keep` said so), decoded from their table a run of rows
+    /// at a time as they are packed: loading never holds a whole matrix's codes beside the file.
+    quantised: BTreeMap<String, HostQuant<'t>>,
     pub n_params: usize,
-}
-
-/// A matrix that stays quantised, not decoded yet.
-struct PendingQuant {
-    /// Its name in the table.
-    original: String,
-    shape: [usize; 2],
-    layout: CodeLayout,
-    transposed: bool,
 }
 
 impl<'t> HostWeights<'t> {
@@ -422,8 +413,7 @@ impl<'t> HostWeights<'t> {
 
     /// `name`, when it stays quantised.
     pub(crate) fn take_quantised(&mut self, name: &str) -> Option<HostQuant<'t>> {
-        let PendingQuant { original, shape, layout, transposed } = self.quantised.remove(name)?;
-        Some(HostQuant { shape, layout, transposed, table: self.table, original })
+        self.quantised.remove(name)
     }
 }
 
@@ -455,7 +445,7 @@ pub(crate) fn load_table<'t>(config: &ModelConfig, table_in: &'t TensorTable<'t>
             && keep(layout, expected[1])
         {
             n_params += expected.iter().product::<usize>();
-            quantised.insert(targets[0].clone(), PendingQuant { original: original.clone(), shape, layout, transposed });
+            quantised.insert(targets[0].clone(), HostQuant { shape, layout, transposed, table: table_in, original: original.clone() });
             continue;
         }
         let data = table_in.values(original)?;
@@ -471,7 +461,7 @@ pub(crate) fn load_table<'t>(config: &ModelConfig, table_in: &'t TensorTable<'t>
             return Err(Error::UnexpectedTensor { name: name.to_string(), shape, architecture: config.architecture.model_type().into() });
         }
     }
-    Ok(HostWeights { tensors, quantised, table: table_in, n_params })
+    Ok(HostWeights { tensors, quantised, n_params })
 }
 
 /// Where a tensor is one linear weight or embedding as stored (`Keep`) or transposed, its internal shape and

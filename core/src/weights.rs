@@ -15,7 +15,7 @@ use crate::error::{Error, Result, Shape};
 use crate::ggml::{CodeLayout, Codes};
 use crate::gguf::{Gguf, TensorInfo};
 use crate::quant::{Q8_SCALES_SUFFIX, q8_0_parts, q8_0_to_f32};
-use crate::weight_map::{Fixup, GGUF_CONFIG_TENSORS, hf_name_of_gguf, unpermute_rows};
+use crate::weight_map::{Fixup, GGUF_CONFIG_TENSORS, hf_name_of_gguf, stored_row, unpermute_rows};
 
 /// The weight files of a checkpoint, as bytes.
 pub enum WeightFiles<'a> {
@@ -249,8 +249,8 @@ impl<'a> TensorTable<'a> {
         Ok(values)
     }
 
-    /// The code layout [`Self::quantised`] gives `name` (`None` where it gives `None`), read from the header
-    /// alone: loading decides what stays quantised before decoding anything.
+    /// The code layout `name` stays quantised in, or `None` where it cannot ([`Self::quantised_rows`] then refuses
+    /// it), read from the header alone: loading decides what stays quantised before decoding anything.
     pub(crate) fn code_layout(&self, name: &str) -> Option<CodeLayout> {
         match self.tensors.get(name)? {
             Stored::Ggml { info, shape, fixup, .. } => {
@@ -291,13 +291,10 @@ impl<'a> TensorTable<'a> {
                 };
                 match fixup {
                     Fixup::Unpermute { heads } => {
-                        // HF row h·d + t·d/2 + i (d rows a head) is stored row h·d + 2i + t.
-                        let d = n_rows / heads;
                         let mut out = Codes { layout, codes: Vec::with_capacity(rows.len() * cols), scales: Vec::new(), mins: Vec::new() };
                         for j in rows {
-                            let (h, rem) = (j / d, j % d);
-                            let stored_row = h * d + 2 * (rem % (d / 2)) + rem / (d / 2);
-                            let row = decode(stored_row..stored_row + 1)?;
+                            let stored = stored_row(j, n_rows / heads);
+                            let row = decode(stored..stored + 1)?;
                             out.codes.extend(row.codes);
                             out.scales.extend(row.scales);
                             out.mins.extend(row.mins);

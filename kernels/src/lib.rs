@@ -277,6 +277,21 @@ fn check_layout(layout: QuantLayout) -> Result<(), String> {
     Ok(())
 }
 
+/// `numel` values in `layout` need whole groups and one scale (and minimum) per group; `[codes, scales, mins]` are
+/// the counts given. `what` starts the error ("a [8, 8] matrix needs").
+fn check_counts(layout: QuantLayout, what: &str, numel: usize, [codes, scales, mins]: [usize; 3]) -> Result<(), String> {
+    let groups = numel / layout.group;
+    let want_mins = if layout.has_min { groups } else { 0 };
+    if codes != numel || !numel.is_multiple_of(layout.group) || scales != groups || mins != want_mins {
+        return Err(format!(
+            "{what} {numel} codes in groups of {} with one scale{} per group; got {codes} codes, {scales} scales and {mins} minimums",
+            layout.group,
+            if layout.has_min { " and one minimum" } else { "" },
+        ));
+    }
+    Ok(())
+}
+
 /// Storage rows a host matrix is packed from at a time: about 4 MiB of codes.
 const ROWS_AT_A_TIME_BYTES: usize = 4 << 20;
 
@@ -305,19 +320,7 @@ impl QuantMatrix {
         device: &Device,
     ) -> Result<Self, String> {
         check_layout(layout)?;
-        let numel = rows * cols;
-        let groups = numel / layout.group;
-        let want_mins = if layout.has_min { groups } else { 0 };
-        if codes.len() != numel || numel % layout.group != 0 || scales.len() != groups || mins.len() != want_mins {
-            return Err(format!(
-                "a [{rows}, {cols}] matrix needs {numel} codes in groups of {} with one scale{} per group; got {} codes, {} scales and {} minimums",
-                layout.group,
-                if layout.has_min { " and one minimum" } else { "" },
-                codes.len(),
-                scales.len(),
-                mins.len()
-            ));
-        }
+        check_counts(layout, &format!("a [{rows}, {cols}] matrix needs"), rows * cols, [codes.len(), scales.len(), mins.len()])?;
         let storage_cols = if transposed { rows } else { cols };
         let mut slice = |range: std::ops::Range<usize>| {
             let (values, groups) =
@@ -355,41 +358,24 @@ impl QuantMatrix {
         // One run of rows from `source`, its counts and code range checked.
         let mut run = |first: usize, n: usize| -> Result<RowCodes, String> {
             let run = source(first..first + n)?;
-            let (numel, groups) = (n * storage_cols, n * storage_cols / layout.group);
-            let want_mins = if layout.has_min { groups } else { 0 };
-            if run.codes.len() != numel || numel % layout.group != 0 || run.scales.len() != groups || run.mins.len() != want_mins {
-                return Err(format!(
-                    "{n} rows of {storage_cols} values need {numel} codes in groups of {} with one scale{} per group; got {} codes, {} scales and {} minimums",
-                    layout.group,
-                    if layout.has_min { " and one minimum" } else { "" },
-                    run.codes.len(),
-                    run.scales.len(),
-                    run.mins.len()
-                ));
-            }
+            check_counts(layout, &format!("{n} rows of {storage_cols} values need"), n * storage_cols, [run.codes.len(), run.scales.len(), run.mins.len()])?;
             if let Some(code) = run.codes.iter().find(|&&c| !range.contains(&i16::from(c))) {
                 return Err(format!("code {code} is outside {range:?} for {layout:?}"));
             }
             Ok(run)
         };
         if on_cpu(device) {
-            // Rows that are not whole groups come as one run, checked before the packer refuses them.
-            let at_a_time = if PackedMatrix::packs(layout, storage_cols) { (ROWS_AT_A_TIME_BYTES / storage_cols.max(1)).max(1) } else { storage_rows };
-            let mut packed = None;
-            for first in (0..storage_rows).step_by(at_a_time.max(1)) {
-                let n = at_a_time.min(storage_rows - first);
-                let codes = run(first, n)?;
-                let builder = match &mut packed {
-                    Some(builder) => builder,
-                    None => packed.insert(PackedMatrix::builder(layout, storage_rows, storage_cols)?),
-                };
-                builder.push_rows(&codes, n);
+            if !PackedMatrix::packs(layout, storage_cols) {
+                // Malformed codes are reported as such before the packer refuses rows that are not whole groups.
+                run(0, storage_rows)?;
             }
-            let packed = match packed {
-                Some(builder) => builder.finish(),
-                None => PackedMatrix::builder(layout, storage_rows, storage_cols)?.finish(),
-            };
-            return Ok(Self { store: QuantStore::Host(std::sync::Arc::new(packed)), layout, rows, cols, transposed });
+            let mut packed = PackedMatrix::builder(layout, storage_rows, storage_cols)?;
+            let at_a_time = (ROWS_AT_A_TIME_BYTES / storage_cols.max(1)).max(1);
+            for first in (0..storage_rows).step_by(at_a_time) {
+                let n = at_a_time.min(storage_rows - first);
+                packed.push_rows(&run(first, n)?, n);
+            }
+            return Ok(Self { store: QuantStore::Host(std::sync::Arc::new(packed.finish())), layout, rows, cols, transposed });
         }
         let mask = (1u32 << bits) - 1;
         let pack = |codes: &[i8]| -> Vec<i32> {
