@@ -1,4 +1,5 @@
-//! What the page and the model worker say to each other: serde enums sent as JSON strings.
+//! What the page and the model worker say to each other: serde enums sent as JSON strings (the worker also posts a
+//! JSON array of events as one message, to batch new tokens).
 //! Local files travel beside the JSON as `File` objects (structured clone, no copy into JSON).
 
 use analog_core::GenerateOptions;

@@ -69,10 +69,14 @@ impl Sampler {
             return argmax(logits);
         }
         let mut candidates: Vec<(u32, f32)> = logits.iter().enumerate().map(|(i, &l)| (i as u32, l / self.settings.temperature)).collect();
-        candidates.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-        if self.settings.top_k > 0 {
+        let order = |a: &(u32, f32), b: &(u32, f32)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
+        // Top-k first selects the k best in linear time and sorts only them: a full sort of Gemma 3's 262 144
+        // logits took 5 ms a token in wasm.
+        if self.settings.top_k > 0 && self.settings.top_k < candidates.len() {
+            candidates.select_nth_unstable_by(self.settings.top_k - 1, order);
             candidates.truncate(self.settings.top_k);
         }
+        candidates.sort_by(order);
         let max = candidates[0].1;
         let mut probs: Vec<f32> = candidates.iter().map(|&(_, l)| (l - max).exp()).collect();
         let total: f32 = probs.iter().sum();

@@ -19,7 +19,7 @@ use std::pin::pin;
 use std::task::{Context, Poll, Waker};
 
 use burn::tensor::{Int, Tensor, TensorData};
-use wide::{f32x4, i16x8, i32x4};
+use wide::{f32x4, i16x8, i32x4, u16x8};
 
 use crate::{QuantLayout, QuantMatrix, RowCodes};
 
@@ -231,7 +231,7 @@ impl PackedMatrix {
                 let inv = if amax > 0.0 { LIMIT / amax } else { 0.0 };
                 let mut sum = 0i32;
                 for (q, v) in q.iter_mut().zip(values) {
-                    *q = (v * inv).round().clamp(-LIMIT, LIMIT) as i16;
+                    *q = (v * inv).round_ties_even().clamp(-LIMIT, LIMIT) as i16;
                     sum += i32::from(*q);
                 }
                 scales.push(scale);
@@ -259,12 +259,53 @@ impl PackedMatrix {
         while first < out.len() {
             let tile = &mut out[first..];
             match tile.len() {
-                1 => self.tile::<BITS, GROUPS, 1>(o, acts, first, tile),
+                1 => tile[0] = self.row_dot::<BITS, GROUPS>(o, acts, first),
                 2 => self.tile::<BITS, GROUPS, 2>(o, acts, first, tile),
                 3 => self.tile::<BITS, GROUPS, 3>(o, acts, first, tile),
                 _ => self.tile::<BITS, GROUPS, 4>(o, acts, first, tile),
             }
             first += tile.len().min(4);
+        }
+    }
+
+    /// Storage row `o` against activation row `r`: the decoding case, written as one zip of the row's blocks with
+    /// the activation's, so the loop carries no bounds checks.
+    #[inline(always)]
+    fn row_dot<const BITS: u32, const GROUPS: usize>(&self, o: usize, acts: &Activations, r: usize) -> f32 {
+        let vectors = if BITS == 4 { 1 } else { 2 };
+        let groups_per_row = self.blocks * GROUPS;
+        let words = &self.words[o * self.blocks * vectors..(o + 1) * self.blocks * vectors];
+        let scales = &self.scales[o * groups_per_row..(o + 1) * groups_per_row];
+        let x = &acts.codes[r * self.blocks * 4..(r + 1) * self.blocks * 4];
+        let a = &acts.scales[r * groups_per_row..(r + 1) * groups_per_row];
+        let mut acc = f32x4::ZERO;
+        for (((w, x), s), a) in words.chunks_exact(vectors).zip(x.chunks_exact(4)).zip(scales.chunks_exact(GROUPS)).zip(a.chunks_exact(GROUPS)) {
+            let w = if BITS == 4 { unpack4(w[0]) } else { unpack8(w[0], w[1]) };
+            let low: i32x4 = w[0].dot(x[0]) + w[1].dot(x[1]);
+            let high: i32x4 = w[2].dot(x[2]) + w[3].dot(x[3]);
+            if GROUPS == 1 {
+                acc = (low + high).round_float().mul_add(f32x4::splat(s[0] * a[0]), acc);
+            } else {
+                acc = low.round_float().mul_add(f32x4::splat(s[0] * a[0]), acc);
+                acc = high.round_float().mul_add(f32x4::splat(s[1] * a[1]), acc);
+            }
+        }
+        acc.reduce_add() + self.offset(o, acts, r)
+    }
+
+    /// What row `o`'s groups add against activation row `r` per unit of its Σx: each group's minimum, less the bias
+    /// its codes carry.
+    #[inline(always)]
+    fn offset(&self, o: usize, acts: &Activations, r: usize) -> f32 {
+        let groups_per_row = self.blocks * BLOCK / self.layout.group;
+        let scales = &self.scales[o * groups_per_row..(o + 1) * groups_per_row];
+        let sums = &acts.sums[r * groups_per_row..(r + 1) * groups_per_row];
+        let bias = f32::from(Self::bias_of(self.layout));
+        if self.layout.has_min {
+            let mins = &self.mins[o * groups_per_row..(o + 1) * groups_per_row];
+            mins.iter().zip(scales).zip(sums).map(|((&m, &s), &sum)| (m - s * bias) * sum).sum()
+        } else {
+            scales.iter().zip(sums).map(|(&s, &sum)| -s * bias * sum).sum()
         }
     }
 
@@ -275,8 +316,6 @@ impl PackedMatrix {
         let words = &self.words[o * self.blocks * vectors..(o + 1) * self.blocks * vectors];
         let groups_per_row = self.blocks * GROUPS;
         let scales = &self.scales[o * groups_per_row..(o + 1) * groups_per_row];
-        let mins = if self.layout.has_min { &self.mins[o * groups_per_row..(o + 1) * groups_per_row] } else { &[][..] };
-        let bias = f32::from(Self::bias_of(self.layout));
         let x: [&[i16x8]; R] = std::array::from_fn(|r| &acts.codes[(first + r) * self.blocks * 4..(first + r + 1) * self.blocks * 4]);
         let a: [&[f32]; R] = std::array::from_fn(|r| &acts.scales[(first + r) * groups_per_row..(first + r + 1) * groups_per_row]);
         let mut acc = [f32x4::ZERO; R];
@@ -287,21 +326,16 @@ impl PackedMatrix {
                 let low: i32x4 = w[0].dot(x[0]) + w[1].dot(x[1]);
                 let high: i32x4 = w[2].dot(x[2]) + w[3].dot(x[3]);
                 if GROUPS == 1 {
-                    acc[r] += (low + high).round_float() * f32x4::splat(scales[b] * a[r][b]);
+                    acc[r] = (low + high).round_float().mul_add(f32x4::splat(scales[b] * a[r][b]), acc[r]);
                 } else {
                     let g = 2 * b;
-                    acc[r] += low.round_float() * f32x4::splat(scales[g] * a[r][g]) + high.round_float() * f32x4::splat(scales[g + 1] * a[r][g + 1]);
+                    acc[r] = low.round_float().mul_add(f32x4::splat(scales[g] * a[r][g]), acc[r]);
+                    acc[r] = high.round_float().mul_add(f32x4::splat(scales[g + 1] * a[r][g + 1]), acc[r]);
                 }
             }
         }
         for (r, out) in out.iter_mut().take(R).enumerate() {
-            // What each group adds per unit of Σx: its minimum, less the bias its codes carry.
-            let sums = &acts.sums[(first + r) * groups_per_row..(first + r + 1) * groups_per_row];
-            let mut offset = 0.0;
-            for (g, (&s, &sum)) in scales.iter().zip(sums).enumerate() {
-                offset += (mins.get(g).copied().unwrap_or(0.0) - s * bias) * sum;
-            }
-            *out = acc[r].reduce_add() + offset;
+            *out = acc[r].reduce_add() + self.offset(o, acts, first + r);
         }
     }
 }
@@ -347,7 +381,7 @@ pub(crate) fn rows_of(packed: &PackedMatrix, ids: Tensor<1, Int>) -> Tensor<2> {
 /// From this many rows on, natively, [`linear`] dequantises the matrix for burn's f32 matmul: its AVX2/FMA kernels
 /// outrun SSE2 integer dot products once the dequantisation is shared by enough rows. wasm has one 128-bit SIMD, in
 /// which the integer products do twice the multiply-adds per instruction, so there they always run.
-const DENSE_ROWS: usize = if cfg!(target_family = "wasm") { usize::MAX } else { 32 };
+const DENSE_ROWS: Option<usize> = if cfg!(target_family = "wasm") { None } else { Some(32) };
 
 /// [`crate::quant_linear`] for `[out, in]` storage in host memory.
 pub(crate) fn linear(x: Tensor<3>, packed: &PackedMatrix, bias: Option<Tensor<1>>) -> Tensor<3> {
@@ -357,7 +391,7 @@ pub(crate) fn linear(x: Tensor<3>, packed: &PackedMatrix, bias: Option<Tensor<1>
         let weight = Tensor::<2>::from_data(TensorData::new(packed.dequantize(), [packed.rows, packed.cols]), &device).transpose();
         burn::tensor::module::linear(x, weight, bias.clone())
     };
-    if batch * pos >= DENSE_ROWS {
+    if DENSE_ROWS.is_some_and(|rows| batch * pos >= rows) {
         return dense(x);
     }
     // The read always completes on the CPU backend; elsewhere the dense product gives the same answer.
@@ -375,14 +409,17 @@ pub(crate) fn linear(x: Tensor<3>, packed: &PackedMatrix, bias: Option<Tensor<1>
 #[inline(always)]
 fn unpack4(v: i16x8) -> [i16x8; 4] {
     let mask = i16x8::splat(0xF);
-    [v & mask, (v >> 4) & mask, (v >> 8) & mask, (v >> 12) & mask]
+    // The top nibble by a logical shift needs no mask.
+    let top: u16x8 = bytemuck::cast(v);
+    [v & mask, (v >> 4) & mask, (v >> 8) & mask, bytemuck::cast(top >> 12)]
 }
 
 /// The low and high bytes of each lane of two vectors as four vectors of codes.
 #[inline(always)]
 fn unpack8(v0: i16x8, v1: i16x8) -> [i16x8; 4] {
     let mask = i16x8::splat(0xFF);
-    [v0 & mask, (v0 >> 8) & mask, v1 & mask, (v1 >> 8) & mask]
+    let (high0, high1): (u16x8, u16x8) = (bytemuck::cast(v0), bytemuck::cast(v1));
+    [v0 & mask, bytemuck::cast(high0 >> 8), v1 & mask, bytemuck::cast(high1 >> 8)]
 }
 
 #[cfg(test)]

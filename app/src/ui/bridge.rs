@@ -49,6 +49,14 @@ fn spawn() {
     };
     let on_message = Closure::<dyn FnMut(MessageEvent)>::new(|event: MessageEvent| {
         let Some(text) = event.data().as_string() else { return };
+        // A batch of events (the worker posts new tokens a few at a time) is a JSON array of them.
+        if text.starts_with('[') {
+            match serde_json::from_str::<Vec<Event>>(&text) {
+                Ok(events) => events.into_iter().for_each(dispatch),
+                Err(e) => web_sys::console::error_1(&format!("unreadable worker events: {e}").into()),
+            }
+            return;
+        }
         match serde_json::from_str::<Event>(&text) {
             Ok(event) => dispatch(event),
             Err(e) => match event_job(&text) {
