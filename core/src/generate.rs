@@ -107,13 +107,20 @@ impl Sampler {
 
 /// Index of the largest value; the first one on ties, as `torch.argmax`.
 pub fn argmax(values: &[f32]) -> u32 {
-    let mut best = 0;
-    for (i, &v) in values.iter().enumerate() {
-        if v > values[best] {
-            best = i;
+    // The largest value first, eight lanes at a time (which the compiler vectorises: a scalar scan of Gemma 3's
+    // 262 144 logits was 2% of decoding in wasm), then where it first occurs.
+    let mut lanes = [f32::NEG_INFINITY; 8];
+    let chunks = values.chunks_exact(8);
+    let rest = chunks.remainder();
+    for chunk in chunks {
+        for (m, &v) in lanes.iter_mut().zip(chunk) {
+            if v > *m {
+                *m = v;
+            }
         }
     }
-    best as u32
+    let max = lanes.iter().chain(rest).fold(f32::NEG_INFINITY, |m, &v| if v > m { v } else { m });
+    values.iter().position(|&v| v == max).unwrap_or(0) as u32
 }
 
 /// Settings of one generation.
@@ -387,6 +394,10 @@ mod tests {
     #[test]
     fn greedy_takes_first_max() {
         assert_eq!(argmax(&[0.1, 3.0, 3.0, -1.0]), 1);
+        let mut long: Vec<f32> = (0..1001).map(|i| (i as f32 * 0.37).sin()).collect();
+        (long[13], long[500], long[1000]) = (2.0, 2.0, 2.0);
+        assert_eq!(argmax(&long), 13, "the first of ties, past the vector lanes");
+        assert_eq!(argmax(&[f32::NEG_INFINITY; 3]), 0);
         let mut s = Sampler::new(Sampling::default()).unwrap();
         assert_eq!(s.sample(&[0.0, 1.0, 5.0]), 2);
     }

@@ -226,16 +226,21 @@ impl PackedMatrix {
         for row in x.chunks_exact(self.cols).take(n) {
             padded[..self.cols].copy_from_slice(row);
             for (values, q) in padded.chunks_exact(group).zip(q.chunks_exact_mut(group)) {
-                let amax = values.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+                let lanes = || values.chunks_exact(4).map(|v| f32x4::new([v[0], v[1], v[2], v[3]]));
+                let amax = lanes().fold(f32x4::ZERO, |m, v| m.max(v.abs())).to_array().into_iter().fold(0.0f32, |m, v| if v > m { v } else { m });
                 let scale = amax / LIMIT;
-                let inv = if amax > 0.0 { LIMIT / amax } else { 0.0 };
-                let mut sum = 0i32;
-                for (q, v) in q.iter_mut().zip(values) {
-                    *q = (v * inv).round_ties_even().clamp(-LIMIT, LIMIT) as i16;
-                    sum += i32::from(*q);
+                let inv = f32x4::splat(if amax > 0.0 { LIMIT / amax } else { 0.0 });
+                // |v · inv| ≤ LIMIT, so the rounded codes fit an i16.
+                let mut sum = i32x4::ZERO;
+                for (q, v) in q.chunks_exact_mut(4).zip(lanes()) {
+                    let codes = (v * inv).round_int();
+                    sum += codes;
+                    for (q, c) in q.iter_mut().zip(codes.to_array()) {
+                        *q = c as i16;
+                    }
                 }
                 scales.push(scale);
-                sums.push(scale * sum as f32);
+                sums.push(scale * sum.to_array().into_iter().sum::<i32>() as f32);
             }
             codes.extend(q.chunks_exact(8).map(|c| i16x8::new(std::array::from_fn(|j| c[j]))));
         }
