@@ -369,7 +369,13 @@ fn wllama_dir() -> PathBuf {
 /// One engine's figures in the side-by-side benchmark.
 #[derive(Debug, Default)]
 struct Run {
+    /// From navigation start to the first new token, as a visitor who asks the moment the model is ready would see
+    /// it: for the app, the page's time at ready plus its time from asking to the first token (`data-ready-ms`,
+    /// `data-requested-ms`, `data-first-token-ms`), which leaves out the WebDriver commands that type the prompt and
+    /// click; wllama's page asks at once by itself.
     first_token_ms: f64,
+    /// The app's first token from navigation start with those WebDriver commands included.
+    first_token_driven_ms: f64,
     decode_tokens: f64,
     decode_tokens_per_s: f64,
     prefill_tokens: f64,
@@ -430,8 +436,11 @@ fn app_run(base: &str, file: &str, webgpu: bool, tokens: usize) -> Run {
     browser.click("generate");
     browser.wait_state("output", "done", WORK);
     let number = |name: &str| browser.attr("output", name).parse::<f64>().unwrap_or(f64::NAN);
+    let ready_ms = status_number("data-ready-ms");
+    let asked_to_first = number("data-first-token-ms") - number("data-requested-ms");
     let mut run = Run {
-        first_token_ms: number("data-first-token-ms"),
+        first_token_ms: ready_ms + asked_to_first,
+        first_token_driven_ms: number("data-first-token-ms"),
         decode_tokens_per_s: number("data-decode-tokens-per-s"),
         dispatches_per_token: number("data-dispatches-per-token"),
         load_profile,
@@ -545,7 +554,11 @@ fn benchmark_real_models_against_wllama() {
         println!("  decode vs wllama 1 thread:  {:.2}x (target >= 3)", ratio(app.decode_tokens_per_s, single.decode_tokens_per_s));
         println!("  decode vs wllama {cores} threads: {:.2}x (target >= 1.5)", ratio(app.decode_tokens_per_s, threaded.decode_tokens_per_s));
         println!("  prefill vs wllama 1 thread: {:.2}x (target >= 1)", ratio(app.prefill_tokens_per_s, single.prefill_tokens_per_s));
-        println!("  first token after load, warm cache: {:.2} s (target < 2)", app.first_token_ms / 1000.0);
+        println!(
+            "  first token after load, warm cache: {:.2} s (target < 2; {:.2} s with the WebDriver commands that type and click)",
+            app.first_token_ms / 1000.0,
+            app.first_token_driven_ms / 1000.0
+        );
         println!(
             "  peak tab memory / GGUF size: {:.2}x (target <= 1.5; wllama 1 thread {:.2}x)",
             app.peak_tab_bytes as f64 / size as f64,

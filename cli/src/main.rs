@@ -301,7 +301,13 @@ fn main() -> ExitCode {
         std::process::exit(2);
     }));
     let cli = Cli::parse();
-    match run(cli) {
+    // The command runs on a thread of rayon's pool, so the CPU backend's parallel work (a matrix product per weight
+    // matrix when decoding) starts on the calling thread instead of waking the pool and sleeping until it is done.
+    let result = match rayon::ThreadPoolBuilder::new().build() {
+        Ok(pool) => pool.install(|| run(cli)),
+        Err(_) => run(cli),
+    };
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");

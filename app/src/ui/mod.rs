@@ -22,8 +22,18 @@ pub use bridge::{cancel, done, send};
 /// Where the model stands, as the `model-status` element shows it.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ModelStatus {
-    Loading { what: String, done: u64, total: Option<u64>, bytes_per_s: Option<f64> },
-    Ready { info: ModelInfo, from_cache: bool },
+    Loading {
+        what: String,
+        done: u64,
+        total: Option<u64>,
+        bytes_per_s: Option<f64>,
+    },
+    /// `ready_ms`: the page's `performance.now()` when the model became ready (for the page-load benchmark).
+    Ready {
+        info: ModelInfo,
+        from_cache: bool,
+        ready_ms: Option<f64>,
+    },
     Error(String),
 }
 

@@ -107,7 +107,7 @@ fn load(state: AppState, source: ModelSource, files: Vec<web_sys::File>) {
                 if state.layer.get_untracked() >= info.n_layers {
                     state.layer.set(info.n_layers / 2);
                 }
-                state.model.set(ModelStatus::Ready { info, from_cache });
+                state.model.set(ModelStatus::Ready { info, from_cache, ready_ms: super::widgets::now_ms() });
                 done(job);
             }
             Event::Failed { job, errors } => {
@@ -245,7 +245,7 @@ fn Status() -> impl IntoView {
             };
             view! { <progress value=value max=max></progress><span>{detail}</span> }.into_any()
         }
-        ModelStatus::Ready { info, from_cache } => {
+        ModelStatus::Ready { info, from_cache, ready_ms } => {
             // Older workers do not say what the weights hold: parameters × 4 bytes then.
             let held = if info.weight_bytes > 0 { info.weight_bytes as f64 } else { info.n_params as f64 * 4.0 };
             let memory = human_bytes(held);
@@ -267,7 +267,8 @@ fn Status() -> impl IntoView {
             // The load profile on hover, and for the benchmark.
             let title = if profile.is_empty() { String::new() } else { format!("seconds per stage of loading: {profile}") };
             view! {
-                <span title=title data-load-profile=profile data-load-seconds=format!("{seconds:.3}") data-wasm-memory-bytes=info.wasm_memory_bytes
+                <span title=title data-load-profile=profile data-load-seconds=format!("{seconds:.3}") data-ready-ms=ready_ms.map(|t| format!("{t:.0}"))
+                    data-wasm-memory-bytes=info.wasm_memory_bytes
                     data-weight-bytes=info.weight_bytes>{text}</span>
             }
             .into_any()

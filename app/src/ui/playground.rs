@@ -6,7 +6,7 @@ use leptos::prelude::*;
 
 use super::bridge::{cancel, done, send};
 use super::charts::BarChart;
-use super::widgets::{Controls, SamplingControls, Stream, StreamView};
+use super::widgets::{Controls, SamplingControls, Stream, StreamView, now_ms};
 use super::{ModelStatus, state};
 use crate::protocol::{Event, Job, LayerView, Request};
 
@@ -74,7 +74,7 @@ pub fn Playground() -> impl IntoView {
         let chat = chat.get_untracked() && state.model.with_untracked(ModelStatus::has_chat_template);
         // In chat mode the output is the assistant's reply alone (the token view shows the
         // conversation as the template wrote it).
-        stream.set(Stream { state: "running", prompt_text: if chat { String::new() } else { prompt.clone() }, ..Stream::default() });
+        stream.set(Stream { state: "running", prompt_text: if chat { String::new() } else { prompt.clone() }, requested_ms: now_ms(), ..Stream::default() });
         let options = controls.options();
         let job = send(
             |job| Request::Generate { job, prompt, options, steer: Vec::new(), chat },

@@ -19,7 +19,9 @@ pub struct Stream {
     pub state: &'static str,
     pub stats: String,
     pub error: Option<String>,
-    /// `performance.now()` when the first token arrived (for the page-load benchmark).
+    /// `performance.now()` when the page asked for this generation, and when its first token arrived (for the
+    /// page-load benchmark).
+    pub requested_ms: Option<f64>,
     pub first_token_ms: Option<f64>,
     /// Speed of the finished generation, prefill included.
     pub tokens_per_s: Option<f64>,
@@ -37,11 +39,12 @@ impl Stream {
         match event {
             Event::Prompt { ids, pieces, .. } => {
                 let prompt_text = std::mem::take(&mut self.prompt_text);
-                *self = Stream { prompt_text, prompt: ids.into_iter().zip(pieces).collect(), state: "running", ..Stream::default() };
+                let requested_ms = self.requested_ms.or_else(now_ms);
+                *self = Stream { prompt_text, requested_ms, prompt: ids.into_iter().zip(pieces).collect(), state: "running", ..Stream::default() };
             }
             Event::Token { id, piece, text, .. } => {
                 if self.first_token_ms.is_none() {
-                    self.first_token_ms = web_sys::window().and_then(|w| w.performance()).map(|p| p.now());
+                    self.first_token_ms = now_ms();
                 }
                 self.tokens.push((id, piece));
                 self.text.push_str(&text);
@@ -64,6 +67,11 @@ impl Stream {
             _ => {}
         }
     }
+}
+
+/// The page's `performance.now()`.
+pub fn now_ms() -> Option<f64> {
+    web_sys::window().and_then(|w| w.performance()).map(|p| p.now())
 }
 
 /// Sampling controls shared by the playground and the studio.
@@ -131,6 +139,7 @@ pub fn StreamView(stream: RwSignal<Stream>, testid: &'static str, #[prop(optiona
         <div class="stream">
             {(!title.is_empty()).then(|| view! { <h3>{title}</h3> })}
             <div class="output" data-testid=testid data-state=move || stream.with(|s| s.state) aria-live="polite"
+                data-requested-ms=move || stream.with(|s| s.requested_ms.map(|t| format!("{t:.0}")))
                 data-first-token-ms=move || stream.with(|s| s.first_token_ms.map(|t| format!("{t:.0}")))
                 data-tokens-per-s=move || stream.with(|s| s.tokens_per_s.map(|t| format!("{t:.2}")))
                 data-prefill-tokens-per-s=move || stream.with(|s| s.prefill_tokens_per_s.map(|t| format!("{t:.2}")))
