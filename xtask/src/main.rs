@@ -257,7 +257,8 @@ fn lint(wasm: bool) -> Result<()> {
     Ok(())
 }
 
-/// The static site for any host: size-optimised wasm (opt-level z, LTO, one codegen unit, symbols
+/// The static site for any host: size-optimised wasm (opt-level z but 3 for the crates decoding runs in, see
+/// Cargo.toml; LTO, one codegen unit, symbols
 /// stripped by rustc, which drops the 4 MB function-name section wasm-bindgen would keep) in
 /// `target/site/`, with its sizes raw and gzipped. Checked in Chromium with the real-GGUF journey
 /// (`ANALOG_DIST=target/site`); wasm-opt stays off (see below), so nothing else reads the
@@ -276,6 +277,7 @@ fn dist() -> Result<()> {
     let built = run(Command::new("trunk")
         .args(["build", "--release", "--dist", "target/site", "index.dist.html"])
         .env("CARGO_TARGET_DIR", root().join("target/size"))
+        // Size first, except the crates decoding runs in (their opt-level 3 overrides are in Cargo.toml).
         .env("CARGO_PROFILE_RELEASE_OPT_LEVEL", "z")
         .env("CARGO_PROFILE_RELEASE_LTO", "true")
         .env("CARGO_PROFILE_RELEASE_CODEGEN_UNITS", "1")
