@@ -126,3 +126,89 @@ mod geometry_tests {
         assert!(global_similarity(&a, &noise).unwrap() < 0.9);
     }
 }
+
+/// Linear CKA (Kornblith et al. 2019) between two sets of activations of the same examples (row `i` of each is the
+/// same token; the widths may differ): `‖Yᵀ X‖²_F / (‖Xᵀ X‖_F · ‖Yᵀ Y‖_F)` with every column centred. 1 for
+/// representations equal up to rotation, isotropic scaling and translation; near 0 for unrelated ones. `None`
+/// with fewer than 2 rows, rows of unequal width, or a set with no variance.
+pub fn linear_cka(x: &[Vec<f32>], y: &[Vec<f32>]) -> Option<f64> {
+    let n = x.len();
+    if n < 2 || y.len() != n {
+        return None;
+    }
+    let centred = |rows: &[Vec<f32>]| -> Option<Vec<Vec<f64>>> {
+        let width = rows[0].len();
+        if rows.iter().any(|r| r.len() != width) {
+            return None;
+        }
+        let mut mean = vec![0.0f64; width];
+        for r in rows {
+            for (m, v) in mean.iter_mut().zip(r) {
+                *m += f64::from(*v);
+            }
+        }
+        mean.iter_mut().for_each(|m| *m /= rows.len() as f64);
+        Some(rows.iter().map(|r| r.iter().zip(&mean).map(|(v, m)| f64::from(*v) - m).collect()).collect())
+    };
+    // Σ v² of the raw rows: what "no variance" is judged against (centring a constant leaves rounding dust).
+    let energy = |rows: &[Vec<f32>]| rows.iter().flatten().map(|v| f64::from(*v).powi(2)).sum::<f64>();
+    let (energy_x, energy_y) = (energy(x), energy(y));
+    let (x, y) = (centred(x)?, centred(y)?);
+    // ‖Aᵀ B‖²_F, accumulated as the [width_a, width_b] cross-product matrix.
+    let cross = |a: &[Vec<f64>], b: &[Vec<f64>]| -> f64 {
+        let (wa, wb) = (a[0].len(), b[0].len());
+        let mut product = vec![0.0f64; wa * wb];
+        for (ra, rb) in a.iter().zip(b) {
+            for (i, va) in ra.iter().enumerate() {
+                for (p, vb) in product[i * wb..(i + 1) * wb].iter_mut().zip(rb) {
+                    *p += va * vb;
+                }
+            }
+        }
+        product.iter().map(|p| p * p).sum()
+    };
+    let (xx, yy) = (cross(&x, &x).sqrt(), cross(&y, &y).sqrt());
+    if xx <= 1e-20 * energy_x || yy <= 1e-20 * energy_y || xx * yy <= 1e-300 {
+        return None;
+    }
+    Some((cross(&y, &x) / (xx * yy)).clamp(0.0, 1.0))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod cka_tests {
+    use super::*;
+
+    /// Deterministic pseudo-random rows.
+    fn rows(n: usize, width: usize, seed: u64) -> Vec<Vec<f32>> {
+        let mut state = seed;
+        (0..n)
+            .map(|_| {
+                (0..width)
+                    .map(|_| {
+                        state = state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+                        ((state >> 33) as f32 / (1u64 << 31) as f32) - 0.5
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn cka_is_one_up_to_rotation_scale_and_shift_and_small_for_unrelated_sets() {
+        let x = rows(200, 3, 1);
+        assert!((linear_cka(&x, &x).unwrap() - 1.0).abs() < 1e-9);
+        // A rotation in the first two coordinates, scaled, shifted and padded with a constant column.
+        let (c, s) = (0.6f32, 0.8f32);
+        let y: Vec<Vec<f32>> = x.iter().map(|r| vec![3.0 * (c * r[0] - s * r[1]) + 5.0, 3.0 * (s * r[0] + c * r[1]) - 1.0, 3.0 * r[2], 7.0]).collect();
+        assert!((linear_cka(&x, &y).unwrap() - 1.0).abs() < 1e-9);
+        // Unrelated sets: CKA of independent noise is of the order of width / n.
+        assert!(linear_cka(&x, &rows(200, 5, 2)).unwrap() < 0.1);
+        // Keeping only one of the three directions: between the two.
+        let part: Vec<Vec<f32>> = x.iter().map(|r| vec![r[0]]).collect();
+        let partial = linear_cka(&x, &part).unwrap();
+        assert!(partial > 0.3 && partial < 0.8, "{partial}");
+        assert_eq!(linear_cka(&x[..1], &x[..1]), None);
+        assert_eq!(linear_cka(&x, &vec![vec![1.0f32]; 200]), None, "no variance");
+    }
+}
