@@ -6,6 +6,7 @@
 pub mod corpus;
 pub mod error;
 pub mod formats;
+pub mod mapper;
 pub mod pipeline;
 pub mod publish;
 pub mod study;

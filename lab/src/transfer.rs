@@ -78,22 +78,27 @@ impl AffineMap {
     }
 
     pub fn quality(&self, x: &[Vec<f32>], y: &[Vec<f32>]) -> FitQuality {
-        let d_out = self.bias.len();
-        let mut mean = vec![0.0f64; d_out];
-        for yi in y {
-            for (m, v) in mean.iter_mut().zip(yi) {
-                *m += f64::from(*v) / y.len() as f64;
-            }
-        }
-        let (mut residual, mut total, mut cos) = (0.0, 0.0, 0.0);
-        for (xi, yi) in x.iter().zip(y) {
-            let pred = self.apply(xi);
-            residual += pred.iter().zip(yi).map(|(p, t)| f64::from(p - t).powi(2)).sum::<f64>();
-            total += yi.iter().zip(&mean).map(|(t, m)| (f64::from(*t) - m).powi(2)).sum::<f64>();
-            cos += f64::from(cosine(&pred, yi));
-        }
-        FitQuality { fvu: residual / total.max(1e-30), cosine: cos / y.len().max(1) as f64 }
+        fit_quality(x, y, |row| self.apply(row))
     }
+}
+
+/// How well `predict` gives `y` from `x`, on held-out rows.
+pub fn fit_quality(x: &[Vec<f32>], y: &[Vec<f32>], predict: impl Fn(&[f32]) -> Vec<f32>) -> FitQuality {
+    let d_out = y.first().map_or(0, Vec::len);
+    let mut mean = vec![0.0f64; d_out];
+    for yi in y {
+        for (m, v) in mean.iter_mut().zip(yi) {
+            *m += f64::from(*v) / y.len() as f64;
+        }
+    }
+    let (mut residual, mut total, mut cos) = (0.0, 0.0, 0.0);
+    for (xi, yi) in x.iter().zip(y) {
+        let pred = predict(xi);
+        residual += pred.iter().zip(yi).map(|(p, t)| f64::from(p - t).powi(2)).sum::<f64>();
+        total += yi.iter().zip(&mean).map(|(t, m)| (f64::from(*t) - m).powi(2)).sum::<f64>();
+        cos += f64::from(cosine(&pred, yi));
+    }
+    FitQuality { fvu: residual / total.max(1e-30), cosine: cos / y.len().max(1) as f64 }
 }
 
 /// Solves `A X = B` (A square) by Gaussian elimination with partial pivoting.
