@@ -389,17 +389,16 @@ impl Attention {
         let (k, v) = cache.append(k, v);
         let mask = self.window_mask(batch, pos, k.dims()[2], &q.device());
         let groups = self.n_heads / self.n_kv_heads;
+        let options = |is_causal| AttentionModuleOptions { scale: self.scale, softcap: None, is_causal };
         let out = if pos == 1 && groups > 1 {
             // Decoding, one query per row: each KV head's query heads become its rows, so the cached keys and values
             // are read as they are instead of copied once per query head. A single query sees every cached key.
             let keys = k.dims()[2];
             let q = q.reshape([batch, self.n_kv_heads, groups, self.head_dim]);
             let mask = mask.map(|m| m.reshape([batch, self.n_kv_heads, groups, keys]));
-            let options = AttentionModuleOptions { scale: self.scale, softcap: None, is_causal: false };
-            attention(q, k, v, mask, None, options).reshape([batch, self.n_heads, 1, self.head_dim])
+            attention(q, k, v, mask, None, options(false)).reshape([batch, self.n_heads, 1, self.head_dim])
         } else {
-            let options = AttentionModuleOptions { scale: self.scale, softcap: None, is_causal: true };
-            attention(q, self.repeat_kv(k), self.repeat_kv(v), mask, None, options)
+            attention(q, self.repeat_kv(k), self.repeat_kv(v), mask, None, options(true))
         };
         self.o.forward(out.swap_dims(1, 2).reshape([batch, pos, self.n_heads * self.head_dim]))
     }
@@ -683,6 +682,7 @@ impl Model {
         self.unembed.apply(hidden, None)
     }
 }
+
 /// GELU with the tanh approximation (`gelu_pytorch_tanh`), as burn's `gelu_approximate` computes it but with
 /// `x·x·x` for `x³`: burn's `powf_scalar` calls libm's `powf` per value, 3% of Gemma 3's decoding time in wasm.
 fn gelu_tanh(x: Tensor<3>) -> Tensor<3> {

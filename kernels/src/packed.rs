@@ -286,14 +286,7 @@ impl PackedMatrix {
         let mut acc = f32x4::ZERO;
         for (((w, x), s), a) in words.chunks_exact(vectors).zip(x.chunks_exact(4)).zip(scales.chunks_exact(GROUPS)).zip(a.chunks_exact(GROUPS)) {
             let w = if BITS == 4 { unpack4(w[0]) } else { unpack8(w[0], w[1]) };
-            let low: i32x4 = w[0].dot(x[0]) + w[1].dot(x[1]);
-            let high: i32x4 = w[2].dot(x[2]) + w[3].dot(x[3]);
-            if GROUPS == 1 {
-                acc = (low + high).round_float().mul_add(f32x4::splat(s[0] * a[0]), acc);
-            } else {
-                acc = low.round_float().mul_add(f32x4::splat(s[0] * a[0]), acc);
-                acc = high.round_float().mul_add(f32x4::splat(s[1] * a[1]), acc);
-            }
+            acc = block_product::<GROUPS>(acc, &w, x, s, a);
         }
         acc.reduce_add() + self.offset(o, acts, r)
     }
@@ -326,17 +319,9 @@ impl PackedMatrix {
         let mut acc = [f32x4::ZERO; R];
         for b in 0..self.blocks {
             let w = if BITS == 4 { unpack4(words[b]) } else { unpack8(words[2 * b], words[2 * b + 1]) };
+            let groups = GROUPS * b..GROUPS * (b + 1);
             for r in 0..R {
-                let x = &x[r][4 * b..4 * b + 4];
-                let low: i32x4 = w[0].dot(x[0]) + w[1].dot(x[1]);
-                let high: i32x4 = w[2].dot(x[2]) + w[3].dot(x[3]);
-                if GROUPS == 1 {
-                    acc[r] = (low + high).round_float().mul_add(f32x4::splat(scales[b] * a[r][b]), acc[r]);
-                } else {
-                    let g = 2 * b;
-                    acc[r] = low.round_float().mul_add(f32x4::splat(scales[g] * a[r][g]), acc[r]);
-                    acc[r] = high.round_float().mul_add(f32x4::splat(scales[g + 1] * a[r][g + 1]), acc[r]);
-                }
+                acc[r] = block_product::<GROUPS>(acc[r], &w, &x[r][4 * b..4 * b + 4], &scales[groups.clone()], &a[r][groups.clone()]);
             }
         }
         for (r, out) in out.iter_mut().take(R).enumerate() {
@@ -407,6 +392,20 @@ pub(crate) fn linear(x: Tensor<3>, packed: &PackedMatrix, bias: Option<Tensor<1>
     match bias {
         Some(b) => out + b.unsqueeze::<3>(),
         None => out,
+    }
+}
+
+/// `acc` plus one block's product: weight codes `w` against activation codes `x` (four vectors each), each group's
+/// integer sum scaled by its weight scale `s[g]` times its activation scale `a[g]` (`GROUPS` groups a block).
+#[inline(always)]
+fn block_product<const GROUPS: usize>(acc: f32x4, w: &[i16x8; 4], x: &[i16x8], s: &[f32], a: &[f32]) -> f32x4 {
+    let low: i32x4 = w[0].dot(x[0]) + w[1].dot(x[1]);
+    let high: i32x4 = w[2].dot(x[2]) + w[3].dot(x[3]);
+    if GROUPS == 1 {
+        (low + high).round_float().mul_add(f32x4::splat(s[0] * a[0]), acc)
+    } else {
+        let acc = low.round_float().mul_add(f32x4::splat(s[0] * a[0]), acc);
+        high.round_float().mul_add(f32x4::splat(s[1] * a[1]), acc)
     }
 }
 
