@@ -243,3 +243,22 @@ fn comparison_reproduces_the_example_and_recovers_a_transfer_ratio() {
     let err = pollster::block_on(report::compare(&gpt2, &local, &report, &inputs, &mut |_, _, _| {})).unwrap_err();
     assert!(err.to_string().contains("load `stories260k`"), "{err}");
 }
+
+/// The study sections' verdicts on the fixture: the mappers beat mean-ablation, the analog refuses
+/// as often as the frontier, the mapped refusal direction moves the frontier 67% as far as its own
+/// (below the paper's 70% bar), and the student closes a quarter of the gap.
+#[test]
+fn study_sections_are_judged_against_the_thresholds() {
+    let report = parse(&std::fs::read(repo().join("tests/fixtures/reports/valid/fixture-lab-study.json")).unwrap()).unwrap();
+    let verdicts = report::section_verdicts(&report);
+    let outcome = |prefix: &str| verdicts.iter().filter(|v| v.check.starts_with(prefix)).map(|v| v.outcome).collect::<Vec<_>>();
+    assert_eq!(outcome("mapper_beats_mean_ablation"), vec![Outcome::Pass, Outcome::Pass]);
+    assert_eq!(outcome("refusal_present_in_analog"), vec![Outcome::Pass]);
+    assert_eq!(outcome("refusal_direction_transfers"), vec![Outcome::Fail]);
+    let transfer = verdicts.iter().find(|v| v.check == "refusal_direction_transfers").unwrap();
+    assert!((transfer.value.unwrap() - 0.25 / 0.375).abs() < 1e-9);
+    assert_eq!(outcome("frontier_reconstruction"), vec![Outcome::Pass]);
+    // A report without the sections has no such verdicts.
+    let plain = parse(&std::fs::read(repo().join("tests/fixtures/reports/valid/fixture-lab.json")).unwrap()).unwrap();
+    assert!(report::section_verdicts(&plain).is_empty());
+}

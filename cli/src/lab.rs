@@ -92,6 +92,48 @@ enum LabCommand {
         #[arg(long, default_value_t = 3000)]
         analog_steps: usize,
     },
+    /// The analog size sweep: distil analogs at about 0.5%, 1%, 2% and 5% of the frontier with the
+    /// default analog's recipe (training the frontier first when OUT has none), then measure
+    /// fidelity and risk per size. Every step resumes.
+    Sweep {
+        #[arg(long, default_value = "target/lab")]
+        out: PathBuf,
+        #[arg(long, default_value_t = 2500)]
+        frontier_steps: usize,
+        /// Distillation steps of every sweep analog.
+        #[arg(long, default_value_t = 3000)]
+        steps: usize,
+        /// Only train; measure nothing.
+        #[arg(long)]
+        train_only: bool,
+        /// Directory of the built-in pair sets (with index.json).
+        #[arg(long, default_value = "public/datasets")]
+        datasets: PathBuf,
+        /// Where to publish the sweep (lab/sweep*, reports/story-sweep-*.json, the catalog's entries).
+        #[arg(long, default_value = "public")]
+        public: PathBuf,
+        /// Bootstrap seeds per pair set (the intervals are over these).
+        #[arg(long, default_value_t = 3)]
+        seeds: usize,
+        #[arg(long, default_value = "0,1,2", allow_hyphen_values = true)]
+        coefs: String,
+        /// Sampled continuations per prompt for the trigger rate.
+        #[arg(long, default_value_t = 4)]
+        samples: usize,
+        #[arg(long, default_value_t = 64)]
+        refusal_requests: usize,
+        #[arg(long, default_value_t = 1.0, allow_hyphen_values = true)]
+        refusal_coef: f32,
+        /// Steps of each extraction student (the frontier's budget is 2500); 0 skips the estimate.
+        #[arg(long, default_value_t = 2500)]
+        extraction_steps: usize,
+        /// Tokens each analog samples for its extraction student.
+        #[arg(long, default_value_t = 200_000)]
+        pool_tokens: usize,
+        /// Measure again even where measurements.json exists.
+        #[arg(long)]
+        remeasure: bool,
+    },
     /// Copy both models, their cards, the report and the catalog into the public directory.
     Publish {
         #[arg(long)]
@@ -230,6 +272,49 @@ pub fn run(args: LabArgs) -> Result<()> {
             let publish = pipeline::PublishSettings { public: &public, analog_id: "story-analog", frontier_id: "story-frontier", command: COMMAND };
             pipeline::publish(&out, &publish, &report, &mut |m| eprintln!("{m}"))?;
             println!("published into {} in {:.0} s", public.display(), started.elapsed().as_secs_f64());
+        }
+        LabCommand::Sweep {
+            out,
+            frontier_steps,
+            steps,
+            train_only,
+            datasets,
+            public,
+            seeds,
+            coefs,
+            samples,
+            refusal_requests,
+            refusal_coef,
+            extraction_steps,
+            pool_tokens,
+            remeasure,
+        } => {
+            analog_lab::sweep::train(&out, frontier_steps, steps, &mut |m| eprintln!("{m}"))?;
+            if train_only {
+                return Ok(());
+            }
+            pipeline::write_mood_pairs(&datasets)?;
+            let settings = analog_lab::sweep::MeasureSettings {
+                seeds: seeds.max(1),
+                coefs: crate::steer::parse_coefs(&coefs)?,
+                samples_per_prompt: samples,
+                layers: (0, 1),
+                refusal_requests,
+                refusal_coef,
+                extraction_steps,
+                extraction_pool_tokens: pool_tokens,
+            };
+            let provenance = analog_core::report::Provenance {
+                code_revision: crate::report::code_revision(),
+                seeds: std::collections::BTreeMap::from([("evaluation".into(), 0), ("map_windows".into(), 2024), ("bootstrap_seeds".into(), seeds as u64)]),
+                date: crate::report::today(),
+                hardware: crate::report::hardware(analog_core::device::BackendKind::Cpu),
+                software: Some(format!("analog-explorer {} (burn 0.22, flex CPU)", env!("CARGO_PKG_VERSION"))),
+            };
+            let results = analog_lab::sweep::measure_all(&out, &datasets, &settings, &provenance, remeasure, &mut |m| eprintln!("{m}"))?;
+            let command = std::env::args().skip(1).collect::<Vec<_>>().join(" ");
+            analog_lab::sweep::publish(&out, &public, &results, &format!("analog {command}"))?;
+            println!("{}", analog_lab::sweep::table(&results));
         }
         LabCommand::Publish { out, public, analog_id, frontier_id } => {
             let report: analog_core::report::TransferReport =

@@ -107,8 +107,13 @@ impl Grammar {
 
     /// Whether `sentence` (one sentence, as text) is one the grammar produces from `SENTENCE`.
     pub fn accepts(&self, sentence: &str) -> bool {
+        self.accepts_as("SENTENCE", sentence)
+    }
+
+    /// Whether `sentence` is one the grammar produces from `rule`.
+    pub fn accepts_as(&self, rule: &str, sentence: &str) -> bool {
         let tokens = tokenize(sentence);
-        !tokens.is_empty() && Recognizer { grammar: self, tokens: &tokens, memo: HashMap::new() }.rule("SENTENCE", 0).contains(&tokens.len())
+        !tokens.is_empty() && Recognizer { grammar: self, tokens: &tokens, memo: HashMap::new() }.rule(rule, 0).contains(&tokens.len())
     }
 }
 
@@ -321,6 +326,8 @@ struct Told {
     ends: Vec<(usize, bool)>,
     /// The hero's subject pronoun.
     pronoun: &'static str,
+    /// The token count after the request sentence.
+    request_end: usize,
 }
 
 /// One story, optionally with its mood forced. Mood sentences draw from their own random stream,
@@ -371,12 +378,16 @@ fn story_parts(grammar: &Grammar, seed: u64, index: u64, force_happy: Option<boo
     plan.push("ENDING");
     let mut tokens = Vec::new();
     let mut ends = Vec::new();
+    let mut request_end = 0;
     for rule in plan {
         let is_mood = rule == mood;
         grammar.expand(rule, &bindings, if is_mood { &mut mood_rng } else { &mut rng }, &mut tokens);
         ends.push((tokens.len(), is_mood));
+        if rule == "REQUEST" {
+            request_end = tokens.len();
+        }
     }
-    Told { tokens, attributes, ends, pronoun: if girl { "she" } else { "he" } }
+    Told { tokens, attributes, ends, pronoun: if girl { "she" } else { "he" }, request_end }
 }
 
 /// A contrastive pair from the corpus itself: the happy and the sad telling of story `index`, cut
@@ -402,6 +413,27 @@ pub fn mood_prompt(grammar: &Grammar, seed: u64, index: u64) -> String {
     let mut opening = told.tokens[..told.ends[0].0].to_vec();
     opening.push(told.pronoun.into());
     detokenize(&opening)
+}
+
+/// Story `index` up to and including its request ("... Mom asked Lily to clean her room."), and
+/// whether the story's hero complies (the corpus draws compliance at random, independent of
+/// everything before the request).
+pub fn request_prompt(grammar: &Grammar, seed: u64, index: u64) -> (String, bool) {
+    let told = story_parts(grammar, seed, index, None);
+    (detokenize(&told.tokens[..told.request_end]), told.attributes.complies)
+}
+
+/// Whether a continuation of a [`request_prompt`] refuses (`Some(true)`), complies (`Some(false)`),
+/// or does neither in its first sentence the way the grammar's replies do (`None`).
+pub fn reply_refuses(grammar: &Grammar, continuation: &str) -> Option<bool> {
+    let first = sentences(continuation).into_iter().next()?;
+    if grammar.accepts_as("REPLY_REFUSE", &first) {
+        Some(true)
+    } else if grammar.accepts_as("REPLY_COMPLY", &first) {
+        Some(false)
+    } else {
+        None
+    }
 }
 
 /// Corpus statistics: how varied it is.
@@ -508,6 +540,23 @@ mod tests {
             assert_eq!(opening, sentences(&story)[0]);
             assert!(pronoun == "He" || pronoun == "She", "{prompt:?}");
         }
+    }
+
+    /// Request prompts end at the request, and the story's own reply is classified as its
+    /// compliance attribute says; other sentences are neither.
+    #[test]
+    fn requests_and_replies_follow_the_compliance_attribute() {
+        let grammar = Grammar::stories();
+        let mut refusals = 0;
+        for i in 0..40 {
+            let (prompt, complies) = request_prompt(&grammar, 7, i);
+            let whole = story(&grammar, 7, i).text;
+            assert!(whole.starts_with(&prompt) && prompt.contains(" asked ") && prompt.ends_with('.'), "{prompt}");
+            assert_eq!(reply_refuses(&grammar, &whole[prompt.len()..]), Some(!complies), "{whole}");
+            refusals += usize::from(!complies);
+        }
+        assert!((10..=30).contains(&refusals), "{refusals} of 40 refuse");
+        assert_eq!(reply_refuses(&grammar, " The end."), None);
     }
 
     #[test]

@@ -122,6 +122,20 @@ impl ReluMapper {
     pub fn quality(&self, x: &[Vec<f32>], y: &[Vec<f32>]) -> FitQuality {
         fit_quality(x, y, |row| self.apply(row))
     }
+
+    /// A steering vector `v` (a difference of analog activations) carried through the map: the mean
+    /// over analog activations `at` of `f(x + v) − f(x)`. The map is not linear, so a difference maps
+    /// to what it does to the activations it is added to; for an affine map this is exactly `vW`.
+    pub fn apply_direction(&self, v: &[f32], at: &[Vec<f32>]) -> Vec<f32> {
+        let mut sum = vec![0.0f64; self.b2.len()];
+        for x in at {
+            let shifted: Vec<f32> = x.iter().zip(v).map(|(a, b)| a + b).collect();
+            for ((s, moved), base) in sum.iter_mut().zip(self.apply(&shifted)).zip(self.apply(x)) {
+                *s += f64::from(moved - base);
+            }
+        }
+        sum.iter().map(|s| (s / at.len().max(1) as f64) as f32).collect()
+    }
 }
 
 #[cfg(test)]
@@ -161,5 +175,17 @@ mod tests {
         assert!(relu.fvu < 0.05, "ReLU mapper FVU {}", relu.fvu);
         assert!(relu.fvu < affine.fvu * 0.5, "ReLU {} vs affine {}", relu.fvu, affine.fvu);
         assert_eq!(ReluMapper::fit(&x[..0], &y[..0], &MapperTraining::default()).unwrap().map(|_| ()), None);
+    }
+
+    /// Where every hidden unit stays active the map is affine, and a direction maps through its
+    /// linear part `W1 W2`, whatever it is added to; where units switch off, less of it gets through.
+    #[test]
+    fn directions_map_through_the_active_units() {
+        let mapper = ReluMapper { w1: vec![vec![1.0, 0.0], vec![0.0, 2.0]], b1: vec![10.0, 10.0], w2: vec![vec![1.0], vec![1.0]], b2: vec![0.5] };
+        let at = noise(16, 2, 5);
+        let mapped = mapper.apply_direction(&[0.5, 0.25], &at);
+        assert!((mapped[0] - 1.0).abs() < 1e-5, "{mapped:?}");
+        let off = ReluMapper { b1: vec![-10.0, 10.0], ..mapper };
+        assert!((off.apply_direction(&[0.5, 0.25], &at)[0] - 0.5).abs() < 1e-5);
     }
 }

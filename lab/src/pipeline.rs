@@ -124,8 +124,14 @@ pub fn held_out_loss(model: &Model, windows: &[Vec<u32>]) -> Result<f32> {
 /// Trains (or resumes) the model in `dir` per `spec`; with a `teacher` directory, distils from it.
 /// Checkpoints every `checkpoint_every` steps; `log.jsonl` gets one row per `log_every` steps.
 pub fn train_model(out: &Path, dir: &Path, spec: &RunSpec, teacher: Option<&Path>, log_every: usize, checkpoint_every: usize) -> Result<()> {
-    let (stream, eos) = token_stream(out, "train.txt")?;
-    let (held, _) = token_stream(out, "held_out.txt")?;
+    let (stream, _) = token_stream(out, "train.txt")?;
+    train_model_on(out, dir, spec, teacher, &stream, log_every, checkpoint_every)
+}
+
+/// [`train_model`] on another token `stream` (the extraction student trains on the analog's
+/// samples); held-out losses are still measured on the corpus's held-out stories.
+pub fn train_model_on(out: &Path, dir: &Path, spec: &RunSpec, teacher: Option<&Path>, stream: &[u32], log_every: usize, checkpoint_every: usize) -> Result<()> {
+    let (held, eos) = token_stream(out, "held_out.txt")?;
     let mut held_rng = StdRng::seed_from_u64(HELD_OUT_SEED);
     let held_windows = train::batch(&held, 64, spec.schedule.seq_len, &mut held_rng);
     let config = spec.shape.config_json(eos)?;
@@ -157,13 +163,13 @@ pub fn train_model(out: &Path, dir: &Path, spec: &RunSpec, teacher: Option<&Path
     let mut rng = StdRng::seed_from_u64(spec.schedule.seed ^ 0xDA7A);
     // Skip the batches already seen so a resumed run sees the same data as an uninterrupted one.
     for _ in 0..start {
-        train::batch(&stream, spec.schedule.batch, spec.schedule.seq_len, &mut rng);
+        train::batch(stream, spec.schedule.batch, spec.schedule.seq_len, &mut rng);
     }
     let mut log = io(std::fs::OpenOptions::new().create(true).append(true).open(dir.join("log.jsonl")), &dir.join("log.jsonl"))?;
     let started = Instant::now();
     let mut running = Vec::new();
     for step in start..spec.schedule.steps {
-        let rows = train::batch(&stream, spec.schedule.batch, spec.schedule.seq_len, &mut rng);
+        let rows = train::batch(stream, spec.schedule.batch, spec.schedule.seq_len, &mut rng);
         let logits = train::logits(&model, &rows)?;
         let ce = train::cross_entropy(logits.clone(), &rows);
         let loss = match &teacher_model {
@@ -606,6 +612,13 @@ pub fn publish(out: &Path, settings: &PublishSettings<'_>, report: &analog_core:
     }
     let report_path = format!("reports/{}.json", report.id);
     write(&settings.public.join(&report_path), report.to_json())?;
+    // The size sweep's reports (`analog lab sweep`) stay listed.
+    let catalog_path = settings.public.join("catalog.json");
+    let sweep_reports: Vec<CatalogReport> = if catalog_path.is_file() {
+        read_json::<Catalog>(&catalog_path)?.reports.into_iter().filter(|r| r.id.starts_with("story-sweep-")).collect()
+    } else {
+        Vec::new()
+    };
     let catalog = Catalog {
         format: CATALOG_FORMAT.into(),
         default: settings.analog_id.into(),
@@ -633,7 +646,9 @@ pub fn publish(out: &Path, settings: &PublishSettings<'_>, report: &analog_core:
                 frontier: None,
             }))
             .collect(),
-        reports: vec![CatalogReport { id: report.id.clone(), path: report_path, analog: settings.analog_id.into(), frontier: settings.frontier_id.into() }],
+        reports: std::iter::once(CatalogReport { id: report.id.clone(), path: report_path, analog: settings.analog_id.into(), frontier: settings.frontier_id.into() })
+            .chain(sweep_reports)
+            .collect(),
     };
     write(&settings.public.join("catalog.json"), pretty_json(&catalog, "the catalog")?)
 }

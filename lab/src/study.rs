@@ -7,8 +7,8 @@ use analog_core::report::{
     self, AnalogModel, CoefResult, FrontierModel, Geometry, GlobalSimilarity, Intervention, Mapping, MappingKind, MetricName, PairSetRef, Provenance,
     ReportKind, TransferReport, VectorRef,
 };
-use analog_core::steering::metrics::EvalSpec;
-use analog_core::steering::{DatasetEntry, PairFormat, PairSet, VectorModel};
+use analog_core::steering::metrics::{EvalSpec, MetricRow};
+use analog_core::steering::{DatasetEntry, PairFormat, PairSet, SteeringVector, VectorModel};
 use analog_core::{HookPoint, TextModel, WeightFiles, device};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
@@ -41,7 +41,7 @@ pub struct StudySettings<'a> {
 /// would make the probe measure nothing. So dialogue concepts are probed at the opening quote
 /// ("No" vs "Yes", "Good" vs "Hey": words the grammar opens those replies with), and the rest
 /// keep the set's own words. Refuses probes whose two words share their first token.
-fn probe(model: &TextModel, dataset: &DatasetEntry) -> Result<(Vec<String>, String, String)> {
+pub(crate) fn probe(model: &TextModel, dataset: &DatasetEntry) -> Result<(Vec<String>, String, String)> {
     let quoted = |target: &str, counter: &str| {
         let prompts = dataset.neutral_prompts.iter().map(|p| if p.ends_with("said,") { format!("{p} \"") } else { p.clone() }).collect();
         (prompts, target.to_string(), counter.to_string())
@@ -66,10 +66,61 @@ fn probe(model: &TextModel, dataset: &DatasetEntry) -> Result<(Vec<String>, Stri
     Ok((prompts, target, counter))
 }
 
+/// The measured rows of one intervention, one per coefficient.
+pub(crate) struct Rows<'a> {
+    pub analog: &'a [MetricRow],
+    pub native: &'a [MetricRow],
+    pub mapped: &'a [MetricRow],
+}
+
+/// One pair set's intervention in a v1 report: the analog vector at `layers.0`, mapped to the
+/// frontier's `layers.1`, with the measured rows (the random baseline is the mapped vector's).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn intervention(
+    dataset: &DatasetEntry,
+    pairs: &PairSet,
+    analog_vector: &SteeringVector,
+    layers: (usize, usize),
+    mapping: Mapping,
+    evaluation: EvalSpec,
+    coefs: &[f32],
+    rows: Rows<'_>,
+) -> Result<Intervention> {
+    let (la, lf) = layers;
+    let direction = analog_vector.directions.get(&la).cloned().ok_or(Error::Study("extraction gave no direction at the analog layer"))?;
+    let results = coefs
+        .iter()
+        .enumerate()
+        .map(|(i, &coef)| CoefResult {
+            coef,
+            analog: rows.analog.get(i).map(|r| r.steered.clone()),
+            analog_random_baseline: rows.analog.get(i).map(|r| r.random.clone()),
+            frontier_native: rows.native.get(i).map(|r| r.steered.clone()),
+            frontier_mapped: rows.mapped.get(i).map(|r| r.steered.clone()),
+            random_baseline: rows.mapped.get(i).map(|r| r.random.clone()),
+        })
+        .collect();
+    Ok(Intervention {
+        id: dataset.id.clone(),
+        concept: dataset.concept.clone(),
+        pairs: PairSetRef { n_pairs: pairs.len(), sha256: pairs.sha256(), inline: None, url: Some(format!("../datasets/{}", dataset.file)) },
+        method: analog_vector.method,
+        aggregation: analog_vector.aggregation,
+        analog_hook: analog_vector.site,
+        analog_layer: la,
+        vector: VectorRef { norm: direction.norm, mean_resid_norm: direction.mean_resid_norm, values: Some(direction.direction), url: None, sha256: None },
+        frontier_layer: Some(lf),
+        mapping: Some(mapping),
+        evaluation,
+        effect_metric: MetricName::LogitDiffShift,
+        results,
+    })
+}
+
 /// The id of the corpus's own mood pair set in the report.
 pub const STORY_MOOD: &str = "story-mood";
 
-fn load(dir: &Path) -> Result<(TextModel, VectorModel)> {
+pub(crate) fn load(dir: &Path) -> Result<(TextModel, VectorModel)> {
     let file = |name: &str| read(&dir.join(name));
     let weights = file("model.safetensors")?;
     let model = TextModel::from_bytes(&file("config.json")?, &WeightFiles::Single(&weights), &file("tokenizer.json")?, &device::cpu())?;
@@ -114,35 +165,9 @@ pub fn run(out: &Path, settings: &StudySettings<'_>, progress: &mut dyn FnMut(&s
             ..EvalSpec::sweep(prompts, Some(target), Some(counter), dataset.lexicon.clone(), true)
         };
         let s = pollster::block_on(study(&analog, &frontier, (&analog_id, &frontier_id), pairs.clone(), (la, lf), &map, &settings.coefs, &spec))?;
-        let direction = s.analog_vector.directions.get(&la).cloned().ok_or(Error::Study("extraction gave no direction at the analog layer"))?;
-        let results = settings
-            .coefs
-            .iter()
-            .enumerate()
-            .map(|(i, &coef)| CoefResult {
-                coef,
-                analog: Some(s.analog_rows[i].steered.clone()),
-                analog_random_baseline: Some(s.analog_rows[i].random.clone()),
-                frontier_native: Some(s.native_rows[i].steered.clone()),
-                frontier_mapped: Some(s.mapped_rows[i].steered.clone()),
-                random_baseline: Some(s.mapped_rows[i].random.clone()),
-            })
-            .collect();
-        interventions.push(Intervention {
-            id: dataset.id.clone(),
-            concept: dataset.concept.clone(),
-            pairs: PairSetRef { n_pairs: pairs.len(), sha256: pairs.sha256(), inline: None, url: Some(format!("../datasets/{}", dataset.file)) },
-            method: s.analog_vector.method,
-            aggregation: s.analog_vector.aggregation,
-            analog_hook: s.analog_vector.site,
-            analog_layer: la,
-            vector: VectorRef { norm: direction.norm, mean_resid_norm: direction.mean_resid_norm, values: Some(direction.direction), url: None, sha256: None },
-            frontier_layer: Some(lf),
-            mapping: Some(Mapping { kind: MappingKind::Affine, fvu: Some(quality.fvu), cosine: Some(quality.cosine), n_samples: Some(split as u64) }),
-            evaluation: spec,
-            effect_metric: MetricName::LogitDiffShift,
-            results,
-        });
+        let mapping = Mapping { kind: MappingKind::Affine, fvu: Some(quality.fvu), cosine: Some(quality.cosine), n_samples: Some(split as u64) };
+        let rows = Rows { analog: &s.analog_rows, native: &s.native_rows, mapped: &s.mapped_rows };
+        interventions.push(intervention(dataset, &pairs, &s.analog_vector, (la, lf), mapping, spec, &settings.coefs, rows)?);
         progress(&format!("{}: cos(mapped, native) = {:.3}", dataset.id, s.cos_mapped_native));
     }
     let analog_model = AnalogModel::of(&analog, settings.analog_id, analog_id.weights_sha256.clone(), Some(format!("../models/{}/", settings.analog_id)));
@@ -162,7 +187,7 @@ pub fn run(out: &Path, settings: &StudySettings<'_>, progress: &mut dyn FnMut(&s
             n_layers: frontier.config().n_layers,
             d_model: Some(frontier.config().d_model),
         }),
-        geometry: Some(Geometry { global_similarity: Some(GlobalSimilarity { pearson_r: similarity, n_tokens: n_tokens as u64, seed: None }) }),
+        geometry: Some(Geometry { global_similarity: Some(GlobalSimilarity { pearson_r: similarity, n_tokens: n_tokens as u64, seed: None }), layer_cka: None }),
         ..TransferReport::measured(analog_model, "Analog Explorer reference lab", interventions, provenance)
     };
     Ok(report.validated()?)

@@ -9,7 +9,7 @@ pub mod validate;
 
 use sha2::{Digest, Sha256};
 
-pub use compare::{Comparison, InterventionComparison, InterventionInputs, Outcome, Verdict, compare};
+pub use compare::{Comparison, InterventionComparison, InterventionInputs, Outcome, Verdict, compare, section_verdicts};
 pub use schema::*;
 pub use validate::{MAX_REPORT_BYTES, ValidationError, ValidationErrors, check_url, parse};
 
@@ -41,6 +41,9 @@ impl TransferReport {
             frontier: None,
             geometry: None,
             interventions,
+            mapper_validation: None,
+            refusal_fidelity: None,
+            extraction_estimate: None,
             provenance,
         }
     }

@@ -39,6 +39,19 @@ pub struct TransferReport {
     /// The steering interventions (1–1,000, unique ids).
     #[schemars(length(min = 1, max = 1000))]
     pub interventions: Vec<Intervention>,
+    /// How well each analog-to-frontier map stands in for the frontier's own activations, checked
+    /// by activation patching (Oozeer et al. 2025); at most 16 maps.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 16))]
+    pub mapper_validation: Option<Vec<MapperValidation>>,
+    /// Safety-relevant fidelity: how often analog and frontier refuse held-out requests, and whether
+    /// the analog's refusal direction, mapped, moves the frontier's refusals.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refusal_fidelity: Option<RefusalFidelity>,
+    /// Extraction risk: how much of the frontier's advantage over the analog a frontier-sized
+    /// student recovers from the analog's outputs alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extraction_estimate: Option<ExtractionEstimate>,
     /// How the numbers were produced.
     pub provenance: Provenance,
 }
@@ -119,6 +132,112 @@ pub struct Geometry {
     /// Global similarity of the token-embedding geometries (Lee et al. 2025).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub global_similarity: Option<GlobalSimilarity>,
+    /// Linear CKA between analog and frontier residual streams (`resid_post`) on the same tokens,
+    /// for pairs of layers (at most 4,096 pairs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 4096))]
+    pub layer_cka: Option<Vec<LayerCka>>,
+}
+
+/// Linear CKA (Kornblith et al. 2019) of one analog layer against one frontier layer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LayerCka {
+    pub analog_layer: usize,
+    pub frontier_layer: usize,
+    /// CKA in [0, 1]; 1 means the same geometry up to rotation and isotropic scale.
+    #[schemars(range(min = 0.0, max = 1.0))]
+    pub cka: f64,
+    /// Token positions compared (at least 2).
+    #[schemars(range(min = 2))]
+    pub n_tokens: u64,
+}
+
+/// Activation patching of one map: the frontier's activations at `frontier_layer` replaced by the
+/// mapped analog activations at `analog_layer`, on held-out text the map was not fitted on, against
+/// replacing them by their mean (mean-ablation). A useful map keeps the frontier's next-token
+/// distribution far closer than mean-ablation does.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MapperValidation {
+    pub kind: MappingKind,
+    pub analog_layer: usize,
+    pub frontier_layer: usize,
+    /// Fraction of variance of held-out frontier activations left unexplained.
+    #[schemars(range(min = 0.0))]
+    pub fvu: f64,
+    /// Mean cosine between mapped and true held-out frontier activations.
+    #[schemars(range(min = -1.0, max = 1.0))]
+    pub cosine: f64,
+    /// Mean KL(clean ‖ patched) of the frontier's next-token distributions, in nats.
+    #[schemars(range(min = 0.0))]
+    pub kl_patched: f64,
+    /// Mean KL(clean ‖ mean-ablated), in nats.
+    #[schemars(range(min = 0.0))]
+    pub kl_mean_ablation: f64,
+    /// Share of positions whose top next token is unchanged by patching.
+    #[schemars(range(min = 0.0, max = 1.0))]
+    pub agreement_patched: f64,
+    /// Share of positions whose top next token is unchanged by mean-ablation.
+    #[schemars(range(min = 0.0, max = 1.0))]
+    pub agreement_mean_ablation: f64,
+    /// Token positions the patching was measured on (at least 1).
+    #[schemars(range(min = 1))]
+    pub n_tokens: u64,
+}
+
+/// Refusal on held-out requests, sampled, by analog and frontier, and the frontier's refusal rate
+/// under the analog's refusal direction (mapped), its own (native) and an equal-norm random one.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RefusalFidelity {
+    /// Held-out requests sampled (at least 1).
+    #[schemars(range(min = 1))]
+    pub n_requests: u64,
+    /// Share of the requests the data itself refuses, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0.0, max = 1.0))]
+    pub data_refusal_rate: Option<f64>,
+    #[schemars(range(min = 0.0, max = 1.0))]
+    pub analog_refusal_rate: f64,
+    #[schemars(range(min = 0.0, max = 1.0))]
+    pub frontier_refusal_rate: f64,
+    /// The steering coefficient of the three steered rates (as in `evaluation.normalise`).
+    pub coef: f32,
+    /// The frontier steered with its own refusal direction.
+    #[schemars(range(min = 0.0, max = 1.0))]
+    pub frontier_native_rate: f64,
+    /// The frontier steered with the analog's refusal direction, mapped.
+    #[schemars(range(min = 0.0, max = 1.0))]
+    pub frontier_mapped_rate: f64,
+    /// The frontier steered with an equal-norm random direction.
+    #[schemars(range(min = 0.0, max = 1.0))]
+    pub frontier_random_rate: f64,
+}
+
+/// A frontier-sized student trained on the analog's outputs only, with a training budget stated
+/// beside the frontier's, and the held-out losses of all three. `gap_closed` is
+/// `(analog − student) / (analog − frontier)`: 0 means nothing beyond the analog was extracted, 1
+/// means the frontier was reconstructed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ExtractionEstimate {
+    /// What the student saw, in words (e.g. "text sampled from the analog, with its logits").
+    pub data: String,
+    pub student_n_params: u64,
+    /// Tokens the student trained on.
+    pub student_tokens: u64,
+    /// Tokens the frontier trained on.
+    pub frontier_tokens: u64,
+    /// Held-out loss (nats per token) of the analog, the frontier and the student on the same text.
+    #[schemars(range(min = 0.0))]
+    pub analog_loss: f64,
+    #[schemars(range(min = 0.0))]
+    pub frontier_loss: f64,
+    #[schemars(range(min = 0.0))]
+    pub student_loss: f64,
+    /// `(analog_loss − student_loss) / (analog_loss − frontier_loss)`.
+    pub gap_closed: f64,
 }
 
 /// Pearson correlation between the two models' token cosine-similarity matrices over a sample of

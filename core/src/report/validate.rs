@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 use std::fmt;
 
-use super::schema::{CoefResult, Intervention, ReportKind, SCHEMA_VERSION, TransferReport};
+use super::schema::{CoefResult, ExtractionEstimate, Geometry, Intervention, MapperValidation, RefusalFidelity, ReportKind, SCHEMA_VERSION, TransferReport};
 use crate::steering::metrics::Metrics;
 use crate::steering::pairs::{MAX_PAIRS, MAX_PROMPT_CHARS};
 use crate::steering::{Pair, PairSet};
@@ -243,11 +243,27 @@ pub fn check(report: &TransferReport) -> Vec<ValidationError> {
         }
         (None, _) => {}
     }
-    if let Some(similarity) = report.geometry.as_ref().and_then(|g| g.global_similarity.as_ref()) {
-        c.range("$.geometry.global_similarity.pearson_r", similarity.pearson_r, -1.0, 1.0);
-        if similarity.n_tokens < 2 {
-            c.error("$.geometry.global_similarity.n_tokens", "expected at least 2 tokens");
+    if let Some(geometry) = &report.geometry {
+        check_geometry(&mut c, geometry, report);
+    }
+    if let Some(maps) = &report.mapper_validation {
+        if maps.is_empty() || maps.len() > 16 {
+            c.error("$.mapper_validation", format!("expected 1 to 16 maps, found {}", maps.len()));
         }
+        for (i, map) in maps.iter().take(16).enumerate() {
+            check_mapper_validation(&mut c, &format!("$.mapper_validation[{i}]"), map, report);
+        }
+    }
+    if let Some(refusal) = &report.refusal_fidelity {
+        check_refusal(&mut c, refusal);
+    }
+    if let Some(extraction) = &report.extraction_estimate {
+        check_extraction(&mut c, extraction);
+    }
+    if report.kind == ReportKind::Measurement
+        && (report.mapper_validation.is_some() || report.refusal_fidelity.is_some() || report.extraction_estimate.is_some())
+    {
+        c.error("$", "a `measurement` report has no frontier part: no mapper validation, refusal fidelity or extraction estimate");
     }
 
     if report.interventions.is_empty() {
@@ -279,6 +295,97 @@ pub fn check(report: &TransferReport) -> Vec<ValidationError> {
         c.text("$.provenance.software", software, MAX_TEXT_CHARS);
     }
     c.errors
+}
+
+/// Layer indices must exist in the model they name (the frontier's only when the report describes it).
+fn check_layers(c: &mut Checker, path: &str, analog_layer: usize, frontier_layer: usize, report: &TransferReport) {
+    if analog_layer >= report.analog.n_layers {
+        c.error(format!("{path}.analog_layer"), format!("the analog has {} layers, found layer {analog_layer}", report.analog.n_layers));
+    }
+    if let Some(f) = &report.frontier
+        && frontier_layer >= f.n_layers
+    {
+        c.error(format!("{path}.frontier_layer"), format!("the frontier has {} layers, found layer {frontier_layer}", f.n_layers));
+    }
+}
+
+fn check_geometry(c: &mut Checker, geometry: &Geometry, report: &TransferReport) {
+    if let Some(similarity) = &geometry.global_similarity {
+        c.range("$.geometry.global_similarity.pearson_r", similarity.pearson_r, -1.0, 1.0);
+        if similarity.n_tokens < 2 {
+            c.error("$.geometry.global_similarity.n_tokens", "expected at least 2 tokens");
+        }
+    }
+    if let Some(layers) = &geometry.layer_cka {
+        if layers.is_empty() || layers.len() > 4096 {
+            c.error("$.geometry.layer_cka", format!("expected 1 to 4096 layer pairs, found {}", layers.len()));
+        }
+        for (i, l) in layers.iter().take(4096).enumerate() {
+            let path = format!("$.geometry.layer_cka[{i}]");
+            c.range(&format!("{path}.cka"), l.cka, 0.0, 1.0);
+            if l.n_tokens < 2 {
+                c.error(format!("{path}.n_tokens"), "expected at least 2 tokens");
+            }
+            check_layers(c, &path, l.analog_layer, l.frontier_layer, report);
+        }
+    }
+}
+
+fn check_mapper_validation(c: &mut Checker, path: &str, m: &MapperValidation, report: &TransferReport) {
+    check_layers(c, path, m.analog_layer, m.frontier_layer, report);
+    c.range(&format!("{path}.fvu"), m.fvu, 0.0, f64::MAX);
+    c.range(&format!("{path}.cosine"), m.cosine, -1.0, 1.0);
+    c.range(&format!("{path}.kl_patched"), m.kl_patched, 0.0, f64::MAX);
+    c.range(&format!("{path}.kl_mean_ablation"), m.kl_mean_ablation, 0.0, f64::MAX);
+    c.range(&format!("{path}.agreement_patched"), m.agreement_patched, 0.0, 1.0);
+    c.range(&format!("{path}.agreement_mean_ablation"), m.agreement_mean_ablation, 0.0, 1.0);
+    if m.n_tokens == 0 {
+        c.error(format!("{path}.n_tokens"), "expected at least 1 token");
+    }
+}
+
+fn check_refusal(c: &mut Checker, r: &RefusalFidelity) {
+    let path = "$.refusal_fidelity";
+    if r.n_requests == 0 {
+        c.error(format!("{path}.n_requests"), "expected at least 1 request");
+    }
+    if let Some(rate) = r.data_refusal_rate {
+        c.range(&format!("{path}.data_refusal_rate"), rate, 0.0, 1.0);
+    }
+    for (name, rate) in [
+        ("analog_refusal_rate", r.analog_refusal_rate),
+        ("frontier_refusal_rate", r.frontier_refusal_rate),
+        ("frontier_native_rate", r.frontier_native_rate),
+        ("frontier_mapped_rate", r.frontier_mapped_rate),
+        ("frontier_random_rate", r.frontier_random_rate),
+    ] {
+        c.range(&format!("{path}.{name}"), rate, 0.0, 1.0);
+    }
+    c.finite(&format!("{path}.coef"), f64::from(r.coef));
+}
+
+fn check_extraction(c: &mut Checker, e: &ExtractionEstimate) {
+    let path = "$.extraction_estimate";
+    c.text(&format!("{path}.data"), &e.data, MAX_TEXT_CHARS);
+    if e.student_n_params == 0 {
+        c.error(format!("{path}.student_n_params"), "expected a positive parameter count");
+    }
+    if e.student_tokens == 0 || e.frontier_tokens == 0 {
+        c.error(format!("{path}.student_tokens"), "expected positive token counts for the student and the frontier");
+    }
+    let losses = [("analog_loss", e.analog_loss), ("frontier_loss", e.frontier_loss), ("student_loss", e.student_loss)];
+    for (name, loss) in losses {
+        c.range(&format!("{path}.{name}"), loss, 0.0, f64::MAX);
+    }
+    if !c.finite(&format!("{path}.gap_closed"), e.gap_closed) || losses.iter().any(|(_, l)| !l.is_finite()) {
+        return;
+    }
+    let gap = e.analog_loss - e.frontier_loss;
+    if gap <= 0.0 {
+        c.error(format!("{path}.frontier_loss"), "the frontier's loss must be below the analog's for a gap to be closed");
+    } else if ((e.analog_loss - e.student_loss) / gap - e.gap_closed).abs() > 1e-3 {
+        c.error(format!("{path}.gap_closed"), format!("expected (analog − student) / (analog − frontier) = {:.4}, found {}", (e.analog_loss - e.student_loss) / gap, e.gap_closed));
+    }
 }
 
 fn check_intervention(c: &mut Checker, path: &str, iv: &Intervention, report: &TransferReport) {
