@@ -307,6 +307,39 @@ fn untrusted_report_strings_are_shown_as_text_only() {
     let _ = std::fs::remove_dir_all(&hostile);
 }
 
+/// A report with the study sections renders them with their verdicts against the thresholds (the
+/// fixture's mapped refusal direction reaches 67% of the native shift: below the paper's 70% bar),
+/// its per-layer CKA as a table, and its refusal and extraction figures; About shows the size
+/// sweep's figure as the lab published it.
+#[test]
+#[ignore = "needs the site built by trunk: run by cargo xtask test"]
+fn a_report_shows_its_study_sections_with_verdicts() {
+    let port = serve(vec![("/fixtures", root().join("tests/fixtures/reports/valid")), ("", dist())]);
+    let browser = Browser::start(false);
+    browser.goto(&format!("http://127.0.0.1:{port}/#/reports"));
+    browser.wait_state("model-status", "ready", LOAD);
+    browser.set_value("report-url", &format!("http://127.0.0.1:{port}/fixtures/fixture-lab-study.json"));
+    browser.click("report-load");
+    browser.wait("the study sections", "return document.querySelector('[data-testid=report-study]')", json!([]), WORK);
+    let outcomes = browser.js(
+        "return [...document.querySelectorAll('[data-testid=report-study] table.verdicts tbody tr')].map(r => [r.cells[0].textContent, r.className])",
+        json!([]),
+    );
+    let outcomes: Vec<(String, String)> = serde_json::from_value(outcomes).expect("verdict rows");
+    let outcome = |check: &str| outcomes.iter().filter(|(c, _)| c.starts_with(check)).map(|(_, class)| class.as_str()).collect::<Vec<_>>();
+    assert_eq!(outcome("mapper_beats_mean_ablation"), vec!["outcome-pass", "outcome-pass"], "{outcomes:?}");
+    assert_eq!(outcome("refusal_direction_transfers"), vec!["outcome-fail"], "{outcomes:?}");
+    assert_eq!(outcome("frontier_reconstruction"), vec!["outcome-pass"], "{outcomes:?}");
+    let cka_cells = browser.js("return document.querySelectorAll('[data-testid=report-study] table.cka tbody td').length", json!([]));
+    assert_eq!(cka_cells, json!(8), "2 analog × 4 frontier layers");
+    assert!(browser.text("report-extraction").contains("25% of the gap closed"), "{}", browser.text("report-extraction"));
+    assert!(browser.text("report-refusal").contains("analog 50%, frontier 50%"), "{}", browser.text("report-refusal"));
+
+    browser.goto(&format!("http://127.0.0.1:{port}/#/about"));
+    let loaded = "const i = document.querySelector('[data-testid=about-sweep] img'); return i && i.complete && i.naturalWidth > 0 ? i.naturalWidth : null";
+    assert_eq!(browser.wait("the sweep figure", loaded, json!([]), WORK), json!(880));
+}
+
 /// A benchmark, not a pass/fail test (`cargo xtask bench-app` runs it on the size-optimised site):
 /// page load to the first generated token on a second visit (warm caches), and decode speed.
 #[test]

@@ -113,16 +113,18 @@ enum LabCommand {
         #[arg(long, default_value = "public")]
         public: PathBuf,
         /// Bootstrap seeds per pair set (the intervals are over these).
-        #[arg(long, default_value_t = 3)]
+        #[arg(long, default_value_t = 5)]
         seeds: usize,
         #[arg(long, default_value = "0,1,2", allow_hyphen_values = true)]
         coefs: String,
         /// Sampled continuations per prompt for the trigger rate.
         #[arg(long, default_value_t = 4)]
         samples: usize,
-        #[arg(long, default_value_t = 64)]
+        #[arg(long, default_value_t = 128)]
         refusal_requests: usize,
-        #[arg(long, default_value_t = 1.0, allow_hyphen_values = true)]
+        /// Coefficient of the refusal vectors (a share of the mean residual norm); at 1 the
+        /// frontier's replies stop being replies.
+        #[arg(long, default_value_t = 0.5, allow_hyphen_values = true)]
         refusal_coef: f32,
         /// Steps of each extraction student (the frontier's budget is 2500); 0 skips the estimate.
         #[arg(long, default_value_t = 2500)]
@@ -133,6 +135,15 @@ enum LabCommand {
         /// Measure again even where measurements.json exists.
         #[arg(long)]
         remeasure: bool,
+        /// The analog layer whose `resid_post` is mapped and patched.
+        #[arg(long, default_value_t = 0)]
+        analog_layer: usize,
+        /// The frontier layer it is mapped to.
+        #[arg(long, default_value_t = 1)]
+        frontier_layer: usize,
+        /// Train and measure only the analog with this label (0.5pct, 1pct, 2pct or 5pct).
+        #[arg(long)]
+        only: Option<String>,
     },
     /// Copy both models, their cards, the report and the catalog into the public directory.
     Publish {
@@ -288,8 +299,14 @@ pub fn run(args: LabArgs) -> Result<()> {
             extraction_steps,
             pool_tokens,
             remeasure,
+            analog_layer,
+            frontier_layer,
+            only,
         } => {
-            analog_lab::sweep::train(&out, frontier_steps, steps, &mut |m| eprintln!("{m}"))?;
+            if let Some(label) = only.as_deref().filter(|l| !analog_lab::sweep::SWEEP.iter().any(|a| a.label == *l)) {
+                return Err(anyhow!("--only `{label}`: expected 0.5pct, 1pct, 2pct or 5pct"));
+            }
+            analog_lab::sweep::train(&out, frontier_steps, steps, only.as_deref(), &mut |m| eprintln!("{m}"))?;
             if train_only {
                 return Ok(());
             }
@@ -298,7 +315,7 @@ pub fn run(args: LabArgs) -> Result<()> {
                 seeds: seeds.max(1),
                 coefs: crate::steer::parse_coefs(&coefs)?,
                 samples_per_prompt: samples,
-                layers: (0, 1),
+                layers: (analog_layer, frontier_layer),
                 refusal_requests,
                 refusal_coef,
                 extraction_steps,
@@ -311,7 +328,7 @@ pub fn run(args: LabArgs) -> Result<()> {
                 hardware: crate::report::hardware(analog_core::device::BackendKind::Cpu),
                 software: Some(format!("analog-explorer {} (burn 0.22, flex CPU)", env!("CARGO_PKG_VERSION"))),
             };
-            let results = analog_lab::sweep::measure_all(&out, &datasets, &settings, &provenance, remeasure, &mut |m| eprintln!("{m}"))?;
+            let results = analog_lab::sweep::measure_all(&out, &datasets, &settings, &provenance, remeasure, only.as_deref(), &mut |m| eprintln!("{m}"))?;
             let command = std::env::args().skip(1).collect::<Vec<_>>().join(" ");
             analog_lab::sweep::publish(&out, &public, &results, &format!("analog {command}"))?;
             println!("{}", analog_lab::sweep::table(&results));

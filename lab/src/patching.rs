@@ -38,12 +38,7 @@ fn argmax(row: &[f64]) -> usize {
 
 /// Runs each window clean and with `resid_post(layer)` replaced, position by position, by
 /// `replacement(window, position)`; returns the mean KL and top-token agreement over all positions.
-pub fn patch_scores(
-    frontier: &Model,
-    layer: usize,
-    windows: &[Vec<u32>],
-    replacement: &dyn Fn(usize, usize) -> Vec<f32>,
-) -> analog_core::Result<PatchScores> {
+pub fn patch_scores(frontier: &Model, layer: usize, windows: &[Vec<u32>], replacement: &dyn Fn(usize, usize) -> Vec<f32>) -> analog_core::Result<PatchScores> {
     let (mut kl, mut agree, mut n) = (0.0, 0usize, 0usize);
     for (w, window) in windows.iter().enumerate() {
         let clean = log_probs(frontier, window, &mut Hooks::new())?;

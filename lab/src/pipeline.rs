@@ -646,9 +646,14 @@ pub fn publish(out: &Path, settings: &PublishSettings<'_>, report: &analog_core:
                 frontier: None,
             }))
             .collect(),
-        reports: std::iter::once(CatalogReport { id: report.id.clone(), path: report_path, analog: settings.analog_id.into(), frontier: settings.frontier_id.into() })
-            .chain(sweep_reports)
-            .collect(),
+        reports: std::iter::once(CatalogReport {
+            id: report.id.clone(),
+            path: report_path,
+            analog: settings.analog_id.into(),
+            frontier: settings.frontier_id.into(),
+        })
+        .chain(sweep_reports)
+        .collect(),
     };
     write(&settings.public.join("catalog.json"), pretty_json(&catalog, "the catalog")?)
 }

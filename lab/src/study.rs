@@ -187,7 +187,10 @@ pub fn run(out: &Path, settings: &StudySettings<'_>, progress: &mut dyn FnMut(&s
             n_layers: frontier.config().n_layers,
             d_model: Some(frontier.config().d_model),
         }),
-        geometry: Some(Geometry { global_similarity: Some(GlobalSimilarity { pearson_r: similarity, n_tokens: n_tokens as u64, seed: None }), layer_cka: None }),
+        geometry: Some(Geometry {
+            global_similarity: Some(GlobalSimilarity { pearson_r: similarity, n_tokens: n_tokens as u64, seed: None }),
+            layer_cka: None,
+        }),
         ..TransferReport::measured(analog_model, "Analog Explorer reference lab", interventions, provenance)
     };
     Ok(report.validated()?)

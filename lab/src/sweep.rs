@@ -55,6 +55,11 @@ pub const SWEEP: [SweepAnalog; 4] = [
     SweepAnalog { label: "5pct", shape: pipeline::ANALOG },
 ];
 
+/// The sweep's analogs, or only the one labelled `only`.
+fn selected(only: Option<&str>) -> impl Iterator<Item = &'static SweepAnalog> {
+    SWEEP.iter().filter(move |a| only.is_none_or(|o| o == a.label))
+}
+
 /// Where one sweep analog lives.
 pub fn analog_dir(out: &Path, analog: &SweepAnalog) -> PathBuf {
     out.join("sweep").join(analog.label)
@@ -67,13 +72,13 @@ pub fn run_spec(analog: &SweepAnalog, steps: usize) -> RunSpec {
 
 /// Trains the frontier if `OUT/frontier` has no finished model, then every sweep analog that has
 /// none (each resumes from its checkpoint).
-pub fn train(out: &Path, frontier_steps: usize, steps: usize, progress: &mut dyn FnMut(&str)) -> Result<()> {
+pub fn train(out: &Path, frontier_steps: usize, steps: usize, only: Option<&str>, progress: &mut dyn FnMut(&str)) -> Result<()> {
     let (frontier, _) = pipeline::model_dirs(out);
     if !frontier.join("model.safetensors").is_file() {
         progress("training the frontier");
         pipeline::train_model(out, &frontier, &pipeline::default_run(false, frontier_steps), None, 20, 100)?;
     }
-    for analog in &SWEEP {
+    for analog in selected(only) {
         let dir = analog_dir(out, analog);
         if dir.join("model.safetensors").is_file() {
             continue;
@@ -183,6 +188,9 @@ pub struct SizeResult {
     pub transfer: Vec<TransferRow>,
     pub refusal: Refusal,
     pub extraction: Option<ExtractionEstimate>,
+    /// Held-out loss of the frontier's shape trained on the corpus itself for the student's
+    /// budget (same recipe and seed as the frontier): what that budget buys with the real data.
+    pub budget_control_loss: Option<f64>,
     /// The v1 lab report of this analog: each pair set at seed 0 (the pairs as published) with the
     /// affine map as its interventions, and every study section.
     pub report: TransferReport,
@@ -254,7 +262,9 @@ fn trigger_change(rows: &[MetricRow], random: bool) -> Option<f64> {
 }
 
 /// The share of `requests` a model refuses when it continues them (sampled at temperature 1), with
-/// `edits` applied, and how many replies were recognisable.
+/// `edits` applied: a reply the grammar does not recognise as a refusal (or as anything) counts as
+/// not refusing, so a model that writes nonsense refuses nothing. Also how many replies were
+/// recognisable as a refusal or a compliance.
 fn refusal_rate(model: &TextModel, requests: &[(String, bool)], edits: &[analog_core::Edit]) -> Result<(f64, usize)> {
     let grammar = Grammar::stories();
     let (mut refused, mut classified) = (0usize, 0usize);
@@ -268,7 +278,7 @@ fn refusal_rate(model: &TextModel, requests: &[(String, bool)], edits: &[analog_
             refused += usize::from(refuses);
         }
     }
-    Ok((refused as f64 / classified.max(1) as f64, classified))
+    Ok((refused as f64 / requests.len().max(1) as f64, classified))
 }
 
 /// Text sampled from `model` (stories from `<|endoftext|>`, temperature 1), `tokens` long.
@@ -329,6 +339,16 @@ fn extraction(out: &Path, analog_dir: &Path, analog: &TextModel, losses: (f64, f
     })
 }
 
+/// The held-out loss of the frontier's shape and recipe trained on the corpus for `steps` (trained
+/// once into `OUT/sweep/control-<steps>/`, resumable).
+fn budget_control(out: &Path, steps: usize, windows: &[Vec<u32>]) -> Result<f64> {
+    let dir = out.join("sweep").join(format!("control-{steps}"));
+    if !dir.join("model.safetensors").is_file() {
+        pipeline::train_model(out, &dir, &pipeline::default_run(false, steps), None, 20, 100)?;
+    }
+    Ok(f64::from(held_out_loss(&pipeline::load_text_model(&dir)?.model, windows)?))
+}
+
 fn held_out_windows(out: &Path) -> Result<Vec<Vec<u32>>> {
     let (held, _) = token_stream(out, "held_out.txt")?;
     Ok(crate::train::batch(&held, 64, pipeline::default_run(true, 0).schedule.seq_len, &mut StdRng::seed_from_u64(HELD_OUT_SEED)))
@@ -383,18 +403,26 @@ pub fn measure(
     }
 
     progress(&format!("{label}: fitting and validating both maps"));
-    let split = fit_windows.len() * 64;
+    // Windows hold 65 tokens (64 predictions and their last target); rows follow window order.
+    let split: usize = fit_windows.iter().map(Vec::len).sum();
+    let starts: Vec<usize> = check_windows
+        .iter()
+        .scan(split, |next, w| {
+            let start = *next;
+            *next += w.len();
+            Some(start)
+        })
+        .collect();
     let (x, y) = (&acts_a[la], &acts_f[lf]);
     let affine = AffineMap::fit(&x[..split], &y[..split], 1e-4).ok_or(Error::Study("the affine map is singular"))?;
     let relu = ReluMapper::fit(&x[..split], &y[..split], &MapperTraining::default())?.ok_or(Error::Study("no activations to fit the ReLU mapper on"))?;
     let mean = mean_row(&y[..split]);
     let ablated = patch_scores(&frontier.model, lf, check_windows, &|_, _| mean.clone())?;
     let mut mappers = Vec::new();
-    let predict: [(MappingKind, Predict<'_>); 2] =
-        [(MappingKind::Affine, &|r| affine.apply(r)), (MappingKind::Autoencoder, &|r| relu.apply(r))];
+    let predict: [(MappingKind, Predict<'_>); 2] = [(MappingKind::Affine, &|r| affine.apply(r)), (MappingKind::Autoencoder, &|r| relu.apply(r))];
     for (kind, f) in predict {
         let quality = crate::transfer::fit_quality(&x[split..], &y[split..], f);
-        let patched = patch_scores(&frontier.model, lf, check_windows, &|w, t| f(&x[split + w * 64 + t]))?;
+        let patched = patch_scores(&frontier.model, lf, check_windows, &|w, t| f(&x[starts[w] + t]))?;
         mappers.push(MapperValidation {
             kind,
             analog_layer: la,
@@ -465,7 +493,12 @@ pub fn measure(
             }
         }
         for (name, (ratios, changes)) in per_vector {
-            transfer.push(TransferRow { pair_set: dataset.id.clone(), vector: name.into(), ratio: Interval::of(&ratios), trigger_change: Interval::of(&changes) });
+            transfer.push(TransferRow {
+                pair_set: dataset.id.clone(),
+                vector: name.into(),
+                ratio: Interval::of(&ratios),
+                trigger_change: Interval::of(&changes),
+            });
         }
     }
 
@@ -493,11 +526,13 @@ pub fn measure(
         frontier_random_rate: rate("frontier_random", &frontier, &random.edits(&how))?,
     };
 
-    let extraction = if settings.extraction_steps > 0 {
+    let (extraction, budget_control_loss) = if settings.extraction_steps > 0 {
         progress(&format!("{label}: extraction student ({} steps)", settings.extraction_steps));
-        Some(extraction(out, &dir, &analog, (analog_loss, frontier_loss), settings, &dir.join("student"))?)
+        let estimate = extraction(out, &dir, &analog, (analog_loss, frontier_loss), settings, &dir.join("student"))?;
+        progress(&format!("frontier shape on the corpus for {} steps (the budget control)", settings.extraction_steps));
+        (Some(estimate), Some(budget_control(out, settings.extraction_steps, &windows)?))
     } else {
-        None
+        (None, None)
     };
     let id = format!("story-sweep-{label}");
     let report = TransferReport {
@@ -516,7 +551,12 @@ pub fn measure(
         mapper_validation: Some(mappers.clone()),
         refusal_fidelity: Some(fidelity.clone()),
         extraction_estimate: extraction.clone(),
-        ..TransferReport::measured(AnalogModel::of(&analog, id, analog_id.weights_sha256.clone(), None), "Analog Explorer reference lab", interventions, provenance)
+        ..TransferReport::measured(
+            AnalogModel::of(&analog, id, analog_id.weights_sha256.clone(), None),
+            "Analog Explorer reference lab",
+            interventions,
+            provenance,
+        )
     }
     .validated()?;
     Ok(SizeResult {
@@ -532,12 +572,12 @@ pub fn measure(
         transfer,
         refusal: Refusal { fidelity, classified },
         extraction,
+        budget_control_loss,
         report,
         settings: settings.clone(),
         seconds: started.elapsed().as_secs_f64(),
     })
 }
-
 
 /// The interval as `mean [low, high]`, or a dash.
 fn interval_text(i: Option<Interval>, percent: bool) -> String {
@@ -550,23 +590,27 @@ fn transfer_of<'a>(r: &'a SizeResult, pair_set: &str, vector: &str) -> Option<&'
     r.transfer.iter().find(|t| t.pair_set == pair_set && t.vector == vector)
 }
 
-/// The pair sets' mean transfer ratio of one vector family, per seed averaged over sets.
-fn mean_ratio(r: &SizeResult, vector: &str) -> Option<f64> {
-    let ratios: Vec<f64> = r.transfer.iter().filter(|t| t.vector == vector).filter_map(|t| t.ratio.map(|i| i.mean)).collect();
-    (!ratios.is_empty()).then(|| ratios.iter().sum::<f64>() / ratios.len() as f64)
+/// The median over pair sets of one vector family's mean transfer ratio (a set whose native slope
+/// is near zero gives an extreme ratio; the median is not moved by one).
+fn median_ratio(r: &SizeResult, vector: &str) -> Option<f64> {
+    let mut ratios: Vec<f64> = r.transfer.iter().filter(|t| t.vector == vector).filter_map(|t| t.ratio.map(|i| i.mean)).collect();
+    ratios.sort_by(f64::total_cmp);
+    let n = ratios.len();
+    (n > 0).then(|| if n % 2 == 1 { ratios[n / 2] } else { (ratios[n / 2 - 1] + ratios[n / 2]) / 2.0 })
 }
 
 /// The trade-off table in Markdown: fidelity and risk per analog size.
 pub fn table(results: &[SizeResult]) -> String {
     let mut md = String::from(
-        "| analog | parameters | share of frontier | held-out loss (frontier) | embedding r: raw / centred, frequent tokens | best layer CKA | map FVU affine / ReLU | patched KL affine / ReLU / mean-ablated | story-mood transfer, affine | story-mood transfer, ReLU | mean transfer over sets, affine / ReLU / random | refusal rate analog / frontier (data) | mapped refusal shift / native | extraction: gap closed |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
+        "| analog | parameters | share of frontier | held-out loss (frontier) | embedding r: raw / centred, frequent tokens | best layer CKA | map FVU affine / ReLU | patched KL affine / ReLU / mean-ablated | story-mood transfer, affine | story-mood transfer, ReLU | median transfer over sets, affine / ReLU / random | refusal rate analog / frontier (data) | mapped refusal shift / native | extraction: gap closed |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for r in results {
         let m = |k: MappingKind| r.mappers.iter().find(|m| m.kind == k);
         let (aff, relu) = (m(MappingKind::Affine), m(MappingKind::Autoencoder));
         let f = &r.refusal.fidelity;
         let native_shift = f.frontier_native_rate - f.frontier_refusal_rate;
-        let refusal_transfer = if native_shift.abs() > 1e-9 { format!("{:.0}%", 100.0 * (f.frontier_mapped_rate - f.frontier_refusal_rate) / native_shift) } else { "—".into() };
+        let refusal_transfer =
+            if native_shift.abs() > 1e-9 { format!("{:.0}%", 100.0 * (f.frontier_mapped_rate - f.frontier_refusal_rate) / native_shift) } else { "—".into() };
         let best_cka = r.layer_cka.iter().map(|l| l.cka).fold(f64::NAN, f64::max);
         let pct = |v: Option<f64>| v.map_or_else(|| "—".into(), |v| format!("{:.0}%", 100.0 * v));
         let _ = writeln!(
@@ -587,14 +631,21 @@ pub fn table(results: &[SizeResult]) -> String {
             aff.map_or(f64::NAN, |m| m.kl_mean_ablation),
             interval_text(transfer_of(r, crate::study::STORY_MOOD, "affine").and_then(|t| t.ratio), true),
             interval_text(transfer_of(r, crate::study::STORY_MOOD, "autoencoder").and_then(|t| t.ratio), true),
-            pct(mean_ratio(r, "affine")),
-            pct(mean_ratio(r, "autoencoder")),
-            pct(mean_ratio(r, "random")),
+            pct(median_ratio(r, "affine")),
+            pct(median_ratio(r, "autoencoder")),
+            pct(median_ratio(r, "random")),
             100.0 * f.analog_refusal_rate,
             100.0 * f.frontier_refusal_rate,
             100.0 * f.data_refusal_rate.unwrap_or(f64::NAN),
             refusal_transfer,
-            r.extraction.as_ref().map_or("—".into(), |e| format!("{:.0}% ({} of {} tokens)", 100.0 * e.gap_closed, e.student_tokens, e.frontier_tokens)),
+            r.extraction.as_ref().map_or("—".into(), |e| format!(
+                "{:.0}%: student {:.3} after {} of the frontier's {} tokens (corpus-trained at that budget: {})",
+                100.0 * e.gap_closed,
+                e.student_loss,
+                e.student_tokens,
+                e.frontier_tokens,
+                r.budget_control_loss.map_or("—".into(), |l| format!("{l:.3}"))
+            )),
         );
     }
     md
@@ -606,7 +657,8 @@ pub fn transfer_table(results: &[SizeResult]) -> String {
     let mut md = String::from("| analog | pair set | vector | transfer ratio (95% CI over seeds) | trigger-rate change (95% CI) |\n|---|---|---|---|---|\n");
     for r in results {
         for t in &r.transfer {
-            let _ = writeln!(md, "| {} | {} | {} | {} | {} |", r.label, t.pair_set, t.vector, interval_text(t.ratio, true), interval_text(t.trigger_change, true));
+            let _ =
+                writeln!(md, "| {} | {} | {} | {} | {} |", r.label, t.pair_set, t.vector, interval_text(t.ratio, true), interval_text(t.trigger_change, true));
         }
     }
     md
@@ -636,7 +688,12 @@ pub fn svg(results: &[SizeResult]) -> String {
             let _ = writeln!(s, "<line x1=\"{tx:.1}\" y1=\"{bottom}\" x2=\"{tx:.1}\" y2=\"{}\" stroke=\"#999\"/>", bottom + 5.0);
             let _ = writeln!(s, "<text x=\"{tx:.1}\" y=\"{}\" text-anchor=\"middle\">{}%</text>", bottom + 18.0, tick * 100.0);
         }
-        let _ = writeln!(s, "<text x=\"{:.1}\" y=\"{}\" text-anchor=\"middle\">analog parameters, share of the frontier (log scale)</text>", left + panel / 2.0, h - 12.0);
+        let _ = writeln!(
+            s,
+            "<text x=\"{:.1}\" y=\"{}\" text-anchor=\"middle\">analog parameters, share of the frontier (log scale)</text>",
+            left + panel / 2.0,
+            h - 12.0
+        );
         let mut v = min;
         while v <= max + 1e-9 {
             let ty = y(v, min, max);
@@ -654,8 +711,24 @@ pub fn svg(results: &[SizeResult]) -> String {
     // Series: (panel left, min, max, colour, label, x offset, value per result with its interval).
     type Series<'a> = (f64, f64, f64, &'a str, &'a str, f64, Box<dyn Fn(&SizeResult) -> Option<Interval> + 'a>);
     let series: Vec<Series<'_>> = vec![
-        (fl, -0.5, 1.5, "#2563eb", "story-mood transfer, affine map", -5.0, Box::new(|r| transfer_of(r, crate::study::STORY_MOOD, "affine").and_then(|t| t.ratio))),
-        (fl, -0.5, 1.5, "#7c3aed", "story-mood transfer, ReLU map", 5.0, Box::new(|r| transfer_of(r, crate::study::STORY_MOOD, "autoencoder").and_then(|t| t.ratio))),
+        (
+            fl,
+            -0.5,
+            1.5,
+            "#2563eb",
+            "story-mood transfer, affine map",
+            -5.0,
+            Box::new(|r| transfer_of(r, crate::study::STORY_MOOD, "affine").and_then(|t| t.ratio)),
+        ),
+        (
+            fl,
+            -0.5,
+            1.5,
+            "#7c3aed",
+            "story-mood transfer, ReLU map",
+            5.0,
+            Box::new(|r| transfer_of(r, crate::study::STORY_MOOD, "autoencoder").and_then(|t| t.ratio)),
+        ),
         (fl, -0.5, 1.5, "#059669", "embedding r (centred, frequent tokens)", 0.0, Box::new(|r| Interval::of(&[r.similarity.frequent_centred]))),
         (rl, -0.5, 1.0, "#dc2626", "extraction: gap closed", 0.0, Box::new(|r| r.extraction.as_ref().and_then(|e| Interval::of(&[e.gap_closed])))),
         (rl, -0.5, 1.0, "#d97706", "held-out loss gap to the frontier (nats)", 0.0, Box::new(|r| Interval::of(&[r.analog_loss - r.frontier_loss]))),
@@ -666,9 +739,19 @@ pub fn svg(results: &[SizeResult]) -> String {
         let _ = writeln!(s, "<polyline fill=\"none\" stroke=\"{colour}\" stroke-width=\"1.5\" points=\"{}\"/>", line.join(" "));
         for (px, i) in &points {
             if i.high > i.low {
-                let _ = writeln!(s, "<line x1=\"{px:.1}\" y1=\"{:.1}\" x2=\"{px:.1}\" y2=\"{:.1}\" stroke=\"{colour}\"/>", y(i.low, *min, *max), y(i.high, *min, *max));
+                let _ = writeln!(
+                    s,
+                    "<line x1=\"{px:.1}\" y1=\"{:.1}\" x2=\"{px:.1}\" y2=\"{:.1}\" stroke=\"{colour}\"/>",
+                    y(i.low, *min, *max),
+                    y(i.high, *min, *max)
+                );
             }
-            let _ = writeln!(s, "<circle cx=\"{px:.1}\" cy=\"{:.1}\" r=\"3.5\" fill=\"{colour}\"><title>{label}: {:.3}</title></circle>", y(i.mean, *min, *max), i.mean);
+            let _ = writeln!(
+                s,
+                "<circle cx=\"{px:.1}\" cy=\"{:.1}\" r=\"3.5\" fill=\"{colour}\"><title>{label}: {:.3}</title></circle>",
+                y(i.mean, *min, *max),
+                i.mean
+            );
         }
     }
     for (slot, left) in [fl, rl].into_iter().enumerate() {
@@ -683,7 +766,12 @@ pub fn svg(results: &[SizeResult]) -> String {
                 lx = left;
                 ly += 14.0;
             }
-            let _ = writeln!(s, "<rect x=\"{lx:.1}\" y=\"{:.1}\" width=\"10\" height=\"10\" fill=\"{colour}\"/><text x=\"{:.1}\" y=\"{ly:.1}\">{label}</text>", ly - 9.0, lx + 14.0);
+            let _ = writeln!(
+                s,
+                "<rect x=\"{lx:.1}\" y=\"{:.1}\" width=\"10\" height=\"10\" fill=\"{colour}\"/><text x=\"{:.1}\" y=\"{ly:.1}\">{label}</text>",
+                ly - 9.0,
+                lx + 14.0
+            );
             lx += width + 10.0;
         }
     }
@@ -702,10 +790,11 @@ pub fn measure_all(
     settings: &MeasureSettings,
     provenance: &Provenance,
     remeasure: bool,
+    only: Option<&str>,
     progress: &mut dyn FnMut(&str),
 ) -> Result<Vec<SizeResult>> {
     let mut results = Vec::new();
-    for analog in &SWEEP {
+    for analog in selected(only) {
         let path = analog_dir(out, analog).join("measurements.json");
         let result = if path.is_file() && !remeasure {
             read_json(&path)?
@@ -740,7 +829,12 @@ pub fn publish(out: &Path, public: &Path, results: &[SizeResult], command: &str)
         report.analog.url = Some(format!("../{PUBLIC_DIR}/{}/", r.label));
         let path = format!("reports/{}.json", report.id);
         pipeline::write(&public.join(&path), report.validated()?.to_json())?;
-        catalog.reports.push(analog_core::catalog::CatalogReport { id: r.report.id.clone(), path, analog: r.report.analog.id.clone(), frontier: "story-frontier".into() });
+        catalog.reports.push(analog_core::catalog::CatalogReport {
+            id: r.report.id.clone(),
+            path,
+            analog: r.report.analog.id.clone(),
+            frontier: "story-frontier".into(),
+        });
     }
     pipeline::write(&public.join("catalog.json"), pipeline::pretty_json(&catalog, "the catalog")?)?;
     pipeline::write(&public.join("lab/sweep.json"), pipeline::pretty_json(&results, "the sweep results")?)?;

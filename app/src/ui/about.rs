@@ -25,6 +25,15 @@ pub fn About() -> impl IntoView {
             <p>"The model that loads first was trained by this project's own reference lab, on a story corpus written by a program. It is a 152-thousand-parameter
                analog of a 3.2-million-parameter frontier model (4.8%). Both are published with model cards that state how they were trained and what was measured,
                including the goals they did not meet. The catalog also lists released small models (SmolLM2, Pythia, GPT-2, Qwen2.5) that you can load by name."</p>
+            <h3>"How big should an analog be?"</h3>
+            <p>"The proposal leaves its central choice to argument: a 0.5% analog protects the lab's model better, a 5% one should transfer better.
+               The reference lab measures it on its own corpus: analogs at 0.49%, 0.94%, 2.1% and 4.8% of the frontier, distilled with one recipe, and for each
+               how well steering vectors found on it move the frontier (fidelity) against how much of the frontier a student recovers from the analog's outputs alone (risk).
+               Each size has its own report in the Reports view."</p>
+            <figure data-testid="about-sweep">
+                <img src="lab/sweep.svg" alt="Analog size against transfer fidelity and extraction risk, measured by the reference lab" width="880" height="360" style="max-width:100%;height:auto"/>
+                <figcaption>"Every number is in "<a href="lab/sweep.md">"the sweep's table"</a>", with the command that measured it. These are tiny models on a synthetic corpus: the trends, not the values, are what might carry over."</figcaption>
+            </figure>
             <h3>"Privacy"</h3>
             <p>"Models, pairs, vectors and results stay in your browser. Your saved work lives in this browser's storage and can be exported as one file."</p>
         </section>

@@ -384,7 +384,10 @@ fn check_extraction(c: &mut Checker, e: &ExtractionEstimate) {
     if gap <= 0.0 {
         c.error(format!("{path}.frontier_loss"), "the frontier's loss must be below the analog's for a gap to be closed");
     } else if ((e.analog_loss - e.student_loss) / gap - e.gap_closed).abs() > 1e-3 {
-        c.error(format!("{path}.gap_closed"), format!("expected (analog − student) / (analog − frontier) = {:.4}, found {}", (e.analog_loss - e.student_loss) / gap, e.gap_closed));
+        c.error(
+            format!("{path}.gap_closed"),
+            format!("expected (analog − student) / (analog − frontier) = {:.4}, found {}", (e.analog_loss - e.student_loss) / gap, e.gap_closed),
+        );
     }
 }
 

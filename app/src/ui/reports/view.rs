@@ -1,8 +1,8 @@
 //! An open transfer report: its summary, and once compared, the verdicts and one section per
 //! intervention with its curves.
 
-use analog_core::report::TransferReport;
 use analog_core::report::compare::{Comparison, EffectRow, InterventionComparison, Verdict};
+use analog_core::report::{TransferReport, section_verdicts};
 use leptos::prelude::*;
 use serde::Serialize;
 
@@ -55,13 +55,105 @@ pub fn ReportView(report: TransferReport, comparison: Option<Comparison>, note: 
             .into_any()
         }
     };
+    let study = report.clone();
     view! {
         <article class="report" data-testid="report-view">
             <p class="summary">{summary}</p>
             {similarity.map(|s| view! { <p>{s}</p> })}
+            <StudySections report=study/>
             {body}
         </article>
     }
+}
+
+/// A report's optional study sections (`report-study`), judged as they are: mapper validation by
+/// activation patching, per-layer CKA, refusal fidelity and the extraction estimate, with their
+/// verdicts. Nothing when the report has none.
+#[component]
+fn StudySections(report: TransferReport) -> impl IntoView {
+    let verdicts = section_verdicts(&report);
+    let cka = report.geometry.as_ref().and_then(|g| g.layer_cka.clone()).unwrap_or_default();
+    if verdicts.is_empty() && cka.is_empty() {
+        return None;
+    }
+    let maps = report.mapper_validation.clone().unwrap_or_default();
+    let map_rows = maps
+        .into_iter()
+        .map(|m| {
+            view! {
+                <tr>
+                    <td>{wire_name(&m.kind)}</td><td>{format!("{} → {}", m.analog_layer, m.frontier_layer)}</td>
+                    <td>{num(Some(m.fvu))}</td><td>{num(Some(m.cosine))}</td>
+                    <td>{num(Some(m.kl_patched))}</td><td>{num(Some(m.kl_mean_ablation))}</td>
+                    <td>{format!("{:.0}% / {:.0}%", 100.0 * m.agreement_patched, 100.0 * m.agreement_mean_ablation)}</td>
+                    <td>{m.n_tokens}</td>
+                </tr>
+            }
+        })
+        .collect_view();
+    let frontier_layers = cka.iter().map(|l| l.frontier_layer + 1).max().unwrap_or(0);
+    let analog_layers = cka.iter().map(|l| l.analog_layer + 1).max().unwrap_or(0);
+    let cka_table = (!cka.is_empty()).then(|| {
+        let head = (0..frontier_layers).map(|f| view! { <th>{format!("frontier {f}")}</th> }).collect_view();
+        let body = (0..analog_layers)
+            .map(|a| {
+                let cells = (0..frontier_layers)
+                    .map(|f| view! { <td>{num(cka.iter().find(|l| l.analog_layer == a && l.frontier_layer == f).map(|l| l.cka))}</td> })
+                    .collect_view();
+                view! { <tr><th>{format!("analog {a}")}</th>{cells}</tr> }
+            })
+            .collect_view();
+        view! {
+            <h4>"Residual-stream similarity per layer (linear CKA)"</h4>
+            <table class="cka"><thead><tr><th></th>{head}</tr></thead><tbody>{body}</tbody></table>
+        }
+    });
+    let refusal = report.refusal_fidelity.as_ref().map(|r| {
+        format!(
+            "Refusal on {} held-out requests: analog {:.0}%, frontier {:.0}%{}. Steered at coefficient {}: the frontier's own refusal direction gives {:.0}%, the analog's mapped {:.0}%, a random one {:.0}%.",
+            r.n_requests,
+            100.0 * r.analog_refusal_rate,
+            100.0 * r.frontier_refusal_rate,
+            r.data_refusal_rate.map_or(String::new(), |d| format!(" (the data: {:.0}%)", 100.0 * d)),
+            r.coef,
+            100.0 * r.frontier_native_rate,
+            100.0 * r.frontier_mapped_rate,
+            100.0 * r.frontier_random_rate,
+        )
+    });
+    let extraction = report.extraction_estimate.as_ref().map(|e| {
+        format!(
+            "Extraction: a student of {} parameters trained on {} tokens ({}; the frontier trained on {}) reaches a held-out loss of {:.3}, against the analog's {:.3} and the frontier's {:.3}: {:.0}% of the gap closed.",
+            e.student_n_params,
+            e.student_tokens,
+            e.data,
+            e.frontier_tokens,
+            e.student_loss,
+            e.analog_loss,
+            e.frontier_loss,
+            100.0 * e.gap_closed,
+        )
+    });
+    Some(view! {
+        <section class="study" data-testid="report-study">
+            <h3>"The lab's study"</h3>
+            <Verdicts verdicts=verdicts/>
+            {(!map_rows_empty(&report)).then(|| view! {
+                <h4>"Maps from analog to frontier, checked by activation patching"</h4>
+                <table class="mappers">
+                    <thead><tr><th>"map"</th><th>"layers"</th><th>"FVU"</th><th>"cosine"</th><th>"KL patched"</th><th>"KL mean-ablated"</th><th>"top token kept: patched / mean-ablated"</th><th>"tokens"</th></tr></thead>
+                    <tbody>{map_rows}</tbody>
+                </table>
+            })}
+            {cka_table}
+            {refusal.map(|t| view! { <p data-testid="report-refusal">{t}</p> })}
+            {extraction.map(|t| view! { <p data-testid="report-extraction">{t}</p> })}
+        </section>
+    })
+}
+
+fn map_rows_empty(report: &TransferReport) -> bool {
+    report.mapper_validation.as_ref().is_none_or(Vec::is_empty)
 }
 
 /// The checks against the paper's thresholds as a table (value, threshold, outcome, meaning);
