@@ -54,7 +54,7 @@ fn models_load_with_the_stated_sizes_and_the_report_names_them() {
     assert!((0.005..=0.05).contains(&ratio), "analog is {:.2}% of the frontier", ratio * 100.0);
     assert!((3_000_000..=20_000_000).contains(&frontier.model.n_params));
     let catalog = catalog();
-    for r in &catalog.reports {
+    for r in catalog.reports.iter().filter(|r| r.analog == "story-analog") {
         let report = report::parse(&std::fs::read(public().join(&r.path)).unwrap()).unwrap();
         assert_eq!(report.kind, report::ReportKind::Lab);
         assert_eq!(report.analog.weights_sha256, analog_sha);
@@ -114,4 +114,39 @@ fn the_published_story_mood_pairs_are_what_the_grammar_generates() {
     assert_eq!(published, analog_lab::pipeline::mood_pairs_jsonl(analog_lab::pipeline::MOOD_SEED, 64));
     let pairs = analog_core::steering::PairSet::from_jsonl(&published).unwrap();
     assert_eq!(pairs.len(), 64);
+}
+
+/// The size sweep as published: four analogs across the 0.5–5% band, smallest first, each with
+/// its files beside a valid lab report that names their weights and carries every study section,
+/// listed in the catalog; and the trade-off table and figure.
+#[test]
+fn the_size_sweep_is_published_with_its_reports() {
+    let catalog = catalog();
+    let sweep: Vec<_> = catalog.reports.iter().filter(|r| r.id.starts_with("story-sweep-")).collect();
+    assert_eq!(sweep.len(), analog_lab::sweep::SWEEP.len());
+    let (_, frontier_sha) = model("story-frontier");
+    let mut shares = Vec::new();
+    for r in sweep {
+        let path = public().join(&r.path);
+        let report = report::parse(&std::fs::read(&path).unwrap()).unwrap();
+        let dir = path.parent().unwrap().join(report.analog.url.as_ref().unwrap());
+        let read = |f: &str| std::fs::read(dir.join(f)).unwrap();
+        let weights = read("model.safetensors");
+        assert_eq!(sha256_hex(&weights), report.analog.weights_sha256, "{}", r.id);
+        assert_ne!(sha256_hex(&weights), frontier_sha);
+        let analog = TextModel::from_bytes(&read("config.json"), &WeightFiles::Single(&weights), &read("tokenizer.json"), &device::cpu()).unwrap();
+        assert_eq!(analog.model.n_params as u64, report.analog.n_params);
+        let frontier = report.frontier.as_ref().unwrap();
+        shares.push(report.analog.n_params as f64 / frontier.n_params.unwrap() as f64);
+        assert!(report.mapper_validation.as_ref().is_some_and(|m| m.len() == 2), "{}: both maps validated", r.id);
+        assert!(report.refusal_fidelity.is_some() && report.extraction_estimate.is_some(), "{}", r.id);
+        assert!(report.geometry.as_ref().and_then(|g| g.layer_cka.as_ref()).is_some_and(|c| c.len() == report.analog.n_layers * frontier.n_layers));
+        assert!(std::fs::read_to_string(dir.join("MODEL_CARD.md")).unwrap().contains("lab sweep"));
+    }
+    assert!(shares.windows(2).all(|w| w[0] < w[1]), "{shares:?}");
+    assert!(shares[0] > 0.0045 && shares[shares.len() - 1] <= 0.05, "{shares:?}");
+    let svg = std::fs::read_to_string(public().join("lab/sweep.svg")).unwrap();
+    assert!(svg.starts_with("<svg") && svg.contains("70% bar"));
+    let table = std::fs::read_to_string(public().join("lab/sweep.md")).unwrap();
+    assert!(table.contains("lab sweep") && table.lines().filter(|l| l.starts_with("| 0.5pct") || l.starts_with("| 5pct")).count() >= 2);
 }
