@@ -335,9 +335,20 @@ fn a_report_shows_its_study_sections_with_verdicts() {
     assert!(browser.text("report-extraction").contains("25% of the gap closed"), "{}", browser.text("report-extraction"));
     assert!(browser.text("report-refusal").contains("analog 50%, frontier 50%"), "{}", browser.text("report-refusal"));
 
-    browser.goto(&format!("http://127.0.0.1:{port}/#/about"));
+    // The lab's own sweep report for the 4.8% analog, opened from the catalog, as a visitor would.
+    browser.js(
+        "[...document.querySelectorAll('[data-testid=catalog-report]')].find(b => b.parentElement.textContent.includes('story-sweep-5pct')).click()",
+        json!([]),
+    );
+    browser.wait("the sweep report's study", "return document.querySelector('[data-testid=report-study] table.mappers')", json!([]), WORK);
+    assert!(browser.text("report-view").contains("story-sweep-5pct"));
+    browser.js("document.querySelector('[data-testid=report-study]').scrollIntoView()", json!([]));
+    browser.screenshot(&shots().join("report-study.png"));
+    browser.click("tab-about");
     let loaded = "const i = document.querySelector('[data-testid=about-sweep] img'); return i && i.complete && i.naturalWidth > 0 ? i.naturalWidth : null";
     assert_eq!(browser.wait("the sweep figure", loaded, json!([]), WORK), json!(880));
+    browser.js("document.querySelector('[data-testid=about-sweep]').scrollIntoView()", json!([]));
+    browser.screenshot(&shots().join("about-sweep.png"));
 }
 
 /// A benchmark, not a pass/fail test (`cargo xtask bench-app` runs it on the size-optimised site):

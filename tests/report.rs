@@ -254,6 +254,7 @@ fn study_sections_are_judged_against_the_thresholds() {
     let outcome = |prefix: &str| verdicts.iter().filter(|v| v.check.starts_with(prefix)).map(|v| v.outcome).collect::<Vec<_>>();
     assert_eq!(outcome("mapper_beats_mean_ablation"), vec![Outcome::Pass, Outcome::Pass]);
     assert_eq!(outcome("refusal_present_in_analog"), vec![Outcome::Pass]);
+    assert_eq!(outcome("refusal_native_beats_random"), vec![Outcome::Pass]);
     assert_eq!(outcome("refusal_direction_transfers"), vec![Outcome::Fail]);
     let transfer = verdicts.iter().find(|v| v.check == "refusal_direction_transfers").unwrap();
     assert!((transfer.value.unwrap() - 0.25 / 0.375).abs() < 1e-9);

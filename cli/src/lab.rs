@@ -124,7 +124,7 @@ enum LabCommand {
         refusal_requests: usize,
         /// Coefficient of the refusal vectors (a share of the mean residual norm); at 1 the
         /// frontier's replies stop being replies.
-        #[arg(long, default_value_t = 0.5, allow_hyphen_values = true)]
+        #[arg(long, default_value_t = 0.25, allow_hyphen_values = true)]
         refusal_coef: f32,
         /// Steps of each extraction student (the frontier's budget is 2500); 0 skips the estimate.
         #[arg(long, default_value_t = 2500)]

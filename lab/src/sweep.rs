@@ -261,10 +261,10 @@ fn trigger_change(rows: &[MetricRow], random: bool) -> Option<f64> {
     Some(f64::from(rate(rows.last()?)? - rate(rows.first()?)?))
 }
 
-/// The share of `requests` a model refuses when it continues them (sampled at temperature 1), with
-/// `edits` applied: a reply the grammar does not recognise as a refusal (or as anything) counts as
-/// not refusing, so a model that writes nonsense refuses nothing. Also how many replies were
-/// recognisable as a refusal or a compliance.
+/// How often a model refuses when it continues `requests` (sampled at temperature 1) with `edits`
+/// applied: the share of refusals among the replies the grammar recognises as a refusal or a
+/// compliance (0 when none is), so that steering which breaks the text does not pass for steering
+/// which changes the decision; and how many replies were recognisable.
 fn refusal_rate(model: &TextModel, requests: &[(String, bool)], edits: &[analog_core::Edit]) -> Result<(f64, usize)> {
     let grammar = Grammar::stories();
     let (mut refused, mut classified) = (0usize, 0usize);
@@ -278,7 +278,7 @@ fn refusal_rate(model: &TextModel, requests: &[(String, bool)], edits: &[analog_
             refused += usize::from(refuses);
         }
     }
-    Ok((refused as f64 / requests.len().max(1) as f64, classified))
+    Ok((refused as f64 / classified.max(1) as f64, classified))
 }
 
 /// Text sampled from `model` (stories from `<|endoftext|>`, temperature 1), `tokens` long.
@@ -602,20 +602,18 @@ fn median_ratio(r: &SizeResult, vector: &str) -> Option<f64> {
 /// The trade-off table in Markdown: fidelity and risk per analog size.
 pub fn table(results: &[SizeResult]) -> String {
     let mut md = String::from(
-        "| analog | parameters | share of frontier | held-out loss (frontier) | embedding r: raw / centred, frequent tokens | best layer CKA | map FVU affine / ReLU | patched KL affine / ReLU / mean-ablated | story-mood transfer, affine | story-mood transfer, ReLU | median transfer over sets, affine / ReLU / random | refusal rate analog / frontier (data) | mapped refusal shift / native | extraction: gap closed |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
+        "| analog | parameters | share of frontier | held-out loss (frontier) | embedding r: raw / centred, frequent tokens | best layer CKA | map FVU affine / ReLU | patched KL affine / ReLU / mean-ablated | story-mood transfer, affine | story-mood transfer, ReLU | median transfer over sets, affine / ReLU / random | refusal rate analog / frontier (data; recognisable replies) | frontier refusal steered: native / mapped / random | extraction: gap closed |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for r in results {
         let m = |k: MappingKind| r.mappers.iter().find(|m| m.kind == k);
         let (aff, relu) = (m(MappingKind::Affine), m(MappingKind::Autoencoder));
         let f = &r.refusal.fidelity;
-        let native_shift = f.frontier_native_rate - f.frontier_refusal_rate;
-        let refusal_transfer =
-            if native_shift.abs() > 1e-9 { format!("{:.0}%", 100.0 * (f.frontier_mapped_rate - f.frontier_refusal_rate) / native_shift) } else { "—".into() };
+        let classified = |k: &str| r.refusal.classified.get(k).copied().unwrap_or(0);
         let best_cka = r.layer_cka.iter().map(|l| l.cka).fold(f64::NAN, f64::max);
         let pct = |v: Option<f64>| v.map_or_else(|| "—".into(), |v| format!("{:.0}%", 100.0 * v));
         let _ = writeln!(
             md,
-            "| {} | {} | {:.2}% | {:.3} ({:.3}) | {:.3} / {:.3} | {:.3} | {} / {} | {} / {} / {:.3} | {} | {} | {} / {} / {} | {:.0}% / {:.0}% ({:.0}%) | {} | {} |",
+            "| {} | {} | {:.2}% | {:.3} ({:.3}) | {:.3} / {:.3} | {:.3} | {} / {} | {} / {} / {:.3} | {} | {} | {} / {} / {} | {:.0}% / {:.0}% ({:.0}%; {} and {} of {}) | {} | {} |",
             r.label,
             r.n_params,
             100.0 * r.share,
@@ -637,7 +635,10 @@ pub fn table(results: &[SizeResult]) -> String {
             100.0 * f.analog_refusal_rate,
             100.0 * f.frontier_refusal_rate,
             100.0 * f.data_refusal_rate.unwrap_or(f64::NAN),
-            refusal_transfer,
+            classified("analog"),
+            classified("frontier"),
+            f.n_requests,
+            format!("{:.0}% / {:.0}% / {:.0}%", 100.0 * f.frontier_native_rate, 100.0 * f.frontier_mapped_rate, 100.0 * f.frontier_random_rate),
             r.extraction.as_ref().map_or("—".into(), |e| format!(
                 "{:.0}%: student {:.3} after {} of the frontier's {} tokens (corpus-trained at that budget: {})",
                 100.0 * e.gap_closed,
@@ -679,8 +680,9 @@ pub fn svg(results: &[SizeResult]) -> String {
     let mut s = format!(
         "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 {w} {h}\" width=\"{w}\" height=\"{h}\" font-family=\"sans-serif\" font-size=\"12\" role=\"img\" aria-label=\"Analog size against transfer fidelity and extraction risk\">\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n"
     );
-    let panels = [(pad, "Fidelity", -0.5, 1.5), (pad + panel + gap, "Risk", -0.5, 1.0)];
-    for (left, title, min, max) in panels {
+    // The fidelity panel is in percent; the risk panel holds a share and a loss gap in nats, so plain numbers.
+    let panels = [(pad, "Fidelity", -0.5, 1.5, true), (pad + panel + gap, "Risk", -0.5, 1.0, false)];
+    for (left, title, min, max, percent) in panels {
         let _ = writeln!(s, "<text x=\"{left}\" y=\"24\" font-size=\"14\" font-weight=\"bold\">{title}</text>");
         let _ = writeln!(s, "<rect x=\"{left}\" y=\"{top}\" width=\"{panel}\" height=\"{}\" fill=\"none\" stroke=\"#999\"/>", bottom - top);
         for tick in [0.005, 0.01, 0.02, 0.05] {
@@ -698,7 +700,8 @@ pub fn svg(results: &[SizeResult]) -> String {
         while v <= max + 1e-9 {
             let ty = y(v, min, max);
             let _ = writeln!(s, "<line x1=\"{}\" y1=\"{ty:.1}\" x2=\"{left}\" y2=\"{ty:.1}\" stroke=\"#999\"/>", left - 5.0);
-            let _ = writeln!(s, "<text x=\"{}\" y=\"{:.1}\" text-anchor=\"end\">{:.0}%</text>", left - 8.0, ty + 4.0, v * 100.0);
+            let label = if percent { format!("{:.0}%", v * 100.0) } else { format!("{v:.1}") };
+            let _ = writeln!(s, "<text x=\"{}\" y=\"{:.1}\" text-anchor=\"end\">{label}</text>", left - 8.0, ty + 4.0);
             v += 0.5;
         }
         let zero = y(0.0, min, max);
@@ -707,7 +710,7 @@ pub fn svg(results: &[SizeResult]) -> String {
     let (fl, rl) = (panels[0].0, panels[1].0);
     let bar = y(MIN_SUCCESS, -0.5, 1.5);
     let _ = writeln!(s, "<line x1=\"{fl}\" y1=\"{bar:.1}\" x2=\"{}\" y2=\"{bar:.1}\" stroke=\"#dc2626\" stroke-dasharray=\"6 4\"/>", fl + panel);
-    let _ = writeln!(s, "<text x=\"{}\" y=\"{:.1}\" fill=\"#dc2626\" text-anchor=\"end\">paper's 70% bar</text>", fl + panel - 4.0, bar - 4.0);
+    let _ = writeln!(s, "<text x=\"{}\" y=\"{:.1}\" fill=\"#dc2626\">paper's 70% bar</text>", fl + 4.0, bar - 4.0);
     // Series: (panel left, min, max, colour, label, x offset, value per result with its interval).
     type Series<'a> = (f64, f64, f64, &'a str, &'a str, f64, Box<dyn Fn(&SizeResult) -> Option<Interval> + 'a>);
     let series: Vec<Series<'_>> = vec![
@@ -730,7 +733,15 @@ pub fn svg(results: &[SizeResult]) -> String {
             Box::new(|r| transfer_of(r, crate::study::STORY_MOOD, "autoencoder").and_then(|t| t.ratio)),
         ),
         (fl, -0.5, 1.5, "#059669", "embedding r (centred, frequent tokens)", 0.0, Box::new(|r| Interval::of(&[r.similarity.frequent_centred]))),
-        (rl, -0.5, 1.0, "#dc2626", "extraction: gap closed", 0.0, Box::new(|r| r.extraction.as_ref().and_then(|e| Interval::of(&[e.gap_closed])))),
+        (
+            rl,
+            -0.5,
+            1.0,
+            "#dc2626",
+            "extraction: share of the loss gap closed",
+            0.0,
+            Box::new(|r| r.extraction.as_ref().and_then(|e| Interval::of(&[e.gap_closed]))),
+        ),
         (rl, -0.5, 1.0, "#d97706", "held-out loss gap to the frontier (nats)", 0.0, Box::new(|r| Interval::of(&[r.analog_loss - r.frontier_loss]))),
     ];
     for (left, min, max, colour, label, dx, value) in &series {
@@ -752,6 +763,11 @@ pub fn svg(results: &[SizeResult]) -> String {
                 y(i.mean, *min, *max),
                 i.mean
             );
+            if !(*min..=*max).contains(&i.mean) {
+                // Off the scale: drawn at the edge, with its value written beside it.
+                let (tx, ty) = (px - 6.0, y(i.mean, *min, *max) - 6.0);
+                let _ = writeln!(s, "<text x=\"{tx:.1}\" y=\"{ty:.1}\" fill=\"{colour}\" text-anchor=\"end\">{:.2} (off scale)</text>", i.mean);
+            }
         }
     }
     for (slot, left) in [fl, rl].into_iter().enumerate() {

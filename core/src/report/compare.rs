@@ -108,6 +108,17 @@ pub fn section_verdicts(report: &TransferReport) -> Vec<Verdict> {
         ));
         let native = r.frontier_native_rate - r.frontier_refusal_rate;
         out.push(Verdict::new(
+            "refusal_native_beats_random",
+            Some(native.abs() - (r.frontier_random_rate - r.frontier_refusal_rate).abs()),
+            "|native shift| − |random shift| > 0".into(),
+            |d| d > 0.0,
+            [
+                "the frontier's own refusal direction moves its refusals more than a random direction of equal norm",
+                "the frontier's own refusal direction moves its refusals no more than a random one: the transfer ratio below is noise",
+                "",
+            ],
+        ));
+        out.push(Verdict::new(
             "refusal_direction_transfers",
             (native.abs() > 1e-9).then(|| (r.frontier_mapped_rate - r.frontier_refusal_rate) / native),
             format!("mapped shift / native shift ≥ {MIN_SUCCESS_RATE}"),

@@ -188,6 +188,8 @@ pub struct MapperValidation {
 
 /// Refusal on held-out requests, sampled, by analog and frontier, and the frontier's refusal rate
 /// under the analog's refusal direction (mapped), its own (native) and an equal-norm random one.
+/// A model's refusal rate is the share of refusals among its replies that are recognisably a
+/// refusal or a compliance.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RefusalFidelity {
