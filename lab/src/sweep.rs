@@ -613,7 +613,7 @@ pub fn table(results: &[SizeResult]) -> String {
         let pct = |v: Option<f64>| v.map_or_else(|| "—".into(), |v| format!("{:.0}%", 100.0 * v));
         let _ = writeln!(
             md,
-            "| {} | {} | {:.2}% | {:.3} ({:.3}) | {:.3} / {:.3} | {:.3} | {} / {} | {} / {} / {:.3} | {} | {} | {} / {} / {} | {:.0}% / {:.0}% ({:.0}%; {} and {} of {}) | {} | {} |",
+            "| {} | {} | {:.2}% | {:.3} ({:.3}) | {:.3} / {:.3} | {:.3} | {} / {} | {} / {} / {:.3} | {} | {} | {} / {} / {} | {:.0}% / {:.0}% ({:.0}%; {} and {} of {}) | {:.0}% / {:.0}% / {:.0}% | {} |",
             r.label,
             r.n_params,
             100.0 * r.share,
@@ -638,7 +638,9 @@ pub fn table(results: &[SizeResult]) -> String {
             classified("analog"),
             classified("frontier"),
             f.n_requests,
-            format!("{:.0}% / {:.0}% / {:.0}%", 100.0 * f.frontier_native_rate, 100.0 * f.frontier_mapped_rate, 100.0 * f.frontier_random_rate),
+            100.0 * f.frontier_native_rate,
+            100.0 * f.frontier_mapped_rate,
+            100.0 * f.frontier_random_rate,
             r.extraction.as_ref().map_or("—".into(), |e| format!(
                 "{:.0}%: student {:.3} after {} of the frontier's {} tokens (corpus-trained at that budget: {})",
                 100.0 * e.gap_closed,
