@@ -127,7 +127,7 @@ enum LabCommand {
         #[arg(long, default_value_t = 0.25, allow_hyphen_values = true)]
         refusal_coef: f32,
         /// Steps of each extraction student (the frontier's budget is 2500); 0 skips the estimate.
-        #[arg(long, default_value_t = 2500)]
+        #[arg(long, default_value_t = analog_lab::sweep::FRONTIER_STEPS)]
         extraction_steps: usize,
         /// Tokens each analog samples for its extraction student.
         #[arg(long, default_value_t = 200_000)]

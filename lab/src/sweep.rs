@@ -60,6 +60,9 @@ fn selected(only: Option<&str>) -> impl Iterator<Item = &'static SweepAnalog> {
     SWEEP.iter().filter(move |a| only.is_none_or(|o| o == a.label))
 }
 
+/// The frontier's training steps (`lab all`'s default): the extraction student's full budget.
+pub const FRONTIER_STEPS: usize = 2500;
+
 /// Where one sweep analog lives.
 pub fn analog_dir(out: &Path, analog: &SweepAnalog) -> PathBuf {
     out.join("sweep").join(analog.label)
@@ -307,7 +310,7 @@ pub fn gap_closed(analog_loss: f64, frontier_loss: f64, student_loss: f64) -> Op
 /// returns its estimate.
 fn extraction(out: &Path, analog_dir: &Path, analog: &TextModel, losses: (f64, f64), settings: &MeasureSettings, dir: &Path) -> Result<ExtractionEstimate> {
     let (_, eos) = token_stream(out, "held_out.txt")?;
-    let pool_path = dir.join("pool.json");
+    let pool_path = analog_dir.join(format!("pool-{}.json", settings.extraction_pool_tokens));
     let pool: Vec<u32> = if pool_path.is_file() {
         read_json(&pool_path)?
     } else {
@@ -315,7 +318,7 @@ fn extraction(out: &Path, analog_dir: &Path, analog: &TextModel, losses: (f64, f
         crate::pipeline::write(&pool_path, serde_json::to_string(&pool).map_err(|source| Error::Serialise { what: "the sample pool", source })?)?;
         pool
     };
-    let frontier_run = pipeline::default_run(false, 2500);
+    let frontier_run = pipeline::default_run(false, FRONTIER_STEPS);
     let spec = RunSpec { alpha: 0.0, temperature: 1.0, ..pipeline::default_run(false, settings.extraction_steps) };
     if !dir.join("model.safetensors").is_file() {
         pipeline::train_model_on(out, dir, &spec, Some(analog_dir), &pool, 20, 100)?;
@@ -342,6 +345,10 @@ fn extraction(out: &Path, analog_dir: &Path, analog: &TextModel, losses: (f64, f
 /// The held-out loss of the frontier's shape and recipe trained on the corpus for `steps` (trained
 /// once into `OUT/sweep/control-<steps>/`, resumable).
 fn budget_control(out: &Path, steps: usize, windows: &[Vec<u32>]) -> Result<f64> {
+    if steps == FRONTIER_STEPS {
+        // The frontier's own recipe, seed and budget: the control is the frontier.
+        return Ok(f64::from(held_out_loss(&pipeline::load_text_model(&out.join("frontier"))?.model, windows)?));
+    }
     let dir = out.join("sweep").join(format!("control-{steps}"));
     if !dir.join("model.safetensors").is_file() {
         pipeline::train_model(out, &dir, &pipeline::default_run(false, steps), None, 20, 100)?;
@@ -528,7 +535,7 @@ pub fn measure(
 
     let (extraction, budget_control_loss) = if settings.extraction_steps > 0 {
         progress(&format!("{label}: extraction student ({} steps)", settings.extraction_steps));
-        let estimate = extraction(out, &dir, &analog, (analog_loss, frontier_loss), settings, &dir.join("student"))?;
+        let estimate = extraction(out, &dir, &analog, (analog_loss, frontier_loss), settings, &dir.join(format!("student-{}", settings.extraction_steps)))?;
         progress(&format!("frontier shape on the corpus for {} steps (the budget control)", settings.extraction_steps));
         (Some(estimate), Some(budget_control(out, settings.extraction_steps, &windows)?))
     } else {
@@ -857,8 +864,18 @@ pub fn publish(out: &Path, public: &Path, results: &[SizeResult], command: &str)
     pipeline::write(&public.join("catalog.json"), pipeline::pretty_json(&catalog, "the catalog")?)?;
     pipeline::write(&public.join("lab/sweep.json"), pipeline::pretty_json(&results, "the sweep results")?)?;
     pipeline::write(&public.join("lab/sweep.svg"), svg(results))?;
+    let settings: String = results
+        .iter()
+        .map(|r| {
+            let m = &r.settings;
+            format!(
+                "- {}: {} seeds, coefficients {:?}, {} samples per prompt, layers {:?}, {} refusal requests at coefficient {}, extraction student {} steps on {} sampled tokens\n",
+                r.label, m.seeds, m.coefs, m.samples_per_prompt, m.layers, m.refusal_requests, m.refusal_coef, m.extraction_steps, m.extraction_pool_tokens
+            )
+        })
+        .collect();
     let md = format!(
-        "# Analog size sweep: fidelity against risk\n\nMade by `{command}` ({}). Every figure below was measured by that command; `lab/sweep.json` holds them all.\n\n![trade-off figure](sweep.svg)\n\n{}\n## Transfer per pair set\n\n{}",
+        "# Analog size sweep: fidelity against risk\n\nPublished by `{command}` ({}). Each size was measured with the settings below (a size measured earlier keeps its `measurements.json`; `--only <size> --remeasure` redoes one); `lab/sweep.json` holds every number.\n\n{settings}\n![trade-off figure](sweep.svg)\n\n{}\n## Transfer per pair set\n\n{}",
         results.first().map_or(String::new(), |r| format!("{}, {}", r.report.provenance.date, r.report.provenance.hardware)),
         table(results),
         transfer_table(results)
