@@ -747,7 +747,7 @@ pub fn svg(results: &[SizeResult]) -> String {
             -0.5,
             1.0,
             "#dc2626",
-            "extraction: share of the loss gap closed",
+            "extraction: gap closed (budgets in the table)",
             0.0,
             Box::new(|r| r.extraction.as_ref().and_then(|e| Interval::of(&[e.gap_closed]))),
         ),
