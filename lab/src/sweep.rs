@@ -308,8 +308,16 @@ pub fn gap_closed(analog_loss: f64, frontier_loss: f64, student_loss: f64) -> Op
 /// Trains (or resumes) a frontier-shaped student in `dir` on text sampled from the analog in
 /// `analog_dir`, distilled from the analog's logits on it (no corpus text, no frontier), and
 /// returns its estimate.
-fn extraction(out: &Path, analog_dir: &Path, analog: &TextModel, losses: (f64, f64), settings: &MeasureSettings, dir: &Path) -> Result<ExtractionEstimate> {
-    let (_, eos) = token_stream(out, "held_out.txt")?;
+/// `eos` is the `<|endoftext|>` id; `windows` are the held-out windows every loss is measured on.
+fn extraction(
+    out: &Path,
+    analog_dir: &Path,
+    analog: &TextModel,
+    losses: (f64, f64),
+    (eos, windows): (u32, &[Vec<u32>]),
+    settings: &MeasureSettings,
+    dir: &Path,
+) -> Result<ExtractionEstimate> {
     let pool_path = analog_dir.join(format!("pool-{}.json", settings.extraction_pool_tokens));
     let pool: Vec<u32> = if pool_path.is_file() {
         read_json(&pool_path)?
@@ -325,7 +333,7 @@ fn extraction(out: &Path, analog_dir: &Path, analog: &TextModel, losses: (f64, f
     }
     let student = pipeline::load_text_model(dir)?;
     let (analog_loss, frontier_loss) = losses;
-    let student_loss = f64::from(held_out_loss(&student.model, &held_out_windows(out)?)?);
+    let student_loss = f64::from(held_out_loss(&student.model, windows)?);
     let tokens = |run: &RunSpec| (run.schedule.steps * run.schedule.batch * run.schedule.seq_len) as u64;
     Ok(ExtractionEstimate {
         data: format!(
@@ -356,9 +364,9 @@ fn budget_control(out: &Path, steps: usize, windows: &[Vec<u32>]) -> Result<f64>
     Ok(f64::from(held_out_loss(&pipeline::load_text_model(&dir)?.model, windows)?))
 }
 
-fn held_out_windows(out: &Path) -> Result<Vec<Vec<u32>>> {
-    let (held, _) = token_stream(out, "held_out.txt")?;
-    Ok(crate::train::batch(&held, 64, pipeline::default_run(true, 0).schedule.seq_len, &mut StdRng::seed_from_u64(HELD_OUT_SEED)))
+/// The held-out windows training evaluates on, from the held-out token stream.
+fn held_out_windows(held: &[u32]) -> Vec<Vec<u32>> {
+    crate::train::batch(held, 64, pipeline::default_run(true, 0).schedule.seq_len, &mut StdRng::seed_from_u64(HELD_OUT_SEED))
 }
 
 /// Measures one sweep analog against the frontier (see [`SizeResult`]); `datasets` holds the
@@ -379,7 +387,9 @@ pub fn measure(
     let label = analog_spec.label;
 
     progress(&format!("{label}: held-out losses, geometry"));
-    let windows = held_out_windows(out)?;
+    // The held-out corpus, tokenised once: the loss windows and the map windows come from it.
+    let (held, eos) = token_stream(out, "held_out.txt")?;
+    let windows = held_out_windows(&held);
     let analog_loss = f64::from(held_out_loss(&analog.model, &windows)?);
     let frontier_loss = f64::from(held_out_loss(&frontier.model, &windows)?);
     let (train_stream, _) = token_stream(out, "train.txt")?;
@@ -393,7 +403,6 @@ pub fn measure(
 
     // Residual streams of both models on the same held-out tokens: 48 windows to fit maps on, 16 to
     // validate them on (never seen by a fit).
-    let (held, _) = token_stream(out, "held_out.txt")?;
     let map_windows = crate::train::batch(&held, 64, 64, &mut StdRng::seed_from_u64(2024));
     let (fit_windows, check_windows) = map_windows.split_at(48);
     let per_layer = |model: &TextModel, layers: usize| -> Result<Vec<Vec<Vec<f32>>>> {
@@ -535,7 +544,15 @@ pub fn measure(
 
     let (extraction, budget_control_loss) = if settings.extraction_steps > 0 {
         progress(&format!("{label}: extraction student ({} steps)", settings.extraction_steps));
-        let estimate = extraction(out, &dir, &analog, (analog_loss, frontier_loss), settings, &dir.join(format!("student-{}", settings.extraction_steps)))?;
+        let estimate = extraction(
+            out,
+            &dir,
+            &analog,
+            (analog_loss, frontier_loss),
+            (eos, &windows),
+            settings,
+            &dir.join(format!("student-{}", settings.extraction_steps)),
+        )?;
         progress(&format!("frontier shape on the corpus for {} steps (the budget control)", settings.extraction_steps));
         (Some(estimate), Some(budget_control(out, settings.extraction_steps, &windows)?))
     } else {
