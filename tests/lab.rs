@@ -84,7 +84,7 @@ fn a_visitor_reproduces_the_reports_analog_numbers() {
         })
         .collect();
     let local = VectorModel { id: "story-analog".into(), weights_sha256: sha, d_model: analog.config().d_model };
-    let cmp = pollster::block_on(report::compare(&analog, &local, &report, &inputs, &mut |_, _, _| {})).unwrap();
+    let cmp = pollster::block_on(report::compare(&analog, &local, &report, &inputs, &mut analog_core::progress::Silent)).unwrap();
     assert!(cmp.weights_match);
     for iv in &cmp.interventions {
         assert!(iv.vector_cosine > 0.999, "{}: {}", iv.id, iv.vector_cosine);

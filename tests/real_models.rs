@@ -157,7 +157,7 @@ fn a_sentiment_vector_steers_the_real_smollm2_and_a_random_one_does_not() {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../public/datasets/sentiment.jsonl");
     let pairs = PairSet::from_jsonl(&std::fs::read_to_string(path).unwrap()).unwrap();
     let layer = model.config().n_layers / 2;
-    let acts = pollster::block_on(collect(&model, &pairs, HookSite::ResidPost, Aggregation::Last, &mut |_, _| {})).unwrap();
+    let acts = pollster::block_on(collect(&model, &pairs, HookSite::ResidPost, Aggregation::Last, &mut analog_core::progress::Silent)).unwrap();
     let identity = VectorModel { id: "smollm2".into(), weights_sha256: "0".repeat(64), d_model: model.config().d_model };
     // Coefficients −8…8 in eighths of the mean difference: ±8 adds the difference between the
     // classes' mean activations itself (twice that saturates the preference on this model).
@@ -177,7 +177,7 @@ fn a_sentiment_vector_steers_the_real_smollm2_and_a_random_one_does_not() {
         normalise: false,
     };
     let coefs = [-8.0, -6.0, -4.0, -2.0, 0.0, 2.0, 4.0, 6.0, 8.0];
-    let rows = pollster::block_on(evaluate(&model, &vector, &coefs, &spec, &mut |_, _| {})).unwrap();
+    let rows = pollster::block_on(evaluate(&model, &vector, &coefs, &spec, &mut analog_core::progress::Silent)).unwrap();
     println!("SmolLM2-135M-Instruct, layer {layer}, mean-diff sentiment vector (norm {:.2}):", vector.directions[&layer].norm);
     for r in &rows {
         println!(
@@ -212,4 +212,35 @@ fn pairs_in_the_chat_format_put_the_prompt_in_the_users_turn_and_a_caa_answer_in
     let opened = model.tokenizer.encode_plain("<|im_start|>assistant\n").unwrap();
     assert!(encoded[2].ends_with(&opened), "{:?}", model.tokenizer.decode(&encoded[2]));
     assert_eq!(encode_pairs(&model, &pairs, PromptFormat::Plain).unwrap()[2], model.encode("I loved it.").unwrap());
+}
+
+/// What the token view shows: each token's text, with spaces and newlines as themselves (not
+/// `Ġ`/`Ċ` or `▁`/`<0x0A>`), bytes of a character split across tokens held until it is complete,
+/// and special tokens by name. Byte-level BPE (SmolLM2) and SentencePiece with byte fallback (Gemma 3).
+#[test]
+fn token_texts_spell_what_each_token_stands_for() {
+    use analog_core::{TokenTexts, Tokenizer, gguf::Gguf};
+    let text = "Line one,\n  indented: naïve café 東京 🦀 done.";
+    for (file, splits_the_crab) in [("SmolLM2-135M-Instruct.Q4_1.gguf", true), ("gemma-3-270m-q4_k_m.gguf", false)] {
+        let bytes = std::fs::read(model_file(file)).unwrap();
+        let tokenizer = Tokenizer::from_gguf(&Gguf::parse(&bytes).unwrap()).unwrap();
+        let ids = tokenizer.encode(text).unwrap();
+        let texts = TokenTexts::all(&tokenizer, &ids);
+        let spelled: String = texts.iter().filter(|t| !t.special).map(|t| t.text.as_str()).collect();
+        assert_eq!(spelled, text, "{file}: {texts:?}");
+        assert!(texts.iter().any(|t| t.text.contains('\n')), "{file}: no token holds the newline: {texts:?}");
+        assert!(texts.iter().all(|t| !t.text.contains(['Ġ', 'Ċ', '▁'])), "{file}: raw pieces shown: {texts:?}");
+        // A character split across tokens (SmolLM2 spells the crab's 4 bytes in pieces): its first
+        // pieces hold the bytes, the last shows the character.
+        let split = texts.iter().position(|t| !t.partial.is_empty());
+        assert_eq!(split.is_some(), splits_the_crab, "{file}: {texts:?}");
+        if let Some(i) = split {
+            assert!(texts[i].partial.iter().all(|b| *b >= 0x80) && !texts[i].text.contains('🦀'), "{file}: {:?}", texts[i]);
+            assert!(texts[i + 1..].iter().any(|t| t.text.contains('🦀')), "{file}: {texts:?}");
+        }
+        // A special token (BOS where the tokenizer adds one, else a chat token) is shown by name.
+        let chat = tokenizer.encode_plain("<|im_start|>user<start_of_turn>").unwrap();
+        let special = TokenTexts::all(&tokenizer, &chat);
+        assert!(special.iter().any(|t| t.special && t.text.starts_with('<')), "{file}: {special:?}");
+    }
 }

@@ -218,7 +218,7 @@ fn comparison_reproduces_the_example_and_recovers_a_transfer_ratio() {
         .iter()
         .map(|iv| report::InterventionInputs { pairs: iv.inline_pairs().unwrap().unwrap(), vector: iv.vector_from_bytes(None).unwrap() })
         .collect();
-    let cmp = pollster::block_on(report::compare(&model, &local, &report, &inputs, &mut |_, _, _| {})).unwrap();
+    let cmp = pollster::block_on(report::compare(&model, &local, &report, &inputs, &mut analog_core::progress::Silent)).unwrap();
     assert!(cmp.weights_match);
     let iv = &cmp.interventions[0];
     assert_eq!(iv.effect_metric, MetricName::LogitDiffShift);
@@ -234,13 +234,13 @@ fn comparison_reproduces_the_example_and_recovers_a_transfer_ratio() {
     // A published vector that is not what the pairs give is caught.
     let mut tampered = inputs.clone();
     tampered[0].vector.iter_mut().for_each(|x| *x = -*x);
-    let cmp = pollster::block_on(report::compare(&model, &local, &report, &tampered, &mut |_, _, _| {})).unwrap();
+    let cmp = pollster::block_on(report::compare(&model, &local, &report, &tampered, &mut analog_core::progress::Silent)).unwrap();
     assert!(cmp.interventions[0].vector_cosine < -0.999);
     assert_eq!(cmp.interventions[0].verdicts[0].outcome, Outcome::Fail);
 
     // The wrong model is refused with a clear message.
     let gpt2 = load_dir(&analog_tests::fixture_dir("gpt2"), &device::cpu()).unwrap();
-    let err = pollster::block_on(report::compare(&gpt2, &local, &report, &inputs, &mut |_, _, _| {})).unwrap_err();
+    let err = pollster::block_on(report::compare(&gpt2, &local, &report, &inputs, &mut analog_core::progress::Silent)).unwrap_err();
     assert!(err.to_string().contains("load `stories260k`"), "{err}");
 }
 

@@ -30,7 +30,7 @@ fn batched_extraction_equals_a_plain_reference_computation() {
     let m = load_dir(&fixture_dir("gpt_neox"), &device::cpu()).unwrap();
     let pairs = PairSet::new(datasets("sentiment.jsonl").pairs.into_iter().take(20).collect()).unwrap();
     for aggregation in [Aggregation::Last, Aggregation::Mean] {
-        let acts = pollster::block_on(collect(&m, &pairs, HookSite::ResidPost, aggregation, &mut |_, _| {})).unwrap();
+        let acts = pollster::block_on(collect(&m, &pairs, HookSite::ResidPost, aggregation, &mut analog_core::progress::Silent)).unwrap();
         let layers: Vec<usize> = (0..m.config().n_layers).collect();
         let vector = steering_vector(&acts, Method::MeanDiff, &layers, identity(&m), &pairs).unwrap();
         for &layer in &layers {
@@ -66,9 +66,9 @@ fn statistics_on_the_device_equal_the_row_by_row_vector() {
         let pairs = PairSet::new(datasets("sentiment.jsonl").pairs.into_iter().take(21).collect()).unwrap();
         let layers: Vec<usize> = (0..m.config().n_layers).collect();
         for aggregation in [Aggregation::Last, Aggregation::Mean] {
-            let acts = pollster::block_on(collect(&m, &pairs, HookSite::ResidPost, aggregation, &mut |_, _| {})).unwrap();
+            let acts = pollster::block_on(collect(&m, &pairs, HookSite::ResidPost, aggregation, &mut analog_core::progress::Silent)).unwrap();
             let rows = steering_vector(&acts, Method::MeanDiff, &layers, identity(&m), &pairs).unwrap();
-            let stats = pollster::block_on(collect_stats(&m, &pairs, HookSite::ResidPost, aggregation, &mut |_, _| {})).unwrap();
+            let stats = pollster::block_on(collect_stats(&m, &pairs, HookSite::ResidPost, aggregation, &mut analog_core::progress::Silent)).unwrap();
             assert_eq!(stats.n_pairs, 21);
             let fast = mean_diff_vector(&stats, &layers, identity(&m), &pairs).unwrap();
             for layer in &layers {
@@ -90,7 +90,7 @@ fn statistics_on_the_device_equal_the_row_by_row_vector() {
 fn vector_files_are_deterministic_and_validated() {
     let m = load_dir(&fixture_dir("llama"), &device::cpu()).unwrap();
     let pairs = datasets("weddings.jsonl");
-    let acts = pollster::block_on(collect(&m, &pairs, HookSite::ResidPost, Aggregation::Last, &mut |_, _| {})).unwrap();
+    let acts = pollster::block_on(collect(&m, &pairs, HookSite::ResidPost, Aggregation::Last, &mut analog_core::progress::Silent)).unwrap();
     for method in Method::ALL {
         let v = steering_vector(&acts, method, &[0, 1], identity(&m), &pairs).unwrap();
         let json = v.to_json();
@@ -127,7 +127,7 @@ fn happy_sad_vector_moves_stories260k_monotonically() {
     };
     let m = load_dir(&dir, &device::cpu()).unwrap();
     let pairs = datasets("sentiment.jsonl");
-    let acts = pollster::block_on(collect(&m, &pairs, HookSite::ResidPost, Aggregation::Last, &mut |_, _| {})).unwrap();
+    let acts = pollster::block_on(collect(&m, &pairs, HookSite::ResidPost, Aggregation::Last, &mut analog_core::progress::Silent)).unwrap();
     let vector = steering_vector(&acts, Method::MeanDiff, &[3], identity(&m), &pairs).unwrap();
     let spec = EvalSpec {
         logit_prompts: vec!["Once upon a time, there was a little girl named Lily. She felt".into()],
@@ -144,7 +144,7 @@ fn happy_sad_vector_moves_stories260k_monotonically() {
         normalise: false,
     };
     let coefs = [-4.0, -2.0, 0.0, 2.0, 4.0];
-    let rows = pollster::block_on(evaluate(&m, &vector, &coefs, &spec, &mut |_, _| {})).unwrap();
+    let rows = pollster::block_on(evaluate(&m, &vector, &coefs, &spec, &mut analog_core::progress::Silent)).unwrap();
     println!("stories260k happy−sad, layer 3, mean-diff:");
     for r in &rows {
         println!(

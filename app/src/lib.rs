@@ -3,6 +3,7 @@
 
 pub mod protocol;
 pub mod saved;
+pub mod scale;
 
 #[cfg(target_arch = "wasm32")]
 mod fetch;

@@ -2,12 +2,12 @@
 //! JSON array of events as one message, to batch new tokens).
 //! Local files travel beside the JSON as `File` objects (structured clone, no copy into JSON).
 
-use analog_core::GenerateOptions;
 use analog_core::device::BackendKind;
 use analog_core::report::compare::Comparison;
 use analog_core::report::{Intervention, TransferReport};
 use analog_core::steering::metrics::MetricRow;
 use analog_core::steering::{Aggregation, Method, PairFormat, SteeringVector, SweepRow};
+use analog_core::{GenerateOptions, TokenText};
 use serde::{Deserialize, Serialize};
 
 /// A job number chosen by the page; events about a job carry it back.
@@ -128,6 +128,8 @@ pub enum Request {
         url: String,
         text: Option<String>,
     },
+    /// Stop `job` between two of its steps (tokens, batches of prompts, layers, coefficients);
+    /// it ends with `Stopped` (a generation with its `Generated`, stopped: cancelled).
     Cancel {
         job: Job,
     },
@@ -205,20 +207,25 @@ pub enum Event {
         info: ModelInfo,
         from_cache: bool,
     },
-    /// Prompt tokens of a generation (ids and pieces).
+    /// Prompt tokens of a generation: ids, vocabulary pieces, and what each stands for.
     Prompt {
         job: Job,
         stream: u8,
         ids: Vec<u32>,
         pieces: Vec<String>,
+        #[serde(default)]
+        texts: Vec<TokenText>,
     },
-    /// One generated token; `stream` 0 is the only or baseline output, 1 the steered one.
+    /// One generated token; `stream` 0 is the only or baseline output, 1 the steered one. `text`
+    /// is what it adds to the output; `shown` what the token view shows for it.
     Token {
         job: Job,
         stream: u8,
         id: u32,
         piece: String,
         text: String,
+        #[serde(default)]
+        shown: TokenText,
     },
     Generated {
         job: Job,
@@ -270,6 +277,10 @@ pub enum Event {
         job: Job,
         errors: Vec<String>,
     },
+    /// A job ended early because the page asked it to stop (`Cancel`).
+    Stopped {
+        job: Job,
+    },
 }
 
 impl Event {
@@ -288,7 +299,8 @@ impl Event {
             | Self::Exported { job, .. }
             | Self::ReportParsed { job, .. }
             | Self::ReportChecked { job, .. }
-            | Self::Failed { job, .. } => *job,
+            | Self::Failed { job, .. }
+            | Self::Stopped { job } => *job,
         }
     }
 }

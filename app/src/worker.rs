@@ -12,7 +12,7 @@ use analog_core::report::{self, InterventionInputs};
 use analog_core::steering::metrics::{self, EvalSpec};
 use analog_core::steering::{Application, PairFormat, PairSet, SteeringVector, VectorModel};
 use analog_core::weights::Footprint;
-use analog_core::{Decoder, Device, GenerateOptions, Hooks, ModelConfig, Positions, TextModel, WeightFiles, device};
+use analog_core::{Decoder, Device, GenerateOptions, Hooks, ModelConfig, Positions, Progress, TextModel, TokenTexts, WeightFiles, device};
 use futures::StreamExt;
 use futures::channel::mpsc;
 use js_sys::Array;
@@ -135,8 +135,12 @@ pub fn start() {
         let mut worker = Worker { scope, device: device::cpu(), backend: BackendKind::Cpu, gpu: None, model: None, cancelled };
         while let Some((request, files)) = rx.next().await {
             let job = request_job(&request);
-            if let Err(errors) = worker.handle(request, files).await {
-                worker.send(&Event::Failed { job, errors });
+            let result = worker.handle(request, files).await;
+            let stopped = worker.cancelled.borrow_mut().remove(&job);
+            match result {
+                Err(_) if stopped => worker.send(&Event::Stopped { job }),
+                Err(errors) => worker.send(&Event::Failed { job, errors }),
+                Ok(()) => {}
             }
         }
     });
@@ -246,6 +250,26 @@ impl LoadProfile {
     }
 }
 
+/// A long job's steps (batches of prompts, layers, coefficients): each is posted as progress, and
+/// the worker yields to its event loop after it, so that a Stop from the page is read there and
+/// ends the job with [`analog_core::Error::Cancelled`]. A step takes tens of milliseconds at least;
+/// a yield about 5 (see [`YIELD_EVERY_MS`]).
+struct JobSteps {
+    scope: DedicatedWorkerGlobalScope,
+    job: Job,
+    cancelled: Rc<RefCell<HashSet<Job>>>,
+}
+
+impl Progress for JobSteps {
+    fn step(&mut self, what: &str, done: usize, total: usize) -> impl std::future::Future<Output = analog_core::Result<()>> {
+        post(&self.scope, &Event::Progress { job: self.job, what: what.to_string(), done: done as u64, total: Some(total as u64), bytes_per_s: None });
+        async move {
+            yield_now(&self.scope).await;
+            if self.cancelled.borrow().contains(&self.job) { Err(analog_core::Error::Cancelled) } else { Ok(()) }
+        }
+    }
+}
+
 impl Worker {
     fn send(&self, event: &Event) {
         post(&self.scope, event);
@@ -257,6 +281,11 @@ impl Worker {
 
     fn is_cancelled(&self, job: Job) -> bool {
         self.cancelled.borrow().contains(&job)
+    }
+
+    /// The steps of a long `job`, as progress events; a Stop ends it at the next step.
+    fn steps(&self, job: Job) -> JobSteps {
+        JobSteps { scope: self.scope.clone(), job, cancelled: self.cancelled.clone() }
     }
 
     async fn handle(&mut self, request: Request, files: Vec<web_sys::File>) -> JobResult {
@@ -305,15 +334,7 @@ impl Worker {
                 let loaded = self.model()?;
                 let spec = EvalSpec::sweep(prompts, Some(target), Some(counter), lexicon, steer.normalise);
                 let vector = chosen_layer(&loaded.info, &steer)?;
-                let scope = self.scope.clone();
-                let rows = metrics::evaluate(&loaded.model, &vector, &coefs, &spec, &mut |done, total| {
-                    post(
-                        &scope,
-                        &Event::Progress { job, what: "measuring coefficients".into(), done: done as u64, total: Some(total as u64), bytes_per_s: None },
-                    )
-                })
-                .await
-                .map_err(errors)?;
+                let rows = metrics::evaluate(&loaded.model, &vector, &coefs, &spec, &mut self.steps(job)).await.map_err(errors)?;
                 let pairs = PairSet::parse(&pairs, PairFormat::Jsonl).map_err(errors)?;
                 let intervention =
                     report::Intervention::measured(&id, &concept, &pairs, &vector, steer.layer, spec, report::MetricName::LogitDiffShift, &rows).ok();
@@ -511,7 +532,9 @@ impl Worker {
         let loaded = self.model()?;
         let model = &loaded.model;
         let pieces = ids.iter().map(|&id| model.tokenizer.piece(id).unwrap_or_default()).collect();
-        self.send(&Event::Prompt { job, stream, ids: ids.to_vec(), pieces });
+        let mut spelled = TokenTexts::default();
+        let texts = ids.iter().map(|&id| spelled.next(&model.tokenizer, id)).collect();
+        self.send(&Event::Prompt { job, stream, ids: ids.to_vec(), pieces, texts });
         let started = now_s();
         let mut first_token_seconds = None;
         let mut dispatches_at_first_token = None;
@@ -522,7 +545,8 @@ impl Worker {
             first_token_seconds.get_or_insert_with(|| now_s() - started);
             dispatches_at_first_token.get_or_insert_with(|| dispatch_count(&self.scope));
             let piece = model.tokenizer.piece(token.id).unwrap_or_default();
-            batch.push(Event::Token { job, stream, id: token.id, piece, text: token.text });
+            let shown = spelled.next(&model.tokenizer, token.id);
+            batch.push(Event::Token { job, stream, id: token.id, piece, text: token.text, shown });
             if js_sys::Date::now() - last_post >= TOKEN_BATCH_MS {
                 post_all(&self.scope, &std::mem::take(&mut batch));
                 last_post = js_sys::Date::now();
@@ -568,16 +592,12 @@ impl Worker {
             return Err(errors(e));
         }
         let encoded = encode_pairs(&loaded.model, &pairs, if chat { PromptFormat::Chat } else { PromptFormat::Plain }).map_err(errors)?;
-        let scope = self.scope.clone();
-        let acts = collect_ids(&loaded.model.model, &encoded, HookSite::ResidPost, aggregation, &mut |done, total| {
-            post(&scope, &Event::Progress { job, what: "running the pairs".into(), done: done as u64, total: Some(total as u64), bytes_per_s: None })
-        })
-        .await
-        .map_err(errors)?;
+        let mut steps = self.steps(job);
+        let acts = collect_ids(&loaded.model.model, &encoded, HookSite::ResidPost, aggregation, &mut steps).await.map_err(errors)?;
         let identity = VectorModel { id: loaded.info.label.clone(), weights_sha256: loaded.info.weights_sha256.clone(), d_model: loaded.info.d_model };
         let layers: Vec<usize> = (0..loaded.info.n_layers).collect();
         let vector = analog_core::steering::steering_vector(&acts, method, &layers, identity, &pairs).map_err(errors)?;
-        let sweep = analog_core::steering::sweep(&acts);
+        let sweep = analog_core::steering::sweep_with(&acts, &mut steps).await.map_err(errors)?;
         self.send(&Event::Extracted { job, vector, sweep });
         Ok(())
     }
@@ -617,12 +637,7 @@ impl Worker {
             inputs.push(InterventionInputs { pairs, vector: iv.vector_from_bytes(vector_file.as_deref()).map_err(errors)? });
         }
         let local = VectorModel { id: loaded.info.label.clone(), weights_sha256: loaded.info.weights_sha256.clone(), d_model: loaded.info.d_model };
-        let scope = self.scope.clone();
-        let comparison = report::compare(&loaded.model, &local, &parsed, &inputs, &mut |id, done, total| {
-            post(&scope, &Event::Progress { job, what: format!("re-measuring {id}"), done: done as u64, total: Some(total as u64), bytes_per_s: None })
-        })
-        .await
-        .map_err(errors)?;
+        let comparison = report::compare(&loaded.model, &local, &parsed, &inputs, &mut self.steps(job)).await.map_err(errors)?;
         self.send(&Event::ReportChecked { job, report, comparison: Some(Box::new(comparison)), note: None });
         Ok(())
     }

@@ -165,7 +165,7 @@ fn measure(args: &BenchArgs) -> Result<Measurement> {
         let prompts = extraction_prompts();
         let layers: Vec<usize> = (0..model.config.n_layers).collect();
         // Mean-difference vectors at every layer, reduced on the device (nothing per prompt read back).
-        let run = || pollster::block_on(collect_stats_ids(&model, &prompts, HookSite::ResidPost, Aggregation::Last, &mut |_, _| {}));
+        let run = || pollster::block_on(collect_stats_ids(&model, &prompts, HookSite::ResidPost, Aggregation::Last, &mut analog_core::progress::Silent));
         run()?; // warm-up
         let start = Instant::now();
         let stats = run()?;

@@ -96,8 +96,8 @@ fn run_compare(model_args: &ModelArgs, report_spec: &str, json: bool) -> Result<
     let r = read_report(&location)?;
     let inputs = r.interventions.iter().map(|iv| resolve(&location, iv)).collect::<Result<Vec<_>>>()?;
     let (model, identity) = load_with_identity(model_args)?;
-    let comparison = pollster::block_on(report::compare(&model, &identity, &r, &inputs, &mut |id, done, total| {
-        eprint!("\r{id}: {done}/{total} coefficients ");
+    let comparison = pollster::block_on(report::compare(&model, &identity, &r, &inputs, &mut |what: &str, done: usize, total: usize| {
+        eprint!("\r{what}: {done}/{total} ");
     }))?;
     eprintln!();
     if json {
@@ -263,9 +263,11 @@ fn export(args: ExportArgs) -> Result<()> {
             None => MetricName::Kl,
         };
         eprintln!("{stem}: extracting from {} pairs", pairs.len());
-        let acts = pollster::block_on(collect(&model, &pairs, args.hook, args.aggregation, &mut |_, _| {}))?;
+        let acts = pollster::block_on(collect(&model, &pairs, args.hook, args.aggregation, &mut analog_core::progress::Silent))?;
         let vector = steering_vector(&acts, args.method, &[args.layer], identity.clone(), &pairs)?;
-        let rows = pollster::block_on(evaluate(&model, &vector, &coefs, &spec, &mut |done, total| eprint!("\r{stem}: {done}/{total} coefficients")))?;
+        let rows = pollster::block_on(evaluate(&model, &vector, &coefs, &spec, &mut |_: &str, done: usize, total: usize| {
+            eprint!("\r{stem}: {done}/{total} measurements")
+        }))?;
         eprintln!();
         let (id, concept) = match &entry {
             Some(e) => (e.id.clone(), e.concept.clone()),

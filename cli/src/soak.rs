@@ -47,7 +47,7 @@ pub fn run(args: SoakArgs) -> Result<()> {
     let (model, identity) = load_with_identity(&args.model)?;
     let pairs = read_pairs(&args.pairs)?;
     let layer = model.config().n_layers / 2;
-    let acts = pollster::block_on(collect(&model, &pairs, HookSite::ResidPost, Aggregation::Last, &mut |_, _| {}))?;
+    let acts = pollster::block_on(collect(&model, &pairs, HookSite::ResidPost, Aggregation::Last, &mut analog_core::progress::Silent))?;
     let vector = steering_vector(&acts, Method::MeanDiff, &[layer], identity, &pairs)?;
     let prompts: Vec<Vec<u32>> = pairs.pairs.iter().map(|p| model.encode(&p.positive)).collect::<analog_core::Result<_>>()?;
     println!(

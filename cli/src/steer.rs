@@ -80,7 +80,10 @@ async fn activations(model: &TextModel, args: &PairArgs) -> Result<(PairSet, ana
     let pairs = read_pairs(&args.pairs)?;
     let format = if args.chat { PromptFormat::Chat } else { PromptFormat::Plain };
     let encoded = encode_pairs(model, &pairs, format)?;
-    let acts = collect_ids(&model.model, &encoded, args.hook, args.aggregation, &mut |done, total| eprint!("\rextracting: {done}/{total} prompts")).await?;
+    let acts = collect_ids(&model.model, &encoded, args.hook, args.aggregation, &mut |_: &str, done: usize, total: usize| {
+        eprint!("\rextracting: {done}/{total} prompts")
+    })
+    .await?;
     eprintln!();
     Ok((pairs, acts))
 }
@@ -237,7 +240,8 @@ pub fn steer_eval(args: SteerEvalArgs) -> Result<()> {
         positions: Positions::from(args.from_position),
         ..preset
     };
-    let rows = pollster::block_on(evaluate(&model, &vector, &coefs, &spec, &mut |done, total| eprint!("\rcoefficients: {done}/{total}")))?;
+    let rows =
+        pollster::block_on(evaluate(&model, &vector, &coefs, &spec, &mut |_: &str, done: usize, total: usize| eprint!("\rmeasurements: {done}/{total}")))?;
     eprintln!();
     if args.json {
         return print_json(

@@ -83,6 +83,8 @@ pub enum Error {
     ChatTemplate(String),
     #[error("the {backend} backend failed: {reason}")]
     Backend { backend: &'static str, reason: String },
+    #[error("stopped before it finished")]
+    Cancelled,
 }
 
 /// `Result` with [`Error`].

@@ -1,6 +1,9 @@
 //! Text to token ids and back, from a `tokenizer.json` or a GGUF file's `tokenizer.ggml.*`
 //! metadata, as `transformers` encodes by default.
 
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::error::{Error, Result};
@@ -9,13 +12,40 @@ use crate::gguf::{self, Gguf};
 /// A HuggingFace tokenizer loaded from `tokenizer.json` bytes.
 pub struct Tokenizer {
     inner: tokenizers::Tokenizer,
+    /// How a vocabulary piece spells its bytes.
+    spelling: Spelling,
+    /// Added tokens: shown by name when special, as their text otherwise.
+    added: HashMap<u32, bool>,
+}
+
+/// How a vocabulary piece spells the bytes it stands for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Spelling {
+    /// GPT-2's byte-level BPE: every byte is one printable character (a space is `Ġ`, a newline `Ċ`).
+    ByteLevel,
+    /// SentencePiece: text with `▁` for a space, and `<0x0A>` for a byte with no piece of its own.
+    SentencePiece,
 }
 
 impl Tokenizer {
     pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
         check_before_tokenizers(bytes)?;
         let inner = tokenizers::Tokenizer::from_bytes(bytes).map_err(|e| Error::Tokenizer(e.to_string()))?;
-        Ok(Self { inner })
+        Ok(Self::wrap(inner))
+    }
+
+    fn wrap(inner: tokenizers::Tokenizer) -> Self {
+        use tokenizers::decoders::DecoderWrapper;
+        fn byte_level(d: &DecoderWrapper) -> bool {
+            match d {
+                DecoderWrapper::ByteLevel(_) => true,
+                DecoderWrapper::Sequence(s) => s.get_decoders().iter().any(byte_level),
+                _ => false,
+            }
+        }
+        let spelling = if inner.get_decoder().is_some_and(byte_level) { Spelling::ByteLevel } else { Spelling::SentencePiece };
+        let added = inner.get_added_tokens_decoder().into_iter().map(|(id, token)| (id, token.special)).collect();
+        Self { inner, spelling, added }
     }
 
     /// Rebuilds the tokenizer a GGUF file describes (`tokenizer.ggml.*`) as the `tokenizer.json`
@@ -61,6 +91,103 @@ impl Tokenizer {
     /// Vocabulary size including added tokens.
     pub fn vocab_size(&self) -> usize {
         self.inner.get_vocab_size(true)
+    }
+
+    /// The bytes of text one token stands for, or `None` for a special token (or an id outside
+    /// the vocabulary). A byte-level piece may hold part of a character: see [`TokenTexts`].
+    fn token_bytes(&self, id: u32) -> Option<Vec<u8>> {
+        let piece = self.piece(id)?;
+        match self.added.get(&id) {
+            Some(true) => return None,
+            // An added token's content is its text, not byte-level characters (SentencePiece's still spell spaces `▁`).
+            Some(false) if self.spelling == Spelling::ByteLevel => return Some(piece.into_bytes()),
+            _ => {}
+        }
+        Some(match self.spelling {
+            Spelling::ByteLevel => piece.chars().map(|c| byte_level_byte(c).unwrap_or(b'?')).collect(),
+            Spelling::SentencePiece => match piece.strip_prefix("<0x").and_then(|h| h.strip_suffix('>')).and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                Some(byte) if piece.len() == 6 => vec![byte],
+                _ => piece.replace('\u{2581}', " ").into_bytes(),
+            },
+        })
+    }
+}
+
+/// The byte a GPT-2 byte-level character stands for. Printable Latin-1 bytes are themselves; the
+/// 68 others (controls, space, soft hyphen) are U+0100 onwards, in byte order. Written here because
+/// `tokenizers` keeps its table private.
+fn byte_level_byte(c: char) -> Option<u8> {
+    let printable = |b: u32| (0x21..=0x7E).contains(&b) || (0xA1..=0xAC).contains(&b) || (0xAE..=0xFF).contains(&b);
+    let c = u32::from(c);
+    if printable(c) {
+        return u8::try_from(c).ok();
+    }
+    let n = c.checked_sub(0x100)?;
+    (0u32..256).filter(|b| !printable(*b)).nth(n as usize).and_then(|b| u8::try_from(b).ok())
+}
+
+/// What one token stands for, as the token view shows it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenText {
+    /// The characters this token completes, with any bytes held from the tokens before it.
+    pub text: String,
+    /// Bytes of this token that do not form a character yet (a later token completes them).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub partial: Vec<u8>,
+    /// A special token (`<|im_start|>`): `text` is its name, not text the model wrote.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub special: bool,
+}
+
+/// Turns a sequence of ids, one at a time, into what each token stands for, holding bytes that do
+/// not form a character yet until a later token completes them.
+#[derive(Debug, Default)]
+pub struct TokenTexts {
+    held: Vec<u8>,
+}
+
+impl TokenTexts {
+    /// What `id`, after the ids already seen, stands for.
+    pub fn next(&mut self, tokenizer: &Tokenizer, id: u32) -> TokenText {
+        let Some(bytes) = tokenizer.token_bytes(id) else {
+            // Bytes held before a special token never form a character.
+            self.held.clear();
+            return TokenText { text: tokenizer.piece(id).unwrap_or_else(|| format!("<id {id}>")), partial: Vec::new(), special: true };
+        };
+        self.held.extend_from_slice(&bytes);
+        let mut text = String::new();
+        loop {
+            match std::str::from_utf8(&self.held) {
+                Ok(complete) => {
+                    text.push_str(complete);
+                    self.held.clear();
+                    break;
+                }
+                Err(e) => {
+                    let valid = e.valid_up_to();
+                    text.push_str(&String::from_utf8_lossy(&self.held[..valid]));
+                    match e.error_len() {
+                        // Bytes that can never form a character: one replacement character, as decoding shows them.
+                        Some(bad) => {
+                            text.push('\u{FFFD}');
+                            self.held.drain(..valid + bad);
+                        }
+                        None => {
+                            self.held.drain(..valid);
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+        let partial = self.held[self.held.len().saturating_sub(bytes.len())..].to_vec();
+        TokenText { text, partial, special: false }
+    }
+
+    /// What each of `ids` stands for, in order.
+    pub fn all(tokenizer: &Tokenizer, ids: &[u32]) -> Vec<TokenText> {
+        let mut texts = Self::default();
+        ids.iter().map(|&id| texts.next(tokenizer, id)).collect()
     }
 }
 
@@ -317,7 +444,7 @@ impl GgufTokenizer {
             .build()
             .map_err(tokenizer_error)?;
         inner.add_tokens(self.added).map_err(tokenizer_error)?;
-        Ok(Tokenizer { inner: inner.into() })
+        Ok(Tokenizer::wrap(inner.into()))
     }
 }
 

@@ -376,7 +376,7 @@ pub fn mood_steering(
     let sentiment = index.iter().find(|d| d.id == "sentiment").ok_or(Error::Missing { path: datasets.join("index.json"), what: "`sentiment` pair set" })?;
     let pairs = analog_core::steering::PairSet::from_jsonl(&String::from_utf8_lossy(&read(&datasets.join(mood.pairs))?))?;
     let identity = analog_core::steering::VectorModel { id: "analog".into(), weights_sha256: String::new(), d_model: model.config().d_model };
-    let acts = pollster::block_on(analog_core::steering::collect(&model, &pairs, mood.site, mood.aggregation, &mut |_, _| {}))?;
+    let acts = pollster::block_on(analog_core::steering::collect(&model, &pairs, mood.site, mood.aggregation, &mut analog_core::progress::Silent))?;
     let vector = analog_core::steering::steering_vector(&acts, mood.method, &[mood.layer], identity, &pairs)?;
     let grammar = Grammar::stories();
     let lexicon: Vec<String> = sentiment.lexicon.iter().map(|w| w.to_lowercase()).collect();

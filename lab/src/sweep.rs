@@ -475,14 +475,14 @@ pub fn measure(
                 ..EvalSpec::sweep(prompts.clone(), Some(target.clone()), Some(counter.clone()), dataset.lexicon.clone(), true)
             };
             let sample = bootstrap(&pairs, seed)?;
-            let va = pollster::block_on(collect(&analog, &sample, HookSite::ResidPost, Aggregation::Last, &mut |_, _| {}))?;
+            let va = pollster::block_on(collect(&analog, &sample, HookSite::ResidPost, Aggregation::Last, &mut analog_core::progress::Silent))?;
             let va = steering_vector(&va, Method::MeanDiff, &[la], analog_id.clone(), &sample)?;
-            let vn = pollster::block_on(collect(&frontier, &sample, HookSite::ResidPost, Aggregation::Last, &mut |_, _| {}))?;
+            let vn = pollster::block_on(collect(&frontier, &sample, HookSite::ResidPost, Aggregation::Last, &mut analog_core::progress::Silent))?;
             let vn = steering_vector(&vn, Method::MeanDiff, &[lf], frontier_id.clone(), &sample)?;
             let a_dir = va.directions.get(&la).ok_or(Error::Study("extraction gave no direction at the analog layer"))?.direction.clone();
             let mapped_affine = with_direction(&vn, lf, affine.apply_direction(&a_dir));
             let mapped_relu = with_direction(&vn, lf, relu.apply_direction(&a_dir, &relu_at));
-            let native_rows = pollster::block_on(evaluate(&frontier, &vn, &settings.coefs, &spec, &mut |_, _| {}))?;
+            let native_rows = pollster::block_on(evaluate(&frontier, &vn, &settings.coefs, &spec, &mut analog_core::progress::Silent))?;
             let native_slope = logit_slope(&settings.coefs, &native_rows, false).filter(|s| s.abs() > 1e-9);
             let mut record = |name: &'static str, rows: &[MetricRow], random: bool| {
                 let entry = per_vector.entry(name).or_default();
@@ -495,12 +495,12 @@ pub fn measure(
             };
             record("native", &native_rows, false);
             record("random", &native_rows, true);
-            let affine_rows = pollster::block_on(evaluate(&frontier, &mapped_affine, &settings.coefs, &spec, &mut |_, _| {}))?;
+            let affine_rows = pollster::block_on(evaluate(&frontier, &mapped_affine, &settings.coefs, &spec, &mut analog_core::progress::Silent))?;
             record("affine", &affine_rows, false);
-            let relu_rows = pollster::block_on(evaluate(&frontier, &mapped_relu, &settings.coefs, &spec, &mut |_, _| {}))?;
+            let relu_rows = pollster::block_on(evaluate(&frontier, &mapped_relu, &settings.coefs, &spec, &mut analog_core::progress::Silent))?;
             record("autoencoder", &relu_rows, false);
             if seed == 0 {
-                let analog_rows = pollster::block_on(evaluate(&analog, &va, &settings.coefs, &spec, &mut |_, _| {}))?;
+                let analog_rows = pollster::block_on(evaluate(&analog, &va, &settings.coefs, &spec, &mut analog_core::progress::Silent))?;
                 let rows = crate::study::Rows { analog: &analog_rows, native: &native_rows, mapped: &affine_rows };
                 interventions.push(crate::study::intervention(dataset, &pairs, &va, (la, lf), affine_mapping.clone(), spec.clone(), &settings.coefs, rows)?);
             }

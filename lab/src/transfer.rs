@@ -184,9 +184,9 @@ pub async fn study(
 ) -> analog_core::Result<Study> {
     let site = HookSite::ResidPost;
     let (la, lf) = layers;
-    let acts_a = collect(analog, &pairs, site, Aggregation::Last, &mut |_, _| {}).await?;
+    let acts_a = collect(analog, &pairs, site, Aggregation::Last, &mut analog_core::progress::Silent).await?;
     let analog_vector = steering_vector(&acts_a, Method::MeanDiff, &[la], ids.0.clone(), &pairs)?;
-    let acts_f = collect(frontier, &pairs, site, Aggregation::Last, &mut |_, _| {}).await?;
+    let acts_f = collect(frontier, &pairs, site, Aggregation::Last, &mut analog_core::progress::Silent).await?;
     let native_vector = steering_vector(&acts_f, Method::MeanDiff, &[lf], ids.1.clone(), &pairs)?;
     let mut mapped_vector = native_vector.clone();
     mapped_vector.method = Method::Imported;
@@ -200,9 +200,9 @@ pub async fn study(
         d.norm = norm(&mapped);
         d.direction = mapped;
     }
-    let analog_rows = evaluate(analog, &analog_vector, coefs, spec, &mut |_, _| {}).await?;
-    let native_rows = evaluate(frontier, &native_vector, coefs, spec, &mut |_, _| {}).await?;
-    let mapped_rows = evaluate(frontier, &mapped_vector, coefs, spec, &mut |_, _| {}).await?;
+    let analog_rows = evaluate(analog, &analog_vector, coefs, spec, &mut analog_core::progress::Silent).await?;
+    let native_rows = evaluate(frontier, &native_vector, coefs, spec, &mut analog_core::progress::Silent).await?;
+    let mapped_rows = evaluate(frontier, &mapped_vector, coefs, spec, &mut analog_core::progress::Silent).await?;
     Ok(Study { pairs, analog_vector, native_vector, mapped_vector, analog_rows, native_rows, mapped_rows, cos_mapped_native })
 }
 

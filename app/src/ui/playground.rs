@@ -5,31 +5,59 @@
 use leptos::prelude::*;
 
 use super::bridge::{cancel, done, send};
-use super::charts::BarChart;
-use super::widgets::{Controls, SamplingControls, Stream, StreamView, now_ms};
+use super::charts::{Axis, BarChart};
+use super::widgets::{Controls, SamplingControls, Stream, StreamView, TokenChip, now_ms};
 use super::{ModelStatus, state};
 use crate::protocol::{Event, Job, LayerView, Request};
 
-/// The prompt and generated tokens of `stream` as chips (piece and id; prompt tokens shaded).
+/// Text as a token chip shows it: a space as `␣`, a newline as `↵`, a tab as `⇥` and other
+/// control characters as their code, so that every character is visible.
+fn visible(text: &str) -> String {
+    text.chars()
+        .map(|c| match c {
+            ' ' => "␣".to_string(),
+            '\n' => "↵".to_string(),
+            '\t' => "⇥".to_string(),
+            c if c.is_control() => format!("\\u{{{:x}}}", u32::from(c)),
+            c => c.to_string(),
+        })
+        .collect()
+}
+
+/// One token: what it stands for (special tokens by name, bytes that do not form a character
+/// yet as hex in `‹›`), its id below, and its vocabulary piece on hover.
+fn chip(chip: TokenChip, is_prompt: bool) -> impl IntoView {
+    let TokenChip { id, piece, shown } = chip;
+    let partial = (!shown.partial.is_empty()).then(|| shown.partial.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(" "));
+    let title = format!("piece {piece:?} · id {id}{}", if partial.is_some() { " · bytes of a character that a later token completes" } else { "" });
+    let text = if shown.special { piece } else { visible(&shown.text) };
+    view! {
+        <span class="token" class:prompt=is_prompt class:special=shown.special title=title data-id=id>
+            <b>{text}{partial.map(|p| view! { <span class="partial">{format!("‹{p}›")}</span> })}</b>
+            <small>{id.to_string()}</small>
+        </span>
+    }
+}
+
+/// The prompt and generated tokens of `stream` as chips (prompt tokens shaded); chips already
+/// shown stay as they are while new tokens stream in.
 #[component]
 pub fn TokenView(stream: RwSignal<Stream>) -> impl IntoView {
     let chips = move || {
         stream.with(|s| {
-            let prompt = s.prompt.iter().map(|(id, piece)| (id, piece, true));
-            let generated = s.tokens.iter().map(|(id, piece)| (id, piece, false));
-            prompt
-                .chain(generated)
-                .map(|(id, piece, is_prompt)| {
-                    let shown = piece.replace(['Ġ', '▁'], "␣").replace('\n', "⏎");
-                    view! { <span class="token" class:prompt=is_prompt title=format!("id {id}")><b>{shown}</b><small>{id.to_string()}</small></span> }
-                })
-                .collect_view()
+            let prompt = s.prompt.iter().map(|c| (c, true));
+            let generated = s.tokens.iter().map(|c| (c, false));
+            prompt.chain(generated).enumerate().map(|(i, (c, is_prompt))| (i, is_prompt, c.clone())).collect::<Vec<_>>()
         })
     };
     view! {
         <details class="tokens" open>
-            <summary>"Tokens (pieces and ids; prompt tokens shaded)"</summary>
-            <div class="token-list" data-testid="token-view">{chips}</div>
+            <summary>"Tokens (what each stands for, ids below; ␣ space, ↵ newline, ‹hex› bytes of an unfinished character; prompt tokens shaded; hover for the vocabulary piece)"</summary>
+            <div class="token-list" data-testid="token-view">
+                <For each=chips key=|(i, is_prompt, c)| format!("{i}:{is_prompt}:{}:{}:{:?}", c.id, c.shown.text, c.shown.partial) let((_, is_prompt, c))>
+                    {chip(c, is_prompt)}
+                </For>
+            </div>
         </details>
     }
 }
@@ -132,8 +160,9 @@ pub fn Playground() -> impl IntoView {
             <Show when=move || !lens.with(Vec::is_empty)>
                 <h3>"Residual stream at the prompt's last token"</h3>
                 <div class="lens">
-                    <BarChart values=Signal::derive(move || lens.with(|l| l.iter().map(|r| (format!("L{}", r.layer), f64::from(r.resid_norm))).collect()))
-                        title="‖resid_post‖ per layer"/>
+                    <BarChart values=Signal::derive(move || lens.with(|l| l.iter().map(|r| (r.layer as f64, f64::from(r.resid_norm))).collect()))
+                        title="‖resid_post‖ per layer" testid="resid-chart" x_axis=Axis::LAYER y_axis=Axis::value("‖resid_post‖")
+                        chosen=Signal::derive(move || Some((state.layer.get() as f64, format!("steering layer {}", state.layer.get()))))/>
                     <table data-testid="logit-lens">
                         <thead><tr><th>"layer"</th><th>"logit lens: most likely next tokens"</th></tr></thead>
                         <tbody>

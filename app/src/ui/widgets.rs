@@ -1,19 +1,29 @@
 //! Widgets more than one view uses: a streamed generation and its view, the sampling controls,
-//! the error line, and reading a picked file. Charts are in [`super::charts`].
+//! a long job's progress bar with its Stop button, the error line, and reading a picked file.
+//! Charts are in [`super::charts`].
 
-use analog_core::{GenerateOptions, Sampling};
+use analog_core::{GenerateOptions, Sampling, TokenText};
 use leptos::prelude::*;
 use wasm_bindgen_futures::JsFuture;
 
-use crate::protocol::Event;
+use super::bridge::cancel;
+use crate::protocol::{Event, Job};
+
+/// One token of a stream: its id, its vocabulary piece, and what it stands for.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TokenChip {
+    pub id: u32,
+    pub piece: String,
+    pub shown: TokenText,
+}
 
 /// One streamed generation, as the page shows it.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Stream {
     /// The prompt as typed when the job started.
     pub prompt_text: String,
-    pub prompt: Vec<(u32, String)>,
-    pub tokens: Vec<(u32, String)>,
+    pub prompt: Vec<TokenChip>,
+    pub tokens: Vec<TokenChip>,
     pub text: String,
     /// idle, running, done or error
     pub state: &'static str,
@@ -37,16 +47,18 @@ impl Stream {
     /// Applies one event of this stream.
     pub fn apply(&mut self, event: Event) {
         match event {
-            Event::Prompt { ids, pieces, .. } => {
+            Event::Prompt { ids, pieces, texts, .. } => {
                 let prompt_text = std::mem::take(&mut self.prompt_text);
                 let requested_ms = self.requested_ms.or_else(now_ms);
-                *self = Stream { prompt_text, requested_ms, prompt: ids.into_iter().zip(pieces).collect(), state: "running", ..Stream::default() };
+                let mut texts = texts.into_iter();
+                let prompt = ids.into_iter().zip(pieces).map(|(id, piece)| TokenChip { id, piece, shown: texts.next().unwrap_or_default() }).collect();
+                *self = Stream { prompt_text, requested_ms, prompt, state: "running", ..Stream::default() };
             }
-            Event::Token { id, piece, text, .. } => {
+            Event::Token { id, piece, text, shown, .. } => {
                 if self.first_token_ms.is_none() {
                     self.first_token_ms = now_ms();
                 }
-                self.tokens.push((id, piece));
+                self.tokens.push(TokenChip { id, piece, shown });
                 self.text.push_str(&text);
             }
             Event::Generated { tokens, seconds, prompt_tokens, first_token_seconds, dispatches_per_token, stop, .. } => {
@@ -153,6 +165,86 @@ pub fn StreamView(stream: RwSignal<Stream>, testid: &'static str, #[prop(optiona
             <div class="stats">{move || stream.with(|s| s.stats.clone())}</div>
             {move || stream.with(|s| s.error.clone()).map(|e| view! { <div class="error" role="alert">{e}</div> })}
         </div>
+    }
+}
+
+/// A long job (an extraction, a coefficient sweep, a report comparison) as the page follows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobProgress {
+    pub job: Job,
+    /// Which of a view's jobs this is (a view shows each kind's bar where its button is).
+    pub kind: &'static str,
+    /// The part of the job under way ("running the pairs", "sweeping the layers").
+    pub what: String,
+    pub done: u64,
+    pub total: Option<u64>,
+    /// When the part under way began (`performance.now()`), for the estimate of the time left.
+    part_began_ms: f64,
+    /// Stop was pressed; the job ends at its next step.
+    pub stopping: bool,
+}
+
+impl JobProgress {
+    pub fn starting(job: Job, kind: &'static str, what: &str) -> Self {
+        Self { job, kind, what: what.into(), done: 0, total: None, part_began_ms: now_ms().unwrap_or(0.0), stopping: false }
+    }
+
+    /// Applies a progress event; a new part starts its own clock.
+    pub fn update(&mut self, what: String, done: u64, total: Option<u64>) {
+        if what != self.what {
+            self.part_began_ms = now_ms().unwrap_or(0.0);
+            self.what = what;
+        }
+        self.done = done;
+        self.total = total;
+    }
+
+    /// Seconds left in the part under way, at the pace of its steps so far.
+    fn seconds_left(&self) -> Option<f64> {
+        let total = self.total?;
+        let elapsed = now_ms()? - self.part_began_ms;
+        (self.done > 0 && total >= self.done).then(|| elapsed / self.done as f64 * (total - self.done) as f64 / 1000.0)
+    }
+
+    /// "running the pairs: 16 of 46 · about 12 s left".
+    fn text(&self) -> String {
+        let count = self.total.map_or_else(String::new, |t| format!(": {} of {t}", self.done));
+        let left = match self.seconds_left() {
+            _ if self.stopping => " · stopping…".to_string(),
+            Some(s) if s >= 90.0 => format!(" · about {:.0} min left", s / 60.0),
+            Some(s) => format!(" · about {:.0} s left", s.ceil()),
+            None => String::new(),
+        };
+        format!("{}{count}{left}", self.what)
+    }
+}
+
+/// The bar of `progress` while it holds a job of `kind` (`testid`, `role="status"`): a
+/// `<progress>` (`value`/`max` attributes; indeterminate before the first step), what the job is
+/// doing with an estimate of the time left, and Stop (`job-stop`), which ends the job at its next
+/// step.
+#[component]
+pub fn JobBar(progress: RwSignal<Option<JobProgress>>, kind: &'static str, testid: &'static str) -> impl IntoView {
+    let mine = move || progress.with(|p| p.as_ref().is_some_and(|p| p.kind == kind));
+    let value = move || progress.with(|p| p.as_ref().filter(|p| p.total.is_some()).map(|p| p.done.to_string()));
+    let max = move || progress.with(|p| p.as_ref().and_then(|p| p.total).map(|t| t.max(1).to_string()));
+    let label = move || progress.with(|p| p.as_ref().map(|p| p.what.clone()).unwrap_or_default());
+    let stop = move |_| {
+        progress.update(|p| {
+            if let Some(p) = p {
+                p.stopping = true;
+                cancel(p.job);
+            }
+        })
+    };
+    view! {
+        <Show when=mine>
+            <div class="job" data-testid=testid role="status">
+                <progress value=value max=max aria-label=label></progress>
+                <span class="job-text">{move || progress.with(|p| p.as_ref().map(JobProgress::text).unwrap_or_default())}</span>
+                <button data-testid="job-stop" disabled=move || progress.with(|p| p.as_ref().is_some_and(|p| p.stopping)) on:click=stop>"Stop"</button>
+            </div>
+        </Show>
     }
 }
 

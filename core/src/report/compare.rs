@@ -10,6 +10,7 @@ use super::schema::{Intervention, MetricName, ReportKind, TransferReport};
 use super::stats::{pearson, slope, spearman};
 use crate::error::{Error, Result};
 use crate::generate::TextModel;
+use crate::progress::{Named, Progress};
 use crate::steering::linalg::{cosine, norm};
 use crate::steering::metrics::{Metrics, evaluate};
 use crate::steering::{Direction, Method, PairSet, SteeringVector, VectorModel, VectorPairs, collect, collect_stats, mean_diff_vector, steering_vector};
@@ -231,14 +232,14 @@ pub struct Comparison {
 }
 
 /// Re-extracts and re-measures every intervention on `model`. `local` identifies the loaded weights;
-/// `inputs` holds each intervention's resolved pairs and vector. `progress(intervention, done, total)`
-/// reports the coefficients measured.
+/// `inputs` holds each intervention's resolved pairs and vector. `progress` is told each step under
+/// the intervention's name ("sentiment (1 of 3): re-extracting").
 pub async fn compare(
     model: &TextModel,
     local: &VectorModel,
     report: &TransferReport,
     inputs: &[InterventionInputs],
-    progress: &mut dyn FnMut(&str, usize, usize),
+    progress: &mut impl Progress,
 ) -> Result<Comparison> {
     if report.analog.d_model != model.config().d_model || report.analog.n_layers != model.config().n_layers {
         return Err(Error::Report(format!(
@@ -254,8 +255,10 @@ pub async fn compare(
         return Err(Error::Report(format!("{} interventions but {} resolved inputs", report.interventions.len(), inputs.len())));
     }
     let mut interventions = Vec::with_capacity(inputs.len());
-    for (iv, input) in report.interventions.iter().zip(inputs) {
-        interventions.push(compare_one(model, local, iv, input, progress).await?);
+    let n = inputs.len();
+    for (i, (iv, input)) in report.interventions.iter().zip(inputs).enumerate() {
+        let what = format!("{} ({} of {n})", iv.id, i + 1);
+        interventions.push(compare_one(model, local, iv, input, &what, progress).await?);
     }
     let global_similarity = report.geometry.as_ref().and_then(|g| g.global_similarity.as_ref()).map(|s| s.pearson_r);
     let alignment = Verdict::new(
@@ -285,7 +288,8 @@ async fn compare_one(
     local: &VectorModel,
     iv: &Intervention,
     input: &InterventionInputs,
-    progress: &mut dyn FnMut(&str, usize, usize),
+    what: &str,
+    progress: &mut impl Progress,
 ) -> Result<InterventionComparison> {
     let d_model = model.config().d_model;
     if input.vector.len() != d_model {
@@ -293,10 +297,12 @@ async fn compare_one(
     }
     let extracted = if iv.method == Method::MeanDiff {
         // Reduced on the device: nothing per prompt is read back.
-        let stats = collect_stats(model, &input.pairs, iv.analog_hook, iv.aggregation, &mut |_, _| {}).await?;
+        let mut steps = Named { what: format!("{what}: re-extracting"), inner: progress };
+        let stats = collect_stats(model, &input.pairs, iv.analog_hook, iv.aggregation, &mut steps).await?;
         mean_diff_vector(&stats, &[iv.analog_layer], local.clone(), &input.pairs)?
     } else {
-        let acts = collect(model, &input.pairs, iv.analog_hook, iv.aggregation, &mut |_, _| {}).await?;
+        let mut steps = Named { what: format!("{what}: re-extracting"), inner: progress };
+        let acts = collect(model, &input.pairs, iv.analog_hook, iv.aggregation, &mut steps).await?;
         steering_vector(&acts, iv.method, &[iv.analog_layer], local.clone(), &input.pairs)?
     };
     let local_direction = extracted.directions.get(&iv.analog_layer).map(|d| d.direction.clone()).unwrap_or_default();
@@ -314,7 +320,8 @@ async fn compare_one(
         )]),
     };
     let coefs: Vec<f32> = iv.results.iter().map(|r| r.coef).collect();
-    let measured = evaluate(model, &published, &coefs, &iv.evaluation, &mut |done, total| progress(&iv.id, done, total)).await?;
+    let mut steps = Named { what: format!("{what}: re-measuring"), inner: progress };
+    let measured = evaluate(model, &published, &coefs, &iv.evaluation, &mut steps).await?;
 
     let metric = iv.effect_metric;
     let rows: Vec<RowComparison> = iv

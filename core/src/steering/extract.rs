@@ -17,6 +17,7 @@ use crate::error::{Error, Result};
 use crate::generate::{TextModel, read_f32};
 use crate::hooks::Hooks;
 use crate::model::Model;
+use crate::progress::Progress;
 
 /// How a direction is computed from paired activations.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema)]
@@ -104,13 +105,7 @@ const BATCH: usize = 16;
 
 /// Runs every prompt once, capturing `site` at every layer. `progress(done, total)` is called after
 /// each batch of prompts.
-pub async fn collect(
-    model: &TextModel,
-    pairs: &PairSet,
-    site: HookSite,
-    aggregation: Aggregation,
-    progress: &mut dyn FnMut(usize, usize),
-) -> Result<PairActivations> {
+pub async fn collect(model: &TextModel, pairs: &PairSet, site: HookSite, aggregation: Aggregation, progress: &mut impl Progress) -> Result<PairActivations> {
     collect_ids(&model.model, &encode_pairs(model, pairs, PromptFormat::Plain)?, site, aggregation, progress).await
 }
 
@@ -165,7 +160,7 @@ pub async fn collect_ids(
     encoded: &[Vec<u32>],
     site: HookSite,
     aggregation: Aggregation,
-    progress: &mut dyn FnMut(usize, usize),
+    progress: &mut impl Progress,
 ) -> Result<PairActivations> {
     let n_layers = model.config.n_layers;
     check_prompts(model, encoded)?;
@@ -196,7 +191,7 @@ pub async fn collect_ids(
         for (l, layer) in values.chunks_exact(batch.len() * d).enumerate() {
             rows[l].extend(layer.chunks_exact(d).map(<[f32]>::to_vec));
         }
-        progress(((b + 1) * BATCH).min(encoded.len()), encoded.len());
+        progress.step("running the pairs", ((b + 1) * BATCH).min(encoded.len()), encoded.len()).await?;
     }
     let (positive, negative) = rows
         .into_iter()
@@ -223,13 +218,7 @@ pub struct PairStats {
 }
 
 /// [`collect`] reduced to [`PairStats`] on the device (see [`collect_stats_ids`]).
-pub async fn collect_stats(
-    model: &TextModel,
-    pairs: &PairSet,
-    site: HookSite,
-    aggregation: Aggregation,
-    progress: &mut dyn FnMut(usize, usize),
-) -> Result<PairStats> {
+pub async fn collect_stats(model: &TextModel, pairs: &PairSet, site: HookSite, aggregation: Aggregation, progress: &mut impl Progress) -> Result<PairStats> {
     collect_stats_ids(&model.model, &encode_pairs(model, pairs, PromptFormat::Plain)?, site, aggregation, progress).await
 }
 
@@ -240,7 +229,7 @@ pub async fn collect_stats_ids(
     encoded: &[Vec<u32>],
     site: HookSite,
     aggregation: Aggregation,
-    progress: &mut dyn FnMut(usize, usize),
+    progress: &mut impl Progress,
 ) -> Result<PairStats> {
     let (n_layers, d) = (model.config.n_layers, model.config.d_model);
     check_prompts(model, encoded)?;
@@ -264,7 +253,7 @@ pub async fn collect_stats_ids(
                 Ok(layer.accumulate(acts, &lengths, &classes, row_of))
             })
             .collect::<Result<_>>()?;
-        progress(((b + 1) * BATCH).min(encoded.len()), encoded.len());
+        progress.step("running the pairs", ((b + 1) * BATCH).min(encoded.len()), encoded.len()).await?;
     }
     let n_pairs = encoded.len() / 2;
     let counts = stats.first().map(|s| s.counts.clone()).unwrap_or_default();
@@ -380,38 +369,51 @@ pub struct SweepRow {
 
 /// Held-out separation and agreement between methods at every layer.
 pub fn sweep(acts: &PairActivations) -> Vec<SweepRow> {
-    acts.positive
-        .iter()
-        .zip(&acts.negative)
-        .enumerate()
-        .map(|(layer, (pos, neg))| {
-            let held_out = |i: &usize| i % 4 == 3;
-            let split = |rows: &[Vec<f32>], test: bool| -> Vec<Vec<f32>> {
-                rows.iter().enumerate().filter(|(i, _)| held_out(i) == test).map(|(_, r)| r.clone()).collect()
-            };
-            let (train_pos, train_neg, test_pos, test_neg) = (split(pos, false), split(neg, false), split(pos, true), split(neg, true));
-            let (rows, labels) = labelled(&train_pos, &train_neg);
-            let (w, b) = logistic_regression(&rows, &labels, 1e-3, 300);
-            let (test_rows, test_labels) = labelled(&test_pos, &test_neg);
-            let correct = test_rows.iter().zip(&test_labels).filter(|(r, y)| (dot(r, &w) + b > 0.0) == **y).count();
-            let mean_diff = direction(Method::MeanDiff, &train_pos, &train_neg);
-            let project = |rows: &[Vec<f32>]| rows.iter().map(|r| dot(r, &mean_diff)).collect::<Vec<f32>>();
-            let all_md = direction(Method::MeanDiff, pos, neg);
-            let pca = direction(Method::Pca, pos, neg);
-            let probe = direction(Method::Probe, pos, neg);
-            SweepRow {
-                layer,
-                probe_accuracy: correct as f32 / test_rows.len().max(1) as f32,
-                cohens_d: cohens_d(&project(&test_pos), &project(&test_neg)),
-                mean_diff_norm: norm(&all_md),
-                mean_resid_norm: mean_norm(pos, neg),
-                cos_mean_diff_pca: cosine(&all_md, &pca),
-                cos_mean_diff_pca_center: cosine(&all_md, &direction(Method::PcaCenter, pos, neg)),
-                cos_mean_diff_probe: cosine(&all_md, &probe),
-                cos_pca_probe: cosine(&pca, &probe),
-            }
-        })
-        .collect()
+    (0..n_layers(acts)).map(|layer| sweep_layer(acts, layer)).collect()
+}
+
+/// [`sweep`], telling `progress` after each layer (a model of 30 layers takes seconds in a browser).
+pub async fn sweep_with(acts: &PairActivations, progress: &mut impl Progress) -> Result<Vec<SweepRow>> {
+    let n_layers = n_layers(acts);
+    let mut rows = Vec::with_capacity(n_layers);
+    for layer in 0..n_layers {
+        rows.push(sweep_layer(acts, layer));
+        progress.step("sweeping the layers", layer + 1, n_layers).await?;
+    }
+    Ok(rows)
+}
+
+fn n_layers(acts: &PairActivations) -> usize {
+    acts.positive.len().min(acts.negative.len())
+}
+
+/// One layer's row of [`sweep`]: every fourth pair is held out.
+fn sweep_layer(acts: &PairActivations, layer: usize) -> SweepRow {
+    let (pos, neg) = (&acts.positive[layer], &acts.negative[layer]);
+    let held_out = |i: &usize| i % 4 == 3;
+    let split =
+        |rows: &[Vec<f32>], test: bool| -> Vec<Vec<f32>> { rows.iter().enumerate().filter(|(i, _)| held_out(i) == test).map(|(_, r)| r.clone()).collect() };
+    let (train_pos, train_neg, test_pos, test_neg) = (split(pos, false), split(neg, false), split(pos, true), split(neg, true));
+    let (rows, labels) = labelled(&train_pos, &train_neg);
+    let (w, b) = logistic_regression(&rows, &labels, 1e-3, 300);
+    let (test_rows, test_labels) = labelled(&test_pos, &test_neg);
+    let correct = test_rows.iter().zip(&test_labels).filter(|(r, y)| (dot(r, &w) + b > 0.0) == **y).count();
+    let mean_diff = direction(Method::MeanDiff, &train_pos, &train_neg);
+    let project = |rows: &[Vec<f32>]| rows.iter().map(|r| dot(r, &mean_diff)).collect::<Vec<f32>>();
+    let all_md = direction(Method::MeanDiff, pos, neg);
+    let pca = direction(Method::Pca, pos, neg);
+    let probe = direction(Method::Probe, pos, neg);
+    SweepRow {
+        layer,
+        probe_accuracy: correct as f32 / test_rows.len().max(1) as f32,
+        cohens_d: cohens_d(&project(&test_pos), &project(&test_neg)),
+        mean_diff_norm: norm(&all_md),
+        mean_resid_norm: mean_norm(pos, neg),
+        cos_mean_diff_pca: cosine(&all_md, &pca),
+        cos_mean_diff_pca_center: cosine(&all_md, &direction(Method::PcaCenter, pos, neg)),
+        cos_mean_diff_probe: cosine(&all_md, &probe),
+        cos_pca_probe: cosine(&pca, &probe),
+    }
 }
 
 /// `(mean(a) − mean(b)) / pooled standard deviation`.

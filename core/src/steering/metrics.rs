@@ -13,6 +13,7 @@ use super::vector::{Application, SteeringVector};
 use crate::error::{Error, Result};
 use crate::generate::{GenerateOptions, Sampling, TextModel, read_f32};
 use crate::hooks::{Hooks, Positions};
+use crate::progress::Progress;
 
 /// What to measure on, and how.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -282,22 +283,21 @@ impl<'a> Evaluator<'a> {
 }
 
 /// Measures `vector` at every coefficient, with an equal-norm random direction beside it.
-pub async fn evaluate(
-    model: &TextModel,
-    vector: &SteeringVector,
-    coefs: &[f32],
-    spec: &EvalSpec,
-    progress: &mut dyn FnMut(usize, usize),
-) -> Result<Vec<MetricRow>> {
+pub async fn evaluate(model: &TextModel, vector: &SteeringVector, coefs: &[f32], spec: &EvalSpec, progress: &mut impl Progress) -> Result<Vec<MetricRow>> {
     if vector.model.d_model != model.config().d_model {
         return Err(Error::VectorDimension { hook: vector.site.to_string(), expected: model.config().d_model, found: vector.model.d_model });
     }
     let eval = Evaluator::new(model, spec).await?;
     let random = random_like(vector, spec.seed ^ 0x5EED);
     let mut rows = Vec::with_capacity(coefs.len());
+    // Two steps per coefficient: the vector, then the random direction.
+    let steps = 2 * coefs.len();
     for (i, &coef) in coefs.iter().enumerate() {
-        rows.push(MetricRow { coef, steered: eval.measure(vector, coef).await?, random: eval.measure(&random, coef).await? });
-        progress(i + 1, coefs.len());
+        let steered = eval.measure(vector, coef).await?;
+        progress.step("measuring coefficients", 2 * i + 1, steps).await?;
+        let beside = eval.measure(&random, coef).await?;
+        progress.step("measuring coefficients", 2 * i + 2, steps).await?;
+        rows.push(MetricRow { coef, steered, random: beside });
     }
     Ok(rows)
 }

@@ -10,7 +10,7 @@ pub mod vector;
 
 pub use extract::{
     Aggregation, Method, PairActivations, PairStats, PromptFormat, SweepRow, collect, collect_ids, collect_stats, collect_stats_ids, encode_pairs,
-    mean_diff_vector, steering_vector, sweep,
+    mean_diff_vector, steering_vector, sweep, sweep_with,
 };
 pub use pairs::{DatasetEntry, Pair, PairError, PairFormat, PairSet};
 pub use vector::{Application, Direction, HookSite, SteeringVector, VectorModel, VectorPairs};

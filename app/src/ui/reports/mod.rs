@@ -10,10 +10,10 @@ use analog_core::report::compare::Comparison;
 use analog_core::report::{MAX_REPORT_BYTES, TransferReport};
 use leptos::prelude::*;
 
-use super::bridge::{done, send};
+use super::bridge::{cancel, done, send};
 use super::models::load_report_analog;
 use super::store::download;
-use super::widgets::ErrorLine;
+use super::widgets::{ErrorLine, JobBar, JobProgress};
 use super::{ModelStatus, base_url, state};
 use crate::protocol::{Event, HF_HUB, Request, model_location};
 
@@ -35,39 +35,51 @@ struct ReportsState {
     opened: RwSignal<Option<(String, Option<String>)>>,
     /// Open `opened` again when the next model has loaded.
     reopen_when_loaded: RwSignal<bool>,
+    /// The comparison under way (`report-job`).
+    progress: RwSignal<Option<JobProgress>>,
 }
 
 impl ReportsState {
     /// Fetches (unless `body` holds it), validates and compares the report at `target`.
+    /// A comparison still running for an earlier report is stopped first.
     fn open(self, target: String, body: Option<String>) {
-        let shown = self.shown;
+        let (shown, progress) = (self.shown, self.progress);
+        if let Some(earlier) = progress.get_untracked() {
+            cancel(earlier.job);
+        }
         self.opened.set(Some((target.clone(), body.clone())));
         shown.set(Shown::Loading("fetching and validating".into()));
-        send(
+        let job = send(
             |job| Request::Report { job, url: target, text: body },
             &[],
             move |event| match event {
-                Event::Progress { what, done, total, .. } => {
-                    let what = format!("{what}: {done}/{} coefficients", total.unwrap_or(0));
-                    shown.update(|s| match s {
-                        Shown::Report { note, comparison: None, .. } => *note = Some(format!("Re-measuring the analog's side here… {what}")),
-                        other => *other = Shown::Loading(what),
-                    });
-                }
+                Event::Progress { what, done, total, job, .. } => progress.update(|p| match p {
+                    Some(p) if p.job == job => p.update(what, done, total),
+                    _ => {}
+                }),
                 Event::ReportParsed { report, .. } => {
                     shown.set(Shown::Report { report, comparison: None, note: Some("Valid. Re-measuring the analog's side here…".into()) })
                 }
-                Event::ReportChecked { job, report, comparison, note } => {
-                    shown.set(Shown::Report { report, comparison, note });
-                    done(job);
-                }
-                Event::Failed { job, errors } => {
-                    shown.set(Shown::Errors(errors));
+                event @ (Event::ReportChecked { .. } | Event::Failed { .. } | Event::Stopped { .. }) => {
+                    let job = event.job();
+                    if progress.with_untracked(|p| p.as_ref().is_some_and(|p| p.job == job)) {
+                        progress.set(None);
+                    }
+                    match event {
+                        Event::ReportChecked { report, comparison, note, .. } => shown.set(Shown::Report { report, comparison, note }),
+                        Event::Failed { errors, .. } => shown.set(Shown::Errors(errors)),
+                        _ => shown.update(|s| {
+                            if let Shown::Report { note, comparison: None, .. } = s {
+                                *note = Some("Stopped: the comparison was not finished. Open the report again to re-measure it.".into());
+                            }
+                        }),
+                    }
                     done(job);
                 }
                 _ => {}
             },
         );
+        progress.set(Some(JobProgress::starting(job, "compare", "fetching and validating")));
     }
 }
 
@@ -76,6 +88,7 @@ fn reports() -> ReportsState {
         shown: RwSignal::new(Shown::Nothing),
         opened: RwSignal::new(None),
         reopen_when_loaded: RwSignal::new(false),
+        progress: RwSignal::new(None),
     })
 }
 
@@ -84,7 +97,12 @@ fn reports() -> ReportsState {
 #[component]
 pub fn Reports() -> impl IntoView {
     let app = state();
-    let ctx = ReportsState { shown: RwSignal::new(Shown::Nothing), opened: RwSignal::new(None), reopen_when_loaded: RwSignal::new(false) };
+    let ctx = ReportsState {
+        shown: RwSignal::new(Shown::Nothing),
+        opened: RwSignal::new(None),
+        reopen_when_loaded: RwSignal::new(false),
+        progress: RwSignal::new(None),
+    };
     provide_context(ctx);
     // The report's analog has loaded: open the report again, now comparable.
     Effect::new(move |_| match app.model.get() {
@@ -116,6 +134,7 @@ pub fn Reports() -> impl IntoView {
             <h3>"Published with this site"</h3>
             <CatalogReports/>
             <OpenReport/>
+            <JobBar progress=ctx.progress kind="compare" testid="report-job"/>
             {shown}
             <AnalogOffer/>
             <ExportMeasurements/>

@@ -6,7 +6,7 @@ use analog_core::report::{TransferReport, section_verdicts};
 use leptos::prelude::*;
 use serde::Serialize;
 
-use crate::ui::charts::{LineChart, Series};
+use crate::ui::charts::{Axis, LineChart, Series};
 
 /// A number to three decimals, or "—" when absent.
 fn num(v: Option<f64>) -> String {
@@ -206,7 +206,8 @@ fn InterventionView(iv: InterventionComparison) -> impl IntoView {
         <section class="intervention" data-testid="report-intervention">
             <h3>{title}</h3>
             <p>{facts}</p>
-            <LineChart title=format!("{metric} per coefficient") x_label="coefficient" series=Signal::derive(move || series.clone())/>
+            <LineChart title=format!("{metric} per coefficient") series=Signal::derive(move || series.clone()) testid="report-chart"
+                x_axis=Axis::COEFFICIENT y_axis=Axis::value(metric)/>
             <Verdicts verdicts=iv.verdicts/>
         </section>
     }

@@ -7,9 +7,9 @@ use leptos::prelude::*;
 use super::{model_ready, studio};
 use crate::protocol::{Event, Request};
 use crate::ui::bridge::{done, send};
-use crate::ui::charts::{LineChart, Series};
+use crate::ui::charts::{Axis, LineChart, Series};
 use crate::ui::store::{SavedVector, download};
-use crate::ui::widgets::read_picked;
+use crate::ui::widgets::{JobBar, read_picked};
 use crate::ui::{ModelStatus, state};
 
 /// A method's short name (in the vector's status and saved names).
@@ -38,8 +38,7 @@ pub fn Extract() -> impl IntoView {
         };
         let (method, aggregation) = (method.get_untracked(), aggregation.get_untracked());
         let chat = chat.get_untracked() && app.model.with_untracked(ModelStatus::has_chat_template);
-        studio.progress.set(Some("starting".into()));
-        send(
+        let job = send(
             |job| Request::Extract { job, pairs, format: PairFormat::Jsonl, method, aggregation, chat },
             &[],
             move |event| {
@@ -56,6 +55,7 @@ pub fn Extract() -> impl IntoView {
                 }
             },
         );
+        studio.started(job, "extract", "starting");
     };
     let import = move |ev: leptos::ev::Event| {
         leptos::task::spawn_local(async move {
@@ -102,7 +102,7 @@ pub fn Extract() -> impl IntoView {
             <button data-testid="extract" class="primary" disabled=move || !model_ready(app) || studio.progress.with(Option::is_some) on:click=move |_| extract()>"Extract"</button>
             <label class="file-button">"Import vector (JSON/GGUF)…"<input type="file" data-testid="vector-file" accept=".json,.gguf" on:change=import/></label>
         </div>
-        {move || studio.progress.get().map(|p| view! { <div class="progress" data-testid="steer-progress" role="status">{p}</div> })}
+        <JobBar progress=studio.progress kind="extract" testid="steer-progress"/>
         <VectorStatus/>
     }
 }
@@ -173,7 +173,10 @@ pub fn LayerSweep() -> impl IntoView {
     };
     view! {
         <h3>"2 · Where the concept lives"</h3>
-        <LineChart testid="sweep-chart" title="Layer sweep (held-out)".into() x_label="layer" series=series/>
+        <LineChart testid="sweep-chart" title="Layer sweep on held-out pairs (click a point to steer at its layer)".into() series=series
+            x_axis=Axis::LAYER y_axis=Axis::value("accuracy / cosine")
+            chosen=Signal::derive(move || Some((app.layer.get() as f64, format!("steering layer {}", app.layer.get()))))
+            on_pick=Callback::new(move |x: f64| app.layer.set(x.round().max(0.0) as usize))/>
         <table class="sweep">
             <thead><tr><th>"layer"</th><th>"probe acc."</th><th>"Cohen's d"</th><th>"‖mean diff‖"</th><th>"mean ‖resid‖"</th></tr></thead>
             <tbody>{rows}</tbody>

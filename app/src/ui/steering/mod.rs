@@ -15,7 +15,7 @@ use analog_core::steering::{DatasetEntry, Pair, PairSet, SteeringVector, SweepRo
 use leptos::prelude::*;
 
 use super::bridge::done;
-use super::widgets::ErrorLine;
+use super::widgets::{ErrorLine, JobProgress};
 use super::{AppState, ModelStatus};
 use crate::protocol::{CoefficientSweep, Event, Steer};
 
@@ -32,8 +32,8 @@ pub struct StudioState {
     pub vector: RwSignal<Option<SteeringVector>>,
     /// The held-out layer sweep of the last extraction.
     pub layer_sweep: RwSignal<Vec<SweepRow>>,
-    /// The running extraction or coefficient sweep, in words; `None` when idle.
-    pub progress: RwSignal<Option<String>>,
+    /// The running extraction (kind `extract`) or coefficient sweep (`sweep`); `None` when idle.
+    pub progress: RwSignal<Option<JobProgress>>,
     /// `coef` is a fraction of the layer's mean residual norm.
     pub normalise: RwSignal<bool>,
     /// The logit-difference metric's words and the trigger lexicon (comma-separated).
@@ -82,18 +82,34 @@ impl StudioState {
         Some(Steer { vector, layer: app.layer.get_untracked(), coef: app.coef.get_untracked(), normalise: self.normalise.get_untracked() })
     }
 
-    /// Handles the events every studio job shares (progress, failure) and returns the others.
+    /// Handles the events every studio job shares (progress, failure, stop) and returns the others.
     fn progress_or_failure(self, event: Event) -> Option<Event> {
         match event {
-            Event::Progress { done, total, what, .. } => self.progress.set(Some(format!("{what}: {done}/{}", total.unwrap_or(0)))),
+            Event::Progress { done, total, what, .. } => self.progress.update(|p| {
+                if let Some(p) = p {
+                    p.update(what, done, total);
+                }
+            }),
             Event::Failed { job, errors } => {
                 self.progress.set(None);
                 self.fail(errors.join("; "));
                 done(job);
             }
+            Event::Stopped { job } => {
+                let what = self.progress.with_untracked(|p| p.as_ref().map(|p| p.kind));
+                self.progress.set(None);
+                self.fail(if what == Some("sweep") { "Stopped: the coefficient sweep was not finished." } else { "Stopped: no new vector was extracted." });
+                done(job);
+            }
             other => return Some(other),
         }
         None
+    }
+
+    /// Starts following `job` of `kind` (`extract` or `sweep`).
+    fn started(self, job: crate::protocol::Job, kind: &'static str, what: &str) {
+        self.message.set(None);
+        self.progress.set(Some(JobProgress::starting(job, kind, what)));
     }
 }
 

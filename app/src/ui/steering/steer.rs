@@ -6,7 +6,7 @@ use leptos::prelude::*;
 use super::{StudioState, model_ready, studio};
 use crate::protocol::{Event, Request};
 use crate::ui::bridge::{done, send};
-use crate::ui::widgets::{Controls, SamplingControls, Stream, StreamView};
+use crate::ui::widgets::{Controls, JobBar, SamplingControls, Stream, StreamView};
 use crate::ui::{AppState, ModelStatus, state};
 
 /// Streams the baseline (stream 0) and the steered generation (stream 1) of the prompt; with
@@ -46,7 +46,7 @@ fn compare(studio: StudioState, app: AppState, controls: SamplingControls, chat:
 
 /// "3 · Steer": layer (`layer`), coefficient (`coef`) and normalisation, the prompt
 /// (`steer-prompt`; sent in the chat format with `steer-chat`, shown for models with a chat
-/// template) and sampling, the two buttons (`steer-generate`, `coef-sweep`), and the baseline and
+/// template) and sampling, the two buttons (`steer-generate`, `coef-sweep`, its progress `coef-progress`), and the baseline and
 /// steered outputs (`baseline-output`, `steered-output`). No props.
 #[component]
 pub fn SteerPanel() -> impl IntoView {
@@ -91,6 +91,7 @@ pub fn SteerPanel() -> impl IntoView {
             <button data-testid="steer-generate" class="primary" disabled=no_vector on:click=move |_| compare(studio, app, controls, chatting(), baseline, steered)>"Generate baseline and steered"</button>
             <button data-testid="coef-sweep" disabled=move || no_vector() || studio.progress.with(Option::is_some) on:click=move |_| super::sweep::measure(studio, app)>"Measure across coefficients"</button>
         </div>
+        <JobBar progress=studio.progress kind="sweep" testid="coef-progress"/>
         <div class="grid2">
             <StreamView stream=baseline testid="baseline-output" title="Baseline"/>
             <StreamView stream=steered testid="steered-output" title="Steered"/>

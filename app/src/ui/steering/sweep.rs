@@ -8,7 +8,7 @@ use super::{StudioState, studio};
 use crate::protocol::{Event, Request};
 use crate::saved::ResultData;
 use crate::ui::bridge::{done, send};
-use crate::ui::charts::{LineChart, Series};
+use crate::ui::charts::{Axis, LineChart, Series};
 use crate::ui::store::SavedResult;
 use crate::ui::{AppState, state};
 
@@ -31,8 +31,7 @@ pub(super) fn measure(studio: StudioState, app: AppState) {
     let id = set_id.trim_start_matches("saved:").to_string();
     let concept = dataset.map_or_else(|| id.clone(), |d| d.concept);
     let coefs = if steer.normalise { vec![-1.0, -0.5, 0.0, 0.25, 0.5, 1.0] } else { vec![-8.0, -4.0, 0.0, 2.0, 4.0, 8.0] };
-    studio.progress.set(Some("measuring coefficients".into()));
-    send(
+    let job = send(
         |job| Request::Sweep { job, steer, coefs, target, counter, prompts, lexicon, pairs, id, concept },
         &[],
         move |event| {
@@ -43,6 +42,7 @@ pub(super) fn measure(studio: StudioState, app: AppState) {
             }
         },
     );
+    studio.started(job, "sweep", "measuring coefficients");
 }
 
 /// The metric words, collapsed under "Metric settings": target, counter and the trigger lexicon.
@@ -83,6 +83,8 @@ pub fn CoefCharts() -> impl IntoView {
             })
         })
     };
+    // The coefficient the steered generation uses, in the sweep's units.
+    let chosen = Signal::derive(move || Some((f64::from(app.coef.get()), format!("coefficient {:.2}", app.coef.get()))));
     let save = move |_| {
         let Some(sweep) = studio.coef_sweep.get_untracked() else { return };
         let name = format!("sweep · {} · layer {}", app.pair_set.get_untracked(), app.layer.get_untracked());
@@ -94,9 +96,12 @@ pub fn CoefCharts() -> impl IntoView {
     view! {
         <Show when=move || studio.coef_sweep.with(Option::is_some)>
             <div class="grid2" data-testid="coef-charts">
-                <LineChart title="Logit difference shift (target − counter)".into() x_label="coefficient" series=series(|m| m.logit_diff_shift)/>
-                <LineChart title="Trigger rate (lexicon word in a continuation)".into() x_label="coefficient" series=series(|m| m.trigger_rate)/>
-                <LineChart title="KL from the unsteered model (nats)".into() x_label="coefficient" series=series(|m| Some(m.kl))/>
+                <LineChart title="Logit difference shift (target − counter)".into() series=series(|m| m.logit_diff_shift) testid="coef-logit-chart"
+                    x_axis=Axis::COEFFICIENT y_axis=Axis::value("Δ logit diff") chosen=chosen/>
+                <LineChart title="Trigger rate (lexicon word in a continuation)".into() series=series(|m| m.trigger_rate)
+                    x_axis=Axis::COEFFICIENT y_axis=Axis::value("share of samples") chosen=chosen/>
+                <LineChart title="KL from the unsteered model".into() series=series(|m| Some(m.kl))
+                    x_axis=Axis::COEFFICIENT y_axis=Axis::value("KL (nats)") chosen=chosen/>
             </div>
             <button data-testid="save-results" on:click=save>"Save these results"</button>
         </Show>
