@@ -191,6 +191,11 @@ fn gguf_journey(webgpu: bool) {
     browser.wait_state("output", "done", WORK);
     let answer = browser.text("output");
     assert!(answer.contains("Paris"), "chat answer: {answer:?}");
+    // The token view spells what each token stands for: the template's newlines and spaces as
+    // markers, its special tokens by name, never the byte-level pieces (`Ċ`, `Ġ`).
+    let tokens = browser.text("token-view");
+    assert!(tokens.contains('↵') && tokens.contains('␣') && tokens.contains("<|im_start|>") && tokens.contains("Paris"), "{tokens}");
+    assert!(!tokens.contains('Ċ') && !tokens.contains('Ġ'), "raw pieces in the token view: {tokens}");
     shot("real-model-chat", "main");
 
     stage("chatted");
@@ -201,9 +206,17 @@ fn gguf_journey(webgpu: bool) {
     browser.click("tab-steer");
     browser.upload("pairs-file", &pairs_file);
     browser.set_value("layer", "15");
+    record_progress(&browser, "steer-progress");
     browser.click("extract");
     browser.wait_state("vector-status", "ready", WORK);
     assert!(browser.text("vector-status").contains("d_model 576"), "{}", browser.text("vector-status"));
+    assert_progress_advanced(&browser, "the extraction");
+    // The layer sweep over 30 layers: readable, the best layer marked; picking a point picks its layer.
+    let sweep = readable_chart(&browser, "sweep-chart", 30);
+    assert!(sweep.marker.starts_with("steering layer "), "{sweep:?}");
+    browser.js("document.querySelector('[data-testid=sweep-chart] .point[data-x=\"20\"]').dispatchEvent(new MouseEvent('click', {bubbles: true}))", json!([]));
+    browser.wait("layer 20 chosen", "return document.querySelector('[data-testid=layer]').value === '20'", json!([]), LOAD);
+    browser.set_value("layer", "15");
     stage("extracted");
     browser.set_value("coef", "0.5");
     browser.set_value("steer-prompt", "I watched the movie last night. It was");
@@ -236,8 +249,130 @@ fn gguf_journey(webgpu: bool) {
         assert!(browser.text("vector-status").contains("d_model 576"), "{}", browser.text("vector-status"));
         shot("real-model-extract-chat", "[data-testid=extract-chat]");
         stage("extracted in the chat format");
+        studio_sweep_and_report(&browser);
+        stage("measured across coefficients and compared as a report");
     }
     let _ = std::fs::remove_file(&pairs_file);
+}
+
+/// Starts recording each value the progress bar inside `testid` shows (polled every 5 ms).
+fn record_progress(browser: &Browser, testid: &str) {
+    browser.js(
+        "window.__progress = []; clearInterval(window.__progressTimer); const id = arguments[0]; \
+         window.__progressTimer = setInterval(() => { const p = document.querySelector(`[data-testid=${id}] progress`); \
+         if (!p || !p.hasAttribute('value')) return; const seen = [p.getAttribute('aria-label'), Number(p.getAttribute('value')), Number(p.getAttribute('max'))]; \
+         const last = window.__progress[window.__progress.length - 1]; \
+         if (!last || last[0] !== seen[0] || last[1] !== seen[1]) window.__progress.push(seen); }, 5);",
+        json!([testid]),
+    );
+}
+
+/// The recorded bar went forward within one part of the job, with `value <= max` throughout.
+fn assert_progress_advanced(browser: &Browser, job: &str) {
+    let seen = browser.js("clearInterval(window.__progressTimer); return window.__progress", json!([]));
+    let seen: Vec<(String, f64, f64)> = serde_json::from_value(seen).expect("recorded progress");
+    assert!(seen.iter().all(|(_, value, max)| value <= max), "{job}: {seen:?}");
+    let advanced = seen.windows(2).any(|w| w[0].0 == w[1].0 && w[1].1 > w[0].1);
+    assert!(advanced, "{job}: the progress bar never advanced: {seen:?}");
+}
+
+/// What [`readable_chart`] measured.
+#[derive(Debug, serde::Deserialize)]
+struct ChartLayout {
+    x_ticks: Vec<String>,
+    points: usize,
+    marker: String,
+}
+
+/// Checks the chart `testid` as a reader sees it: x and y tick labels whose boxes do not overlap,
+/// a legend that covers no point, at most 8 x ticks (whole numbers on a layer axis of `layers`),
+/// and a point's value shown as text when it takes the keyboard focus.
+fn readable_chart(browser: &Browser, testid: &str, layers: usize) -> ChartLayout {
+    let layout = browser.js(
+        "const fig = document.querySelector(`[data-testid=${arguments[0]}]`); \
+         const boxes = sel => [...fig.querySelectorAll(sel)].map(e => e.getBoundingClientRect()); \
+         const overlap = (a, b) => a.left < b.right && b.left < a.right && a.top < b.bottom && b.top < a.bottom; \
+         const overlapping = bs => bs.flatMap((a, i) => bs.slice(i + 1).filter(b => overlap(a, b)).map(b => [a.left, b.left])); \
+         const legend = fig.querySelector('[data-testid=chart-legend]'); \
+         const points = boxes('.point'); \
+         return { x_ticks: [...fig.querySelectorAll('.x-tick')].map(e => e.textContent), x_overlaps: overlapping(boxes('.x-tick')), \
+           y_overlaps: overlapping(boxes('.y-tick')), covered: legend ? points.filter(p => overlap(p, legend.getBoundingClientRect())).length : 0, \
+           points: points.length, marker: (fig.querySelector('[data-testid=chart-marker]') || {}).textContent || '' };",
+        json!([testid]),
+    );
+    assert_eq!(layout["x_overlaps"], json!([]), "{testid}: x tick labels overlap: {layout}");
+    assert_eq!(layout["y_overlaps"], json!([]), "{testid}: y tick labels overlap: {layout}");
+    assert_eq!(layout["covered"], json!(0), "{testid}: the legend covers points: {layout}");
+    let chart: ChartLayout = serde_json::from_value(layout.clone()).expect("a chart layout");
+    assert!(chart.points > 0 && (2..=8).contains(&chart.x_ticks.len()), "{testid}: {layout}");
+    if layers > 0 {
+        let ticks: Vec<usize> = chart.x_ticks.iter().map(|t| t.parse().unwrap_or_else(|_| panic!("{testid}: layer tick {t:?}"))).collect();
+        assert!(ticks.iter().all(|t| *t < layers), "{testid}: {ticks:?}");
+    }
+    browser.js("document.querySelector(`[data-testid=${arguments[0]}] .point`).focus()", json!([testid]));
+    browser.wait(
+        "the focused point's value",
+        "return /: -?[0-9]/.test(document.querySelector(`[data-testid=${arguments[0]}] [data-testid=chart-readout]`).textContent)",
+        json!([testid]),
+        LOAD,
+    );
+    chart
+}
+
+/// On the real model: a coefficient sweep stopped midway (its bar advances, Stop ends it), one run
+/// to the end (readable charts, the chosen coefficient marked), saved and exported as a report,
+/// and that report opened and re-measured on the same 30-layer model.
+fn studio_sweep_and_report(browser: &Browser) {
+    let shot = |name: &str, scroll_to: &str| {
+        browser.js("const e = document.querySelector(arguments[0]); if (e) e.scrollIntoView({block: 'start'});", json!([scroll_to]));
+        browser.screenshot(&shots().join(format!("{name}.png")));
+    };
+    browser.set_value("steer-prompt", "I watched the movie last night. It was");
+    browser.set_value("metric-target", " great");
+    browser.set_value("metric-counter", " terrible");
+    browser.set_value("metric-lexicon", "great, good, wonderful, love, amazing");
+    // Stopped midway: the bar advances, then Stop ends the job between two measurements.
+    record_progress(browser, "coef-progress");
+    browser.click("coef-sweep");
+    browser.wait(
+        "two measurements",
+        "const p = document.querySelector('[data-testid=coef-progress] progress'); return p && Number(p.getAttribute('value')) >= 2",
+        json!([]),
+        WORK,
+    );
+    assert_progress_advanced(browser, "the coefficient sweep");
+    browser.js("document.querySelector('[data-testid=coef-progress] [data-testid=job-stop]').click()", json!([]));
+    browser.wait("the sweep to stop", "return !document.querySelector('[data-testid=coef-progress]')", json!([]), WORK);
+    assert!(browser.text("steer-error").contains("Stopped"), "{}", browser.text("steer-error"));
+    assert_eq!(browser.count("coef-charts"), 0, "a stopped sweep shows no charts");
+
+    // To the end.
+    browser.click("coef-sweep");
+    browser.wait("the coefficient charts", "return document.querySelector('[data-testid=coef-charts]')", json!([]), WORK);
+    let chart = readable_chart(browser, "coef-logit-chart", 0);
+    assert!(chart.marker.starts_with("coefficient "), "{chart:?}");
+    shot("real-model-studio", "#steer-title");
+    shot("real-model-coefficients", "[data-testid=steer-generate]");
+    browser.click("save-results");
+
+    // Exported as a report, opened from the file, re-measured here.
+    browser.click("tab-reports");
+    browser.js(
+        "window.__report = null; const create = URL.createObjectURL; URL.createObjectURL = b => { b.text().then(t => { window.__report = t; }); return create(b); };",
+        json!([]),
+    );
+    browser.click("export-report");
+    let report = browser.wait("the exported report", "return window.__report", json!([]), LOAD);
+    let path = std::env::temp_dir().join(format!("analog-smollm2-report-{}.json", std::process::id()));
+    std::fs::write(&path, report.as_str().unwrap_or_default()).expect("a temporary report");
+    record_progress(browser, "report-job");
+    browser.upload("report-file", &path);
+    browser.wait("the comparison", "return document.querySelector('[data-testid=report-intervention]')", json!([]), WORK);
+    assert_progress_advanced(browser, "the report comparison");
+    assert!(browser.text("report-view").contains("sha256 matches"), "{}", browser.text("report-view"));
+    readable_chart(browser, "report-chart", 0);
+    shot("real-model-report", "[data-testid=report-view]");
+    let _ = std::fs::remove_file(&path);
 }
 
 #[test]

@@ -2,8 +2,8 @@
 //! thinned so that their labels fit side by side (whole numbers on a layer axis). Pure
 //! arithmetic, tested natively; `ui::charts` draws with it.
 
-/// The width of one character of tick text (10-unit sans-serif digits are about 5.6 wide).
-const CHAR_W: f64 = 6.0;
+/// The width of one character of tick text (11-unit sans-serif digits are about 6.2 wide).
+const CHAR_W: f64 = 6.6;
 /// Space between two x tick labels.
 const TICK_GAP: f64 = 14.0;
 /// The x axis is cut into at most this many steps, however much room there is: a 30-layer axis

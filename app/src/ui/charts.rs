@@ -13,7 +13,7 @@ use leptos::prelude::*;
 pub use crate::scale::Axis;
 use crate::scale::{Scale, extent, tick_label, value_text, x_scale, x_text, y_scale};
 
-/// The drawing, in viewBox units: text is 10 units high and scales with the chart.
+/// The drawing, in viewBox units: text is 11 units high and scales with the chart.
 const W: f64 = 560.0;
 const H: f64 = 230.0;
 /// Room for the y axis title and tick labels.
@@ -126,6 +126,8 @@ pub fn LineChart(
     #[prop(optional)] on_pick: Option<Callback<f64>>,
 ) -> impl IntoView {
     let shown = RwSignal::new(None::<String>);
+    // A series with no point to draw (a metric a report leaves out) has no line and no legend entry.
+    let series = Signal::derive(move || series.get().into_iter().filter(|s| s.points.iter().any(|p| p.0.is_finite() && p.1.is_finite())).collect::<Vec<_>>());
     let body = move || {
         let series = series.get();
         let all = || series.iter().flat_map(|s| s.points.iter().copied()).filter(|p| p.0.is_finite() && p.1.is_finite());

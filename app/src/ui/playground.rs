@@ -52,7 +52,7 @@ pub fn TokenView(stream: RwSignal<Stream>) -> impl IntoView {
     };
     view! {
         <details class="tokens" open>
-            <summary>"Tokens (what each stands for, ids below; ␣ space, ↵ newline, ‹hex› bytes of an unfinished character; prompt tokens shaded; hover for the vocabulary piece)"</summary>
+            <summary>"Tokens: the text each stands for (␣ space, ↵ newline, ‹hex› part of a character), its id below; prompt shaded, hover for the vocabulary piece"</summary>
             <div class="token-list" data-testid="token-view">
                 <For each=chips key=|(i, is_prompt, c)| format!("{i}:{is_prompt}:{}:{}:{:?}", c.id, c.shown.text, c.shown.partial) let((_, is_prompt, c))>
                     {chip(c, is_prompt)}

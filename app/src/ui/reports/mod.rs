@@ -162,7 +162,7 @@ fn CatalogReports() -> impl IntoView {
     view! { <ul class="catalog-reports">{items}</ul> }
 }
 
-/// A report URL (`report-url`, Enter or `report-load`) or a file to open. No props.
+/// A report URL (`report-url`, Enter or `report-load`) or a file (`report-file`) to open. No props.
 #[component]
 fn OpenReport() -> impl IntoView {
     let ctx = reports();
@@ -186,7 +186,7 @@ fn OpenReport() -> impl IntoView {
             <input type="text" data-testid="report-url" placeholder="https://… report URL" prop:value=url on:input=move |ev| url.set(event_target_value(&ev))
                 on:keydown=move |ev: leptos::ev::KeyboardEvent| if ev.key() == "Enter" { ctx.open(url.get_untracked(), None) }/>
             <button data-testid="report-load" on:click=move |_| ctx.open(url.get_untracked(), None)>"Load report"</button>
-            <label class="file-button">"Open a file…"<input type="file" accept=".json" on:change=open_file/></label>
+            <label class="file-button">"Open a file…"<input type="file" data-testid="report-file" accept=".json" on:change=open_file/></label>
         </div>
     }
 }

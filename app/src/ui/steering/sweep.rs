@@ -55,9 +55,9 @@ pub fn MetricSettings() -> impl IntoView {
         <details class="metric-setup">
             <summary>"Metric settings"</summary>
             <div class="controls">
-                <label class="control">"target word"<input type="text" prop:value=target on:input=move |ev| target.set(event_target_value(&ev))/></label>
-                <label class="control">"counter word"<input type="text" prop:value=counter on:input=move |ev| counter.set(event_target_value(&ev))/></label>
-                <label class="control wide">"trigger lexicon (comma-separated)"<input type="text" prop:value=lexicon on:input=move |ev| lexicon.set(event_target_value(&ev))/></label>
+                <label class="control">"target word"<input type="text" data-testid="metric-target" prop:value=target on:input=move |ev| target.set(event_target_value(&ev))/></label>
+                <label class="control">"counter word"<input type="text" data-testid="metric-counter" prop:value=counter on:input=move |ev| counter.set(event_target_value(&ev))/></label>
+                <label class="control wide">"trigger lexicon (comma-separated)"<input type="text" data-testid="metric-lexicon" prop:value=lexicon on:input=move |ev| lexicon.set(event_target_value(&ev))/></label>
             </div>
         </details>
     }
@@ -95,7 +95,7 @@ pub fn CoefCharts() -> impl IntoView {
     };
     view! {
         <Show when=move || studio.coef_sweep.with(Option::is_some)>
-            <div class="grid2" data-testid="coef-charts">
+            <div class="charts" data-testid="coef-charts">
                 <LineChart title="Logit difference shift (target − counter)".into() series=series(|m| m.logit_diff_shift) testid="coef-logit-chart"
                     x_axis=Axis::COEFFICIENT y_axis=Axis::value("Δ logit diff") chosen=chosen/>
                 <LineChart title="Trigger rate (lexicon word in a continuation)".into() series=series(|m| m.trigger_rate)
