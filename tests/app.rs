@@ -327,6 +327,10 @@ fn studio_sweep_and_report(browser: &Browser) {
         browser.js("const e = document.querySelector(arguments[0]); if (e) e.scrollIntoView({block: 'start'});", json!([scroll_to]));
         browser.screenshot(&shots().join(format!("{name}.png")));
     };
+    // Back to plain prompts: a report records no prompt format, and its re-extraction is plain.
+    browser.click("extract-chat");
+    browser.click("extract");
+    browser.wait("the extraction to end", "return !document.querySelector('[data-testid=steer-progress]')", json!([]), WORK);
     browser.set_value("steer-prompt", "I watched the movie last night. It was");
     browser.set_value("metric-target", " great");
     browser.set_value("metric-counter", " terrible");
@@ -369,7 +373,8 @@ fn studio_sweep_and_report(browser: &Browser) {
     browser.upload("report-file", &path);
     browser.wait("the comparison", "return document.querySelector('[data-testid=report-intervention]')", json!([]), WORK);
     assert_progress_advanced(browser, "the report comparison");
-    assert!(browser.text("report-view").contains("sha256 matches"), "{}", browser.text("report-view"));
+    let view = browser.text("report-view");
+    assert!(view.contains("sha256 matches") && view.contains("vector_reproduced1.000"), "{view}");
     readable_chart(browser, "report-chart", 0);
     shot("real-model-report", "[data-testid=report-view]");
     let _ = std::fs::remove_file(&path);
