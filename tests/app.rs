@@ -197,6 +197,15 @@ fn gguf_journey(webgpu: bool) {
     assert!(tokens.contains('↵') && tokens.contains('␣') && tokens.contains("<|im_start|>") && tokens.contains("Paris"), "{tokens}");
     assert!(!tokens.contains('Ċ') && !tokens.contains('Ġ'), "raw pieces in the token view: {tokens}");
     shot("real-model-chat", "main");
+    if !webgpu {
+        // The residual stream at 30 layers: the bars' chart reads, the lens spells its tokens.
+        browser.click("inspect");
+        browser.wait("the logit lens", "return document.querySelectorAll('[data-testid=logit-lens] tbody tr').length === 30", json!([]), WORK);
+        let resid = readable_chart(&browser, "resid-chart", 30);
+        assert!(resid.marker.starts_with("steering layer "), "{resid:?}");
+        let lens = browser.text("logit-lens");
+        assert!(!lens.contains('Ġ') && !lens.contains('Ċ') && lens.contains('␣'), "{lens}");
+    }
 
     stage("chatted");
     // Extract a sentiment vector from a few built-in pairs at layer 15, steer, export.
@@ -294,7 +303,7 @@ fn readable_chart(browser: &Browser, testid: &str, layers: usize) -> ChartLayout
          const overlap = (a, b) => a.left < b.right && b.left < a.right && a.top < b.bottom && b.top < a.bottom; \
          const overlapping = bs => bs.flatMap((a, i) => bs.slice(i + 1).filter(b => overlap(a, b)).map(b => [a.left, b.left])); \
          const legend = fig.querySelector('[data-testid=chart-legend]'); \
-         const points = boxes('.point'); \
+         const points = boxes('.point, .bar'); \
          return { x_ticks: [...fig.querySelectorAll('.x-tick')].map(e => e.textContent), x_overlaps: overlapping(boxes('.x-tick')), \
            y_overlaps: overlapping(boxes('.y-tick')), covered: legend ? points.filter(p => overlap(p, legend.getBoundingClientRect())).length : 0, \
            points: points.length, marker: (fig.querySelector('[data-testid=chart-marker]') || {}).textContent || '' };",
@@ -309,7 +318,7 @@ fn readable_chart(browser: &Browser, testid: &str, layers: usize) -> ChartLayout
         let ticks: Vec<usize> = chart.x_ticks.iter().map(|t| t.parse().unwrap_or_else(|_| panic!("{testid}: layer tick {t:?}"))).collect();
         assert!(ticks.iter().all(|t| *t < layers), "{testid}: {ticks:?}");
     }
-    browser.js("document.querySelector(`[data-testid=${arguments[0]}] .point`).focus()", json!([testid]));
+    browser.js("document.querySelector(`[data-testid=${arguments[0]}] .point, [data-testid=${arguments[0]}] .bar`).focus()", json!([testid]));
     browser.wait(
         "the focused point's value",
         "return /: -?[0-9]/.test(document.querySelector(`[data-testid=${arguments[0]}] [data-testid=chart-readout]`).textContent)",

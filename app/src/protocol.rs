@@ -172,8 +172,9 @@ pub struct ModelInfo {
 pub struct LayerView {
     pub layer: usize,
     pub resid_norm: f32,
-    /// The logit lens: most likely next tokens read from this layer's residual.
-    pub top: Vec<(String, f32)>,
+    /// The logit lens: most likely next tokens read from this layer's residual, as the text each
+    /// stands for, with their probabilities.
+    pub top: Vec<(TokenText, f32)>,
 }
 
 /// The metrics of a vector across coefficients, and the measured intervention they make (absent

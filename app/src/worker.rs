@@ -323,7 +323,7 @@ impl Worker {
                     .map(|r| LayerView {
                         layer: r.layer,
                         resid_norm: r.resid_norm,
-                        top: r.top.into_iter().map(|(id, p)| (tokenizer.decode(&[id]).unwrap_or_default(), p)).collect(),
+                        top: r.top.into_iter().map(|(id, p)| (TokenTexts::default().next(tokenizer, id), p)).collect(),
                     })
                     .collect();
                 self.send(&Event::Inspected { job, layers });

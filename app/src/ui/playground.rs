@@ -2,6 +2,7 @@
 //! with sampling controls, tokens/s, the token view and the residual stream per layer (norms and
 //! logit lens).
 
+use analog_core::TokenText;
 use leptos::prelude::*;
 
 use super::bridge::{cancel, done, send};
@@ -22,6 +23,17 @@ fn visible(text: &str) -> String {
             c => c.to_string(),
         })
         .collect()
+}
+
+/// What a token stands for, on one line: its text with [`visible`] markers and any bytes that
+/// do not form a character yet as hex in `‹›` (a special token's text is its name).
+fn label(shown: &TokenText) -> String {
+    let text = if shown.special { shown.text.clone() } else { visible(&shown.text) };
+    if shown.partial.is_empty() {
+        return text;
+    }
+    let hex: Vec<String> = shown.partial.iter().map(|b| format!("{b:02x}")).collect();
+    format!("{text}‹{}›", hex.join(" "))
 }
 
 /// One token: what it stands for (special tokens by name, bytes that do not form a character
@@ -167,7 +179,7 @@ pub fn Playground() -> impl IntoView {
                         <thead><tr><th>"layer"</th><th>"logit lens: most likely next tokens"</th></tr></thead>
                         <tbody>
                             {move || lens.get().into_iter().map(|r| view! {
-                                <tr><td>{r.layer}</td><td>{r.top.iter().map(|(t, p)| format!("{t:?} {:.0}%", p * 100.0)).collect::<Vec<_>>().join(" · ")}</td></tr>
+                                <tr><td>{r.layer}</td><td>{r.top.iter().map(|(t, p)| format!("{} {:.0}%", label(t), p * 100.0)).collect::<Vec<_>>().join(" · ")}</td></tr>
                             }).collect_view()}
                         </tbody>
                     </table>
