@@ -244,3 +244,53 @@ fn token_texts_spell_what_each_token_stands_for() {
         assert!(special.iter().any(|t| t.special && t.text.starts_with('<')), "{file}: {special:?}");
     }
 }
+
+/// A vector extracted from prompts in SmolLM2's chat format, measured and written into a report,
+/// re-extracts to itself when the report is compared: the report records the prompt format (a
+/// plain re-extraction gives another vector).
+#[test]
+fn a_report_of_a_chat_format_vector_reproduces_it() {
+    use analog_core::progress::Silent;
+    use analog_core::report::{self, AnalogModel, InterventionInputs, MetricName, Provenance, TransferReport};
+    use analog_core::steering::collect_ids;
+    let model = load("SmolLM2-135M-Instruct.Q4_1.gguf", &device::cpu());
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../public/datasets/sentiment.jsonl");
+    let text = std::fs::read_to_string(path).unwrap();
+    let pairs = PairSet::from_jsonl(&text.lines().take(8).collect::<Vec<_>>().join("\n")).unwrap();
+    let layer = 15;
+    let identity = VectorModel { id: "smollm2".into(), weights_sha256: "0".repeat(64), d_model: model.config().d_model };
+    let encoded = encode_pairs(&model, &pairs, PromptFormat::Chat).unwrap();
+    let acts = pollster::block_on(collect_ids(&model.model, &encoded, HookSite::ResidPost, Aggregation::Last, &mut Silent)).unwrap();
+    let mut vector = steering_vector(&acts, Method::MeanDiff, &[layer], identity.clone(), &pairs).unwrap();
+    vector.pairs.prompt_format = PromptFormat::Chat;
+    let back = analog_core::steering::SteeringVector::from_json(vector.to_json().as_bytes()).unwrap();
+    assert_eq!(back.pairs.prompt_format, PromptFormat::Chat, "the vector file keeps the format");
+
+    let spec =
+        EvalSpec::sweep(vec!["I watched the movie last night. It was".into()], Some(" great".into()), Some(" terrible".into()), vec!["great".into()], true);
+    let rows = pollster::block_on(evaluate(&model, &vector, &[0.0, 0.5], &spec, &mut Silent)).unwrap();
+    let iv = report::Intervention::measured("sentiment", "sentiment", &pairs, &vector, layer, spec, MetricName::LogitDiffShift, &rows).unwrap();
+    let provenance = Provenance {
+        code_revision: "test".into(),
+        seeds: [("evaluation".to_string(), 0)].into(),
+        date: "2026-12-01".into(),
+        hardware: "cpu".into(),
+        software: None,
+    };
+    let analog = AnalogModel::of(&model, "smollm2", "0".repeat(64), None);
+    let written = TransferReport::measured(analog, "a test", vec![iv], provenance).validated().unwrap().to_json();
+    assert!(written.contains(r#""prompt_format": "chat""#), "{written}");
+    let read = report::parse(written.as_bytes()).unwrap();
+    let inputs: Vec<InterventionInputs> = read
+        .interventions
+        .iter()
+        .map(|iv| InterventionInputs { pairs: iv.inline_pairs().unwrap().unwrap(), vector: iv.vector_from_bytes(None).unwrap() })
+        .collect();
+    let cosine = |r: &TransferReport| pollster::block_on(report::compare(&model, &identity, r, &inputs, &mut Silent)).unwrap().interventions[0].vector_cosine;
+    let reproduced = cosine(&read);
+    assert!(reproduced > 0.999, "re-extracted in the chat format: cosine {reproduced}");
+    let mut plain = read.clone();
+    plain.interventions[0].pairs.prompt_format = PromptFormat::Plain;
+    let other = cosine(&plain);
+    assert!(other < 0.99, "a plain re-extraction should differ: cosine {other}");
+}

@@ -430,7 +430,7 @@ mod tests {
             site: analog_core::steering::HookSite::ResidPost,
             method: Method::MeanDiff,
             aggregation: Aggregation::Last,
-            pairs: analog_core::steering::VectorPairs { sha256: String::new(), n_pairs: 1 },
+            pairs: analog_core::steering::VectorPairs { sha256: String::new(), n_pairs: 1, prompt_format: analog_core::steering::PromptFormat::Chat },
             directions: [(3, direction)].into(),
         };
         let event = Event::Extracted { job: 1, vector: vector.clone(), sweep: Vec::new() };

@@ -596,7 +596,9 @@ impl Worker {
         let acts = collect_ids(&loaded.model.model, &encoded, HookSite::ResidPost, aggregation, &mut steps).await.map_err(errors)?;
         let identity = VectorModel { id: loaded.info.label.clone(), weights_sha256: loaded.info.weights_sha256.clone(), d_model: loaded.info.d_model };
         let layers: Vec<usize> = (0..loaded.info.n_layers).collect();
-        let vector = analog_core::steering::steering_vector(&acts, method, &layers, identity, &pairs).map_err(errors)?;
+        let mut vector = analog_core::steering::steering_vector(&acts, method, &layers, identity, &pairs).map_err(errors)?;
+        // Recorded, so a report of this vector re-extracts it the same way.
+        vector.pairs.prompt_format = if chat { PromptFormat::Chat } else { PromptFormat::Plain };
         let sweep = analog_core::steering::sweep_with(&acts, &mut steps).await.map_err(errors)?;
         self.send(&Event::Extracted { job, vector, sweep });
         Ok(())

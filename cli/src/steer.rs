@@ -123,7 +123,8 @@ pub fn extract(args: ExtractArgs) -> Result<()> {
     let (model, identity) = load_with_identity(&args.model)?;
     let layers = parse_layers(&args.layer, model.config().n_layers)?;
     let (pairs, acts) = pollster::block_on(activations(&model, &args.pairs))?;
-    let vector = steering_vector(&acts, args.method, &layers, identity, &pairs)?;
+    let mut vector = steering_vector(&acts, args.method, &layers, identity, &pairs)?;
+    vector.pairs.prompt_format = if args.pairs.chat { PromptFormat::Chat } else { PromptFormat::Plain };
     std::fs::write(&args.out, vector.to_json()).with_context(|| format!("cannot write {}", args.out.display()))?;
     for (layer, d) in &vector.directions {
         println!("layer {layer:>3}: |v| = {:.4}, mean |resid| = {:.4}", d.norm, d.mean_resid_norm);

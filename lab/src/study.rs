@@ -103,7 +103,13 @@ pub(crate) fn intervention(
     Ok(Intervention {
         id: dataset.id.clone(),
         concept: dataset.concept.clone(),
-        pairs: PairSetRef { n_pairs: pairs.len(), sha256: pairs.sha256(), inline: None, url: Some(format!("../datasets/{}", dataset.file)) },
+        pairs: PairSetRef {
+            n_pairs: pairs.len(),
+            sha256: pairs.sha256(),
+            inline: None,
+            url: Some(format!("../datasets/{}", dataset.file)),
+            prompt_format: analog_core::steering::PromptFormat::Plain,
+        },
         method: analog_vector.method,
         aggregation: analog_vector.aggregation,
         analog_hook: analog_vector.site,

@@ -13,7 +13,9 @@ use crate::generate::TextModel;
 use crate::progress::{Named, Progress};
 use crate::steering::linalg::{cosine, norm};
 use crate::steering::metrics::{Metrics, evaluate};
-use crate::steering::{Direction, Method, PairSet, SteeringVector, VectorModel, VectorPairs, collect, collect_stats, mean_diff_vector, steering_vector};
+use crate::steering::{
+    Direction, Method, PairSet, SteeringVector, VectorModel, VectorPairs, collect_ids, collect_stats_ids, encode_pairs, mean_diff_vector, steering_vector,
+};
 
 /// Representations count as aligned above this global similarity (Lee et al. 2025).
 pub const ALIGNMENT_R: f64 = 0.9;
@@ -295,16 +297,18 @@ async fn compare_one(
     if input.vector.len() != d_model {
         return Err(Error::VectorDimension { hook: iv.analog_hook.at(iv.analog_layer).to_string(), expected: d_model, found: input.vector.len() });
     }
-    let extracted = if iv.method == Method::MeanDiff {
+    // The prompts as the report's author sent them (plain, or in the chat format).
+    let encoded = encode_pairs(model, &input.pairs, iv.pairs.prompt_format)?;
+    let mut steps = Named { what: format!("{what}: re-extracting"), inner: progress };
+    let mut extracted = if iv.method == Method::MeanDiff {
         // Reduced on the device: nothing per prompt is read back.
-        let mut steps = Named { what: format!("{what}: re-extracting"), inner: progress };
-        let stats = collect_stats(model, &input.pairs, iv.analog_hook, iv.aggregation, &mut steps).await?;
+        let stats = collect_stats_ids(&model.model, &encoded, iv.analog_hook, iv.aggregation, &mut steps).await?;
         mean_diff_vector(&stats, &[iv.analog_layer], local.clone(), &input.pairs)?
     } else {
-        let mut steps = Named { what: format!("{what}: re-extracting"), inner: progress };
-        let acts = collect(model, &input.pairs, iv.analog_hook, iv.aggregation, &mut steps).await?;
+        let acts = collect_ids(&model.model, &encoded, iv.analog_hook, iv.aggregation, &mut steps).await?;
         steering_vector(&acts, iv.method, &[iv.analog_layer], local.clone(), &input.pairs)?
     };
+    extracted.pairs.prompt_format = iv.pairs.prompt_format;
     let local_direction = extracted.directions.get(&iv.analog_layer).map(|d| d.direction.clone()).unwrap_or_default();
 
     let published = SteeringVector {
@@ -313,7 +317,7 @@ async fn compare_one(
         site: iv.analog_hook,
         method: iv.method,
         aggregation: iv.aggregation,
-        pairs: VectorPairs { sha256: iv.pairs.sha256.clone(), n_pairs: iv.pairs.n_pairs },
+        pairs: VectorPairs { sha256: iv.pairs.sha256.clone(), n_pairs: iv.pairs.n_pairs, prompt_format: iv.pairs.prompt_format },
         directions: BTreeMap::from([(
             iv.analog_layer,
             Direction { norm: iv.vector.norm, mean_resid_norm: iv.vector.mean_resid_norm, direction: input.vector.clone() },

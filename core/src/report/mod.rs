@@ -141,7 +141,13 @@ impl Intervention {
         Ok(Self {
             id: id.into(),
             concept: concept.into(),
-            pairs: PairSetRef { n_pairs: pairs.len(), sha256: pairs.sha256(), inline: Some(pairs.pairs.clone()), url: None },
+            pairs: PairSetRef {
+                n_pairs: pairs.len(),
+                sha256: pairs.sha256(),
+                inline: Some(pairs.pairs.clone()),
+                url: None,
+                prompt_format: vector.pairs.prompt_format,
+            },
             method: vector.method,
             aggregation: vector.aggregation,
             analog_hook: vector.site,

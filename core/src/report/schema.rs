@@ -6,7 +6,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::steering::metrics::{EvalSpec, Metrics};
-use crate::steering::{Aggregation, HookSite, Method, Pair};
+use crate::steering::{Aggregation, HookSite, Method, Pair, PromptFormat};
 
 /// The `schema_version` of every v1 report.
 pub const SCHEMA_VERSION: &str = "1.0";
@@ -312,6 +312,11 @@ pub struct PairSetRef {
     /// A JSONL or CSV pair file: https, http on localhost, or relative to the report's URL.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
+    /// How the prompts were sent to the analog: `plain` text (the default, left out) or `chat`,
+    /// each prompt as the user's turn in the analog's chat template (a CAA item's answer opening
+    /// the reply), read where the reply begins. Re-extraction uses the same format.
+    #[serde(default, skip_serializing_if = "PromptFormat::is_plain")]
+    pub prompt_format: PromptFormat,
 }
 
 /// The analog vector, inline or by reference. Exactly one of `values` and `url` is given.

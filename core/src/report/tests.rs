@@ -3,7 +3,7 @@ use super::*;
 use crate::steering::metrics::Metrics;
 use crate::{
     Positions,
-    steering::{Aggregation, HookSite, Method},
+    steering::{Aggregation, HookSite, Method, PromptFormat},
 };
 
 fn metrics(v: f32) -> Metrics {
@@ -14,7 +14,7 @@ fn intervention() -> Intervention {
     Intervention {
         id: "mood".into(),
         concept: "happy vs sad".into(),
-        pairs: PairSetRef { n_pairs: 2, sha256: "0".repeat(64), inline: None, url: Some("pairs.jsonl".into()) },
+        pairs: PairSetRef { n_pairs: 2, sha256: "0".repeat(64), inline: None, url: Some("pairs.jsonl".into()), prompt_format: PromptFormat::Plain },
         method: Method::MeanDiff,
         aggregation: Aggregation::Last,
         analog_hook: HookSite::ResidPost,

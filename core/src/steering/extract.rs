@@ -110,7 +110,7 @@ pub async fn collect(model: &TextModel, pairs: &PairSet, site: HookSite, aggrega
 }
 
 /// How a pair's prompts become token ids.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum PromptFormat {
     /// The text as it is, after the tokenizer's BOS.
@@ -121,6 +121,13 @@ pub enum PromptFormat {
     /// activation is where an instruct model is about to reply (Arditi et al.'s post-instruction
     /// position), or at its answer letter (Rimsky et al.'s CAA).
     Chat,
+}
+
+impl PromptFormat {
+    /// Plain text, the format files leave out.
+    pub fn is_plain(&self) -> bool {
+        *self == Self::Plain
+    }
 }
 
 /// Every pair's positive then negative prompt as token ids, in `format`.
@@ -283,7 +290,7 @@ pub fn mean_diff_vector(stats: &PairStats, layers: &[usize], model: VectorModel,
         site: stats.site,
         method: Method::MeanDiff,
         aggregation: stats.aggregation,
-        pairs: VectorPairs { sha256: pairs.sha256(), n_pairs: pairs.len() },
+        pairs: VectorPairs { sha256: pairs.sha256(), n_pairs: pairs.len(), prompt_format: PromptFormat::Plain },
         directions,
     })
 }
@@ -345,7 +352,7 @@ pub fn steering_vector(acts: &PairActivations, method: Method, layers: &[usize],
         site: acts.site,
         method,
         aggregation: acts.aggregation,
-        pairs: VectorPairs { sha256: pairs.sha256(), n_pairs: pairs.len() },
+        pairs: VectorPairs { sha256: pairs.sha256(), n_pairs: pairs.len(), prompt_format: PromptFormat::Plain },
         directions,
     })
 }

@@ -12,7 +12,7 @@
 
 use std::collections::BTreeMap;
 
-use super::extract::{Aggregation, Method};
+use super::extract::{Aggregation, Method, PromptFormat};
 use super::linalg::norm;
 use super::vector::{Direction, FORMAT, HookSite, SteeringVector, VectorModel, VectorPairs};
 use crate::error::{Error, Result};
@@ -83,7 +83,11 @@ pub fn import(bytes: &[u8]) -> Result<SteeringVector> {
         site: text("analog.hook").and_then(|h| h.parse().ok()).unwrap_or(HookSite::ResidPost),
         method: text("analog.method").and_then(|m| m.parse().ok()).unwrap_or(Method::Imported),
         aggregation: text("analog.aggregation").and_then(|a| a.parse().ok()).unwrap_or(Aggregation::Last),
-        pairs: VectorPairs { sha256: text("analog.pairs_sha256").unwrap_or_default(), n_pairs: file.uint("analog.n_pairs").unwrap_or(0) as usize },
+        pairs: VectorPairs {
+            sha256: text("analog.pairs_sha256").unwrap_or_default(),
+            n_pairs: file.uint("analog.n_pairs").unwrap_or(0) as usize,
+            prompt_format: PromptFormat::Plain,
+        },
         directions,
     })
 }
@@ -107,7 +111,7 @@ mod tests {
             site: HookSite::ResidPost,
             method: Method::PcaCenter,
             aggregation: Aggregation::Mean,
-            pairs: VectorPairs { sha256: "cd".repeat(32), n_pairs: 40 },
+            pairs: VectorPairs { sha256: "cd".repeat(32), n_pairs: 40, prompt_format: PromptFormat::Plain },
             directions,
         }
     }

@@ -8,7 +8,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-use super::extract::{Aggregation, Method};
+use super::extract::{Aggregation, Method, PromptFormat};
 use crate::error::{Error, Result};
 use crate::hooks::{Edit, EditOp, HookPoint, Positions};
 
@@ -79,6 +79,9 @@ pub struct VectorPairs {
     /// sha256 of the pair set's canonical JSONL.
     pub sha256: String,
     pub n_pairs: usize,
+    /// How the prompts were sent to the model (absent: plain text).
+    #[serde(default, skip_serializing_if = "PromptFormat::is_plain")]
+    pub prompt_format: PromptFormat,
 }
 
 /// One layer's direction, exactly as the method produced it (never silently normalised).
