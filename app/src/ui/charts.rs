@@ -32,6 +32,11 @@ pub struct Series {
     pub dashed: bool,
 }
 
+/// A point with both coordinates finite: the only kind a chart draws.
+fn drawable(p: &(f64, f64)) -> bool {
+    p.0.is_finite() && p.1.is_finite()
+}
+
 /// Grid lines, tick labels and both axis titles.
 fn axes(x: &Scale, y: &Scale, x_axis: Axis, y_axis: Axis) -> impl IntoView {
     let (bottom, top) = (y.from, y.to);
@@ -127,10 +132,10 @@ pub fn LineChart(
 ) -> impl IntoView {
     let shown = RwSignal::new(None::<String>);
     // A series with no point to draw (a metric a report leaves out) has no line and no legend entry.
-    let series = Signal::derive(move || series.get().into_iter().filter(|s| s.points.iter().any(|p| p.0.is_finite() && p.1.is_finite())).collect::<Vec<_>>());
+    let series = Signal::derive(move || series.get().into_iter().filter(|s| s.points.iter().any(drawable)).collect::<Vec<_>>());
     let body = move || {
         let series = series.get();
-        let all = || series.iter().flat_map(|s| s.points.iter().copied()).filter(|p| p.0.is_finite() && p.1.is_finite());
+        let all = || series.iter().flat_map(|s| s.points.iter().copied()).filter(drawable);
         let (Some((x0, x1)), Some((y0, y1))) = (extent(all().map(|p| p.0)), extent(all().map(|p| p.1))) else {
             return view! { <text x=LEFT y=H / 2.0 class="empty">"no data yet"</text> }.into_any();
         };
@@ -139,7 +144,7 @@ pub fn LineChart(
         let lines = series
             .iter()
             .map(|s| {
-                let finite: Vec<(f64, f64)> = s.points.iter().copied().filter(|p| p.0.is_finite() && p.1.is_finite()).collect();
+                let finite: Vec<(f64, f64)> = s.points.iter().copied().filter(drawable).collect();
                 let d: String =
                     finite.iter().enumerate().map(|(j, p)| format!("{}{:.1},{:.1}", if j == 0 { "M" } else { "L" }, x.at(p.0), y.at(p.1))).collect();
                 let dots = finite

@@ -25,27 +25,31 @@ fn visible(text: &str) -> String {
         .collect()
 }
 
-/// What a token stands for, on one line: its text with [`visible`] markers and any bytes that
-/// do not form a character yet as hex in `‹›` (a special token's text is its name).
+/// A token's text as shown: with [`visible`] markers (a special token's text is its name).
+fn spelled(shown: &TokenText) -> String {
+    if shown.special { shown.text.clone() } else { visible(&shown.text) }
+}
+
+/// A token's bytes that do not form a character yet, as hex in `‹›`; `None` when there are none.
+fn partial_hex(shown: &TokenText) -> Option<String> {
+    (!shown.partial.is_empty()).then(|| format!("‹{}›", shown.partial.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(" ")))
+}
+
+/// What a token stands for, on one line: [`spelled`], then [`partial_hex`].
 fn label(shown: &TokenText) -> String {
-    let text = if shown.special { shown.text.clone() } else { visible(&shown.text) };
-    if shown.partial.is_empty() {
-        return text;
-    }
-    let hex: Vec<String> = shown.partial.iter().map(|b| format!("{b:02x}")).collect();
-    format!("{text}‹{}›", hex.join(" "))
+    spelled(shown) + &partial_hex(shown).unwrap_or_default()
 }
 
 /// One token: what it stands for (special tokens by name, bytes that do not form a character
 /// yet as hex in `‹›`), its id below, and its vocabulary piece on hover.
 fn chip(chip: TokenChip, is_prompt: bool) -> impl IntoView {
     let TokenChip { id, piece, shown } = chip;
-    let partial = (!shown.partial.is_empty()).then(|| shown.partial.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(" "));
+    let partial = partial_hex(&shown);
     let title = format!("piece {piece:?} · id {id}{}", if partial.is_some() { " · bytes of a character that a later token completes" } else { "" });
-    let text = if shown.special { piece } else { visible(&shown.text) };
+    let text = spelled(&shown);
     view! {
         <span class="token" class:prompt=is_prompt class:special=shown.special title=title data-id=id>
-            <b>{text}{partial.map(|p| view! { <span class="partial">{format!("‹{p}›")}</span> })}</b>
+            <b>{text}{partial.map(|p| view! { <span class="partial">{p}</span> })}</b>
             <small>{id.to_string()}</small>
         </span>
     }

@@ -49,6 +49,13 @@ impl ReportsState {
         }
         self.opened.set(Some((target.clone(), body.clone())));
         shown.set(Shown::Loading("fetching and validating".into()));
+        // The job's last event: its bar goes (unless a later comparison replaced it), and its handler.
+        let finish = move |job| {
+            if progress.with_untracked(|p| p.as_ref().is_some_and(|p| p.job == job)) {
+                progress.set(None);
+            }
+            done(job);
+        };
         let job = send(
             |job| Request::Report { job, url: target, text: body },
             &[],
@@ -60,21 +67,21 @@ impl ReportsState {
                 Event::ReportParsed { report, .. } => {
                     shown.set(Shown::Report { report, comparison: None, note: Some("Valid. Re-measuring the analog's side here…".into()) })
                 }
-                event @ (Event::ReportChecked { .. } | Event::Failed { .. } | Event::Stopped { .. }) => {
-                    let job = event.job();
-                    if progress.with_untracked(|p| p.as_ref().is_some_and(|p| p.job == job)) {
-                        progress.set(None);
-                    }
-                    match event {
-                        Event::ReportChecked { report, comparison, note, .. } => shown.set(Shown::Report { report, comparison, note }),
-                        Event::Failed { errors, .. } => shown.set(Shown::Errors(errors)),
-                        _ => shown.update(|s| {
-                            if let Shown::Report { note, comparison: None, .. } = s {
-                                *note = Some("Stopped: the comparison was not finished. Open the report again to re-measure it.".into());
-                            }
-                        }),
-                    }
-                    done(job);
+                Event::ReportChecked { job, report, comparison, note } => {
+                    shown.set(Shown::Report { report, comparison, note });
+                    finish(job);
+                }
+                Event::Failed { job, errors } => {
+                    shown.set(Shown::Errors(errors));
+                    finish(job);
+                }
+                Event::Stopped { job } => {
+                    shown.update(|s| {
+                        if let Shown::Report { note, comparison: None, .. } = s {
+                            *note = Some("Stopped: the comparison was not finished. Open the report again to re-measure it.".into());
+                        }
+                    });
+                    finish(job);
                 }
                 _ => {}
             },
