@@ -76,7 +76,7 @@ fn ticks_between(lo: f64, hi: f64, step: f64) -> Vec<f64> {
 pub fn x_scale(lo: f64, hi: f64, axis: Axis, from: f64, to: f64) -> Scale {
     let pad = if hi > lo { (hi - lo) * 0.03 } else { 0.5 };
     if hi <= lo {
-        return Scale { lo: lo - pad, hi: hi + pad, from, to, ticks: vec![lo], decimals: decimals(lo.abs().max(1.0), axis.integer) };
+        return Scale { lo: lo - pad, hi: hi + pad, from, to, ticks: vec![lo], decimals: decimals(lo.abs(), axis.integer) };
     }
     let room = to - from;
     let ticks_for = |max: usize| {
@@ -160,6 +160,8 @@ mod tests {
     fn a_two_layer_model_has_both_layers_ticked() {
         assert_eq!(x_scale(0.0, 1.0, Axis::LAYER, LEFT, W - RIGHT).ticks, vec![0.0, 1.0]);
         assert_eq!(x_scale(3.0, 3.0, Axis::LAYER, LEFT, W - RIGHT).ticks, vec![3.0]);
+        let single = x_scale(0.25, 0.25, Axis::COEFFICIENT, LEFT, W - RIGHT);
+        assert_eq!(tick_label(single.ticks[0], single.decimals), "0.25", "one coefficient keeps its decimals");
     }
 
     #[test]
